@@ -1,0 +1,100 @@
+"""Recurrent classifiers (torch). ``FAMILIES`` is the one table of model families:
+the CLI choices, export dispatch and test parametrisation are built from it, so a
+new family is one file plus one line here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from edgerf.cells.base import Cell, State
+from edgerf.cells.gru import GRUCell
+from edgerf.cells.lif import LIFCell
+from edgerf.cells.rnn import ElmanCell
+from edgerf.cells.ssm import DiagSSMCell
+
+FAMILIES: dict[str, type[Cell]] = {
+    "rnn": ElmanCell,
+    "gru": GRUCell,
+    "ssm": DiagSSMCell,
+    "lif": LIFCell,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    family: str = "gru"      # which row of FAMILIES
+    input_size: int = 28     # features per frame (the task decides)
+    hidden: int = 128        # width of every recurrent layer (and of the input layer)
+    layers: int = 1          # stacked recurrent layers; one is enough for these tasks
+    classes: int = 10        # logits per step
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RecurrentClassifier(nn.Module):
+    """Input layer -> ``layers`` recurrent cells -> linear readout, one logit vector per step.
+
+        u_t      = W_in x_t + b_in                          [B, H]
+        y_t^(l)  = cell_l(y_t^(l-1), state^(l))             [B, H]
+        logits_t = W_out y_t^(L) + b_out                    [B, C]
+
+    States are named ``l<layer>_<name>`` (``l0_h``, ``l0_v``...); export binds them
+    by these names.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if config.family not in FAMILIES:
+            raise ValueError(f"unknown model family {config.family!r}; known: {', '.join(FAMILIES)}")
+        self.config = config
+        cell = FAMILIES[config.family]
+        self.input = nn.Linear(config.input_size, config.hidden)
+        self.cells = nn.ModuleList(cell(config.hidden, config.hidden) for _ in range(config.layers))
+        self.readout = nn.Linear(config.hidden, config.classes)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(f"l{i}_{n}" for i, c in enumerate(self.cells) for n in c.state_names)
+
+    def state_sizes(self) -> tuple[int, ...]:
+        return tuple(n for c in self.cells for n in c.state_sizes())
+
+    def init_state(self, batch: int = 1) -> State:
+        return tuple(s for c in self.cells for s in c.init_state(batch))
+
+    def _split(self, state: State) -> list[State]:
+        out, i = [], 0
+        for c in self.cells:
+            k = len(c.state_names)
+            out.append(tuple(state[i:i + k]))
+            i += k
+        return out
+
+    def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """(x_t [B, D], state) -> (logits_t [B, C], state'): the exported function."""
+        y, new = self.input(x_t), []
+        for cell, s in zip(self.cells, self._split(state)):
+            y, s = cell.step(y, s)
+            new += s
+        return self.readout(y), tuple(new)
+
+    def forward(self, x: torch.Tensor, state: State | None = None,
+                resets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """x [B, T, D] -> logits [B, T, C] and the last state; equal to the step loop.
+
+        resets [B, T] bool (optional): zero the state before those steps (oracle
+        resets at sample boundaries, for the periodic-reset baseline only).
+        """
+        if state is None:
+            state = self.init_state(x.shape[0])
+        keep = None if resets is None else (~resets).to(x.dtype)   # [B, T]
+        y, new = self.input(x), []
+        for cell, s in zip(self.cells, self._split(state)):
+            y, s = cell(y, s, keep)
+            new += s
+        return self.readout(y), tuple(new)

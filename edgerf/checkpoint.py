@@ -1,0 +1,102 @@
+"""Checkpoints: config, weights, task spec, training summary and versions in one file.
+
+Loaded with ``torch.load(weights_only=True)``, so a checkpoint can never run
+pickled code. The weights carry a SHA-256 digest checked on load, so a file that
+was edited after training is refused rather than silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from edgerf import __version__
+from edgerf.atomic import atomic_path
+from edgerf.cells import ModelConfig, RecurrentClassifier
+from edgerf.errors import CheckpointError
+
+FORMAT = "edgerf-ckpt/1"
+
+
+@dataclass
+class Checkpoint:
+    model: RecurrentClassifier
+    task: dict                      # the task spec (see edgerf.tasks)
+    training: dict                  # mode, command, seed, epochs, train_seconds
+    results: dict = field(default_factory=dict)   # evaluation records
+    versions: dict = field(default_factory=dict)
+    sha256: str = ""                # of the file, as read
+
+
+def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().contiguous().cpu()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    return {"edgerf": __version__, "torch": torch.__version__.split("+")[0],
+            "python": platform.python_version()}
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
+    state = {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "config": ckpt.model.config.to_dict(),
+        "task": ckpt.task,
+        "training": ckpt.training,
+        "results": ckpt.results,
+        "versions": ckpt.versions or versions(),
+        "weights": state,
+        "weights_sha256": weights_digest(state),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist. Train one with `edgerf train -o {path}`.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not written by "
+                              f"torch.save): {str(e).splitlines()[0][:200]}") from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an edgerf checkpoint (expected format {FORMAT}). "
+                              "Use a file written by `edgerf train`.")
+    try:
+        config = ModelConfig(**payload["config"])
+        weights = payload["weights"]
+        if weights_digest(weights) != payload["weights_sha256"]:
+            raise CheckpointError(f"{path}: the weights do not match their recorded SHA-256; the file "
+                                  "was modified after training. Re-train or restore the original.")
+        model = RecurrentClassifier(config)
+        model.load_state_dict(weights)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is an edgerf checkpoint with missing or inconsistent fields "
+                              f"({e}). Re-train it with this version of edgerf.") from e
+    model.eval()
+    return Checkpoint(model=model, task=payload["task"], training=payload.get("training", {}),
+                      results=payload.get("results", {}), versions=payload.get("versions", {}),
+                      sha256=file_sha256(path))

@@ -1,0 +1,86 @@
+"""Fashion-MNIST from the four standard IDX files (gzipped or not). Never downloads."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.errors import DataError
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Where the files may be, in order. The last one is this repository's development
+# layout (../shared/data beside the checkout).
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+_REPO = Path(__file__).resolve().parents[2]
+DEV_DIRS = (Path.cwd() / "../shared/data/fashion-mnist", _REPO / "../shared/data/fashion-mnist")
+
+HOW_TO_GET = ("Put the four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+              "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in a folder and pass it "
+              "with --data or $EDGERF_DATA, or `apt install dataset-fashion-mnist` "
+              f"(files land in {DEBIAN_DIR}).")
+
+
+def _has_files(d: Path) -> bool:
+    return any((d / (n + ext)).exists() for n in FILES["test"][:1] for ext in ("", ".gz"))
+
+
+def find_dir(data: str | os.PathLike | None = None) -> Path:
+    """The folder holding the IDX files: ``data``, $EDGERF_DATA, Debian's, then dev."""
+    candidates: list[Path] = []
+    for given in (data, os.environ.get("EDGERF_DATA")):
+        if given:
+            candidates += [Path(given), Path(given) / "fashion-mnist"]
+            for d in candidates[-2:]:
+                if _has_files(d):
+                    return d
+            raise DataError(f"no Fashion-MNIST files in {given}. {HOW_TO_GET}")
+    for d in (DEBIAN_DIR, *DEV_DIRS):
+        if _has_files(d):
+            return d.resolve()
+    raise DataError(f"Fashion-MNIST not found (looked in {DEBIAN_DIR} and ../shared/data). {HOW_TO_GET}")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (uint8 payload), checking the header against the payload size."""
+    for p in (path, path.with_name(path.name + ".gz")):
+        if p.exists():
+            path = p
+            break
+    else:
+        raise DataError(f"missing {path}[.gz]. {HOW_TO_GET}")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path} is corrupt or truncated ({e}). Replace it with a fresh copy.") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an IDX uint8 file (bad magic). Replace it with a fresh copy.")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header cut short). Replace it with a fresh copy.")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path} holds {len(raw) - header} bytes of data but its header says "
+                        f"{dims} = {expected}: the file is corrupt or truncated. Replace it.")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def load(split: str, data: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 28, 28] uint8 and labels [N] int64 of ``split`` ('train' or 'test')."""
+    d = find_dir(data)
+    img_name, lab_name = FILES[split]
+    images, labels = read_idx(d / img_name), read_idx(d / lab_name)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{d}: images {images.shape} and labels {labels.shape} do not pair up.")
+    if labels.max() >= len(CLASSES):
+        raise DataError(f"{d / lab_name}: label {labels.max()} out of range; not Fashion-MNIST?")
+    return images, labels.astype(np.int64)

@@ -1,0 +1,94 @@
+"""The stream: samples concatenated with non-informative gaps, never reset.
+
+A stream is what a device sees: one long sequence of frames with no marker of where
+a sample begins. The labels, mask and boundaries travel beside it for training and
+scoring only.
+
+Shapes: T steps, D features per frame, N samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+NO_LABEL = -1  # label of a non-informative step
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One unreset stream with its annotations.
+
+    x       [T, D] float32  frames, already normalised as the model sees them
+    labels  [T]    int64    class of the sample a step belongs to, NO_LABEL in gaps
+    mask    [T]    bool     m_t: True on informative steps (CE), False on noise (KL to uniform)
+    starts  [N]    int64    first step of each sample (where an oracle would reset)
+    ends    [N]    int64    last informative step of each sample (where acc_p is read)
+    """
+
+    x: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def sample_labels(self) -> np.ndarray:
+        return self.labels[self.ends]
+
+    def resets(self) -> np.ndarray:
+        """[T] bool, True where an oracle that sees boundaries zeroes the state."""
+        r = np.zeros(len(self), dtype=bool)
+        r[self.starts] = True
+        return r
+
+    def head(self, steps: int) -> "Stream":
+        """The first ``steps`` steps, keeping only samples that end inside them."""
+        keep = self.ends < steps
+        return Stream(self.x[:steps], self.labels[:steps], self.mask[:steps],
+                      self.starts[keep], self.ends[keep])
+
+    def to_npz(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "labels": self.labels, "mask": self.mask,
+                "starts": self.starts, "ends": self.ends}
+
+    @classmethod
+    def from_npz(cls, d) -> "Stream":
+        return cls(np.asarray(d["x"], np.float32), np.asarray(d["labels"], np.int64),
+                   np.asarray(d["mask"], bool), np.asarray(d["starts"], np.int64),
+                   np.asarray(d["ends"], np.int64))
+
+
+def concat_samples(samples: Sequence[np.ndarray], labels: Sequence[int],
+                   gaps: Sequence[np.ndarray]) -> Stream:
+    """Build ``gap_0, sample_0, gap_1, sample_1, ...`` into one Stream.
+
+    samples[i] [T_i, D] informative frames of sample i, labels[i] its class,
+    gaps[i] [G_i, D] the non-informative frames that precede it (G_i may be 0).
+    Every frame of a sample is marked informative; tasks whose informative frames
+    are decided per frame (speech) adjust ``mask`` and ``ends`` afterwards.
+    """
+    if not (len(samples) == len(labels) == len(gaps)):
+        raise ValueError("samples, labels and gaps must have the same length")
+    parts, lab, msk, starts, ends = [], [], [], [], []
+    t = 0
+    for s, y, g in zip(samples, labels, gaps):
+        parts += [g, s]
+        lab += [np.full(len(g), NO_LABEL), np.full(len(s), y)]
+        msk += [np.zeros(len(g), bool), np.ones(len(s), bool)]
+        t += len(g)
+        starts.append(t)
+        t += len(s)
+        ends.append(t - 1)
+    return Stream(
+        x=np.concatenate(parts).astype(np.float32, copy=False),
+        labels=np.concatenate(lab).astype(np.int64),
+        mask=np.concatenate(msk),
+        starts=np.asarray(starts, np.int64),
+        ends=np.asarray(ends, np.int64),
+    )

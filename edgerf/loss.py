@@ -1,0 +1,56 @@
+"""The reset-free loss (Yin & Corradi 2024) and the baselines' losses.
+
+Per step t with class probabilities p_t = softmax(logits_t):
+
+    reset-free:  l_t = m_t * CE(p_t, y_t) + (1 - m_t) * KL(U || p_t)
+    ce:          l_t = m_t * CE(p_t, y_t)
+
+KL(U || p) = sum_c (1/C) * (log(1/C) - log p_c) = -log C - mean_c log p_c, zero
+exactly when p is uniform. Averaging: the reset-free loss is the mean of l_t over
+all B*T steps (every step carries a target); the ce loss is the mean over the
+informative steps only (noise steps carry none).
+
+``TRAINING_MODES`` is the one table of training modes: which loss, and whether the
+state is zeroed at sample boundaries (periodic-reset, which needs an oracle that
+sees boundaries, in training and at evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class TrainingMode:
+    loss: str            # "reset-free" or "ce"
+    oracle_reset: bool   # zero the state at every sample start
+
+
+TRAINING_MODES = {
+    "reset-free": TrainingMode(loss="reset-free", oracle_reset=False),
+    "periodic-reset": TrainingMode(loss="ce", oracle_reset=True),
+    "ce": TrainingMode(loss="ce", oracle_reset=False),
+}
+
+
+def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
+    """KL(U || softmax(logits)) per step: [..., C] -> [...]."""
+    logp = F.log_softmax(logits, -1)
+    return -math.log(logits.shape[-1]) - logp.mean(-1)
+
+
+def stream_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                loss: str = "reset-free") -> torch.Tensor:
+    """logits [B, T, C], labels [B, T] (any value where mask is False), mask [B, T] bool."""
+    ce = F.cross_entropy(logits.flatten(0, -2), labels.clamp(min=0).flatten(),
+                         reduction="none").view(mask.shape)        # [B, T]
+    m = mask.to(logits.dtype)
+    if loss == "reset-free":
+        return (m * ce + (1 - m) * kl_uniform(logits)).mean()
+    if loss == "ce":
+        return (m * ce).sum() / m.sum().clamp(min=1)
+    raise ValueError(f"unknown loss {loss!r}; known: reset-free, ce")

@@ -1,0 +1,47 @@
+"""Progress bars for long work (training, calibration, parity, bench).
+
+Uses rich (a typer dependency) when present and writes to stderr so stdout stays
+machine-readable; silent when disabled or when rich is missing (device side).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+
+class _Null:
+    def advance(self, n: int = 1, **fields) -> None:
+        pass
+
+
+class _Bar:
+    def __init__(self, progress, task):
+        self._p, self._t = progress, task
+
+    def advance(self, n: int = 1, **fields) -> None:
+        self._p.update(self._t, advance=n, **fields)
+
+
+@contextlib.contextmanager
+def bar(description: str, total: int, enabled: bool = True,
+        fields: str = "", **initial) -> Iterator[_Bar | _Null]:
+    """A progress bar; ``fields`` is a rich format string over extra fields
+    (e.g. ``"loss {task.fields[loss]:.3f}"``) whose starting values are ``initial``
+    and which ``advance(**fields)`` updates."""
+    if not enabled:
+        yield _Null()
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+    except ImportError:
+        yield _Null()
+        return
+    cols = [TextColumn("{task.description}"), BarColumn(bar_width=24), TaskProgressColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    if fields:
+        cols.append(TextColumn(fields))
+    with Progress(*cols, console=Console(stderr=True), transient=False) as p:
+        yield _Bar(p, p.add_task(description, total=total, **initial))

@@ -1,0 +1,58 @@
+import numpy as np
+
+from edgerf.data.stream import NO_LABEL, concat_samples
+from edgerf.metrics import stream_metrics
+
+
+def test_concat_samples_marks_mask_labels_and_boundaries():
+    a, b = np.ones((3, 2)), 2 * np.ones((2, 2))
+    g0, g1 = np.zeros((1, 2)), np.zeros((4, 2))
+    s = concat_samples([a, b], [7, 3], [g0, g1])
+    assert len(s) == 10
+    assert s.mask.tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 1, 1]
+    assert s.labels.tolist() == [NO_LABEL, 7, 7, 7] + [NO_LABEL] * 4 + [3, 3]
+    assert s.starts.tolist() == [1, 8] and s.ends.tolist() == [3, 9]
+    assert s.sample_labels.tolist() == [7, 3]
+    assert s.resets().nonzero()[0].tolist() == [1, 8]
+    np.testing.assert_array_equal(s.x[8], [2, 2])
+
+
+def test_sfmnist_stream_structure(sfmnist):
+    s = sfmnist.stream("test", 25, seed=3)
+    assert s.x.shape[1] == 28 and s.x.dtype == np.float32
+    assert len(s.starts) == len(s.ends) == 25
+    assert ((s.ends - s.starts) == 27).all()                     # 28 rows per image
+    gaps = np.diff(np.concatenate([[0], s.starts])) - np.concatenate([[0], np.full(24, 28)])
+    assert gaps.min() >= sfmnist.gap_min and gaps.max() <= sfmnist.gap_max
+    assert s.mask.sum() == 25 * 28 and (s.labels[~s.mask] == NO_LABEL).all()
+    # image rows are normalised pixels: their range is the pixel range mapped through mean/std
+    lo, hi = (0 - sfmnist.mean) / sfmnist.std, (1 - sfmnist.mean) / sfmnist.std
+    assert s.x[s.mask].min() >= lo - 1e-6 and s.x[s.mask].max() <= hi + 1e-6
+
+
+def test_sfmnist_streams_are_deterministic_and_splits_differ(sfmnist):
+    a, b = sfmnist.stream("test", 10, seed=5), sfmnist.stream("test", 10, seed=5)
+    np.testing.assert_array_equal(a.x, b.x)
+    c = sfmnist.stream("test", 10, seed=6)
+    assert not np.array_equal(a.x[: len(c)], c.x[: len(a)])
+    train_imgs, _ = sfmnist.split_arrays("train")
+    val_imgs, _ = sfmnist.split_arrays("val")
+    test_imgs, _ = sfmnist.split_arrays("test")
+    assert len(train_imgs) == 55000 and len(val_imgs) == 5000 and len(test_imgs) == 10000
+
+
+def test_metrics_hand_computed():
+    labels = np.array([-1, 0, 0, -1, 1, 1])
+    mask = labels >= 0
+    ends = np.array([2, 5])
+    logits = np.array([
+        [9.0, 0.0],    # noise, confident -> false alarm
+        [0.0, 1.0],    # wrong
+        [1.0, 0.0],    # right, end of sample 0
+        [0.0, 0.0],    # noise, uniform
+        [0.0, 1.0],    # right
+        [1.0, 0.0],    # wrong, end of sample 1
+    ])
+    m = stream_metrics(logits, labels, mask, ends, threshold=0.9)
+    assert m["acc_f"] == 0.5 and m["acc_p"] == 0.5 and m["false_alarm"] == 0.5
+    assert m["noise_conf"] == np.mean([1 / (1 + np.exp(-9.0)), 0.5])
