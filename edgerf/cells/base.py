@@ -31,12 +31,12 @@ class Cell(nn.Module):
         p = next(self.parameters())
         return tuple(torch.zeros(batch, n, dtype=p.dtype, device=p.device) for n in self.state_sizes())
 
-    def project(self, u: torch.Tensor) -> torch.Tensor:
-        """State-free part of the update, for [B, I] or [B, T, I] inputs."""
+    def project(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """State-free part of the update: tensors [B, P_k] (or [B, T, P_k] for a sequence)."""
         raise NotImplementedError
 
-    def recur(self, pu_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One update from the projected input [B, P] and the state."""
+    def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
+        """One update from the projected inputs and the state."""
         raise NotImplementedError
 
     def step(self, u_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
@@ -50,12 +50,12 @@ class Cell(nn.Module):
         keep [B, T] (optional) multiplies the state before step t: 0 where an oracle
         resets at a sample boundary (the periodic-reset baseline), 1 elsewhere.
         """
-        pu = self.project(u)                                       # [B, T, P]
+        pu = self.project(u)                                       # each [B, T, P_k]
         ys = []
         for t in range(u.shape[1]):
             if keep is not None:
                 k = keep[:, t, None]                               # [B, 1]
                 state = tuple(s * k for s in state)
-            y, state = self.recur(pu[:, t], state)
+            y, state = self.recur(tuple(p[:, t] for p in pu), state)
             ys.append(y)
         return torch.stack(ys, 1), state                           # [B, T, H]

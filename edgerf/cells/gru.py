@@ -28,15 +28,15 @@ class GRUCell(Cell):
         self.h_proj = nn.Linear(hidden, 3 * hidden)
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
-        return self.x_proj(u)
+        return (self.x_proj(u),)
 
-    def recur(self, pu_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        (h,) = state
+    def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
+        (h,), (px,) = state, pu_t
         H = self.hidden
         ph = self.h_proj(h)                                        # [B, 3H]
-        r = torch.sigmoid(pu_t[:, :H] + ph[:, :H])
-        z = torch.sigmoid(pu_t[:, H:2 * H] + ph[:, H:2 * H])
-        n = torch.tanh(pu_t[:, 2 * H:] + r * ph[:, 2 * H:])
+        r = torch.sigmoid(px[:, :H] + ph[:, :H])
+        z = torch.sigmoid(px[:, H:2 * H] + ph[:, H:2 * H])
+        n = torch.tanh(px[:, 2 * H:] + r * ph[:, 2 * H:])
         h = n + z * (h - n)                                        # [B, H]
         return h, (h,)
 

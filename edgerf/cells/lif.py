@@ -46,13 +46,13 @@ class LIFCell(Cell):
         self.s_proj = nn.Linear(hidden, hidden, bias=False)
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
-        return self.x_proj(u)
+        return (self.x_proj(u),)
 
-    def recur(self, pu_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        v, a = state
+    def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
+        (v, a), (px,) = state, pu_t
         beta, alpha = torch.sigmoid(self.logit_beta), torch.sigmoid(self.logit_alpha)
         s_prev = spike(v, self.threshold, self.slope, self.training)       # [B, H]
-        v = beta * v + pu_t + self.s_proj(s_prev) - self.threshold * s_prev
+        v = beta * v + px + self.s_proj(s_prev) - self.threshold * s_prev
         s = spike(v, self.threshold, self.slope, self.training)
         a = alpha * a + (1 - alpha) * s
         return a, (v, a)

@@ -23,9 +23,9 @@ class ElmanCell(Cell):
         self.h_proj = nn.Linear(hidden, hidden)
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
-        return self.x_proj(u)
+        return (self.x_proj(u),)
 
-    def recur(self, pu_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        (h,) = state
-        h = torch.tanh(pu_t + self.h_proj(h))                      # [B, H]
+    def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
+        (h,), (px,) = state, pu_t
+        h = torch.tanh(px + self.h_proj(h))                      # [B, H]
         return h, (h,)

@@ -40,11 +40,12 @@ class DiagSSMCell(Cell):
         return torch.exp(-torch.exp(self.log_rate).clamp(min=self.min_rate))   # [N]
 
     def project(self, u: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.b_proj(u), self.d_proj(u)], -1)     # [..., N + H]
+        # two tensors, not one concatenation: B u and D u have different ranges and
+        # get their own int8 scales
+        return self.b_proj(u), self.d_proj(u)                      # [..., N], [..., H]
 
-    def recur(self, pu_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        (h,) = state
-        N = self.hidden
-        h = self.decay() * h + pu_t[:, :N]                         # [B, N]
-        y = torch.tanh(self.c_proj(h) + pu_t[:, N:])               # [B, H]
+    def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
+        (h,), (bu, du) = state, pu_t
+        h = self.decay() * h + bu                                  # [B, N]
+        y = torch.tanh(self.c_proj(h) + du)                        # [B, H]
         return y, (h,)
