@@ -92,6 +92,102 @@ def train(
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 
 
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (state-aware precision plan)."),
+    format: str = typer.Option("onnx", "--format", help="Comma-separated formats: onnx."),
+    name: Optional[str] = typer.Option(None, help="Artifact base name (default: checkpoint file stem)."),
+    parity_steps: int = typer.Option(10_000, help="Test-stream steps of the parity gate (state fed back)."),
+    calibration_steps: int = typer.Option(20_000, help="Unreset training-stream steps for int8 calibration."),
+    check_steps: int = typer.Option(50_000, help="Held-out (val) steps on which the int8 plan is chosen."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts."),
+    report: Optional[Path] = typer.Option(None, help="Also write the export report as JSON here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
+) -> None:
+    """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+    from edgerf import atomic
+
+    cfg = ExportConfig(formats=tuple(f.strip() for f in format.split(",") if f.strip()), int8=int8,
+                       parity_steps=parity_steps, calibration_steps=calibration_steps, check_steps=check_steps,
+                       force=force, name=name, data=str(data) if data else None)
+    log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
+    try:
+        rep = export_checkpoint(checkpoint, output, cfg, progress=not quiet, log=log)
+        if report:
+            atomic.write_text(report, json.dumps(rep.to_dict(), indent=2))
+    except EdgerfError as e:
+        _fail(e)
+    typer.echo(render_export_report(rep))
+
+
+def render_export_report(rep) -> str:
+    lines = [f"{'artifact':32s} {'precision':9s} {'size':>9s} {'agree':>8s} {'acc_p':>7s} {'acc_f':>7s} "
+             f"{'false_al':>8s}  ops"]
+    for a in rep.artifacts:
+        ops = " ".join(f"{k}:{v}" for k, v in a.ops.items())
+        lines.append(f"{a.file:32s} {a.precision:9s} {a.size_bytes / 1024:8.1f}K "
+                     f"{a.parity['argmax_agreement']:8.4f} {a.test['acc_p']:7.4f} {a.test['acc_f']:7.4f} "
+                     f"{a.test['false_alarm']:8.4f}  {ops}")
+    ref = rep.artifacts[0].test.get("reference")
+    if ref:
+        lines.append(f"{'torch (reference)':32s} {'fp32':9s} {'':9s} {1.0:8.4f} {ref['acc_p']:7.4f} "
+                     f"{ref['acc_f']:7.4f} {ref['false_alarm']:8.4f}")
+    if rep.plan:
+        lines.append(f"int8 plan: {rep.plan['plan']} ({rep.plan['why']})")
+        for t in rep.plan["tried"]:
+            st = ", ".join(f"{k} rms {v:.3g}" for k, v in t["rms_state"].items())
+            lines.append(f"  tried {t['plan']:6s}: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
+                         f"vs fp32 {t['acc_p_fp32']:.4f}, {st} -> {'within' if t['within_budget'] else 'over'} budget")
+    steps = rep.artifacts[0].parity["steps"]
+    lines.append(f"parity and accuracy on the same unreset test stream of {steps:,} steps; {rep.seconds:.0f} s")
+    return "\n".join(lines)
+
+
+@app.command()
+def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx (or its .json manifest).")) -> None:
+    """Print an artifact's manifest, inputs/outputs, op histogram and precision."""
+    from edgerf import manifest
+
+    if artifact.suffix == ".json":
+        artifact = artifact.with_suffix(".onnx")
+    try:
+        m = manifest.read(artifact)
+    except EdgerfError as e:
+        _fail(e)
+    typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
+               f"precision {m['artifact']['precision']})")
+    mc = m["model"]
+    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}, "
+               f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
+    typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
+               f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
+    typer.echo(f"input  {m['inputs']['x']['name']:12s} {m['inputs']['x']['shape']} {m['inputs']['x']['dtype']}")
+    typer.echo(f"output {m['outputs']['logits']['name']:12s} {m['outputs']['logits']['shape']}")
+    for s in m["states"]:
+        q = s.get("quant")
+        qs = f" quantized {q['qdtype']} scale {q['scale']:.3g} zp {q['zero_point']}" if q else ""
+        rng = f" range [{s['range'][0]:.3g}, {s['range'][1]:.3g}]" if "range" in s else ""
+        typer.echo(f"state  {s['name']:12s} {s['input']} -> {s['output']} {s['shape']} {s['dtype']}{rng}{qs}")
+    p = m.get("precision", {})
+    typer.echo(f"precision plan: {p.get('plan')}" + (f" ({p['why']})" if p.get("why") else ""))
+    if "parity" in m:
+        par = m["parity"]
+        typer.echo(f"parity vs torch: {par['steps']:,} steps, agreement {par['argmax_agreement']:.4%}, "
+                   f"max |d logits| {par['max_abs_logits']:.2e}")
+    try:
+        from edgerf.export.onnx import op_histogram
+        typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in op_histogram(artifact).items()))
+    except ImportError:
+        typer.echo("ops: (install edgerf[host] for the op histogram)")
+    typer.echo(f"source: {m['source'].get('checkpoint')} sha256 {m['source'].get('checkpoint_sha256', '')[:16]}..., "
+               f"trained with: {m['source'].get('train_command')}")
+    typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m edgerf.cli`
     app()
 

@@ -1,0 +1,133 @@
+"""torch -> ONNX single-step graph.
+
+The graph is ``model.step`` traced by the dynamo exporter: the same function the
+sequence forward loops over in training, so what is exported is what was tested.
+Opset 18 (17 left an invalid Split behind for GRU-like graphs, see TOOLCHAIN.md),
+weights inside the file, batch dimension dynamic so one graph serves a single
+stream, a batch of streams, and batched calibration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from edgerf.atomic import atomic_path
+from edgerf.cells import RecurrentClassifier
+from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
+
+OPSET = 18
+
+
+class StepGraph(torch.nn.Module):
+    """``(x, *states) -> (logits, *states')`` around ``RecurrentClassifier.step``."""
+
+    def __init__(self, model: RecurrentClassifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, *state):
+        logits, new = self.model.step(x, tuple(state))
+        return (logits, *new)
+
+
+def io_names(model: RecurrentClassifier) -> tuple[list[str], list[str]]:
+    ins = [INPUT] + [state_io_names(n)[0] for n in model.state_names]
+    outs = [OUTPUT] + [state_io_names(n)[1] for n in model.state_names]
+    return ins, outs
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter prints progress and warnings meant for its developers."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def to_onnx(model: RecurrentClassifier) -> onnx.ModelProto:
+    """The step graph of ``model`` as an in-memory ONNX model."""
+    model = model.eval()
+    ins, outs = io_names(model)
+    args = (torch.zeros(1, model.config.input_size), *model.init_state(1))
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dynamic = {"x": {0: batch}, "state": tuple({0: batch} for _ in model.state_names)}
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(StepGraph(model), args, dynamo=True, external_data=False,
+                                    opset_version=OPSET, input_names=ins, output_names=outs,
+                                    dynamic_shapes=dynamic, verbose=False)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def set_manifest(proto: onnx.ModelProto, manifest: dict) -> None:
+    """Embed the manifest as ONNX metadata (replacing an older copy)."""
+    keep = [p for p in proto.metadata_props if p.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.add(key=METADATA_KEY, value=embedded_json(manifest))
+
+
+def save(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Write atomically, weights inside the file."""
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+
+
+def op_histogram(path_or_proto) -> dict[str, int]:
+    proto = onnx.load(str(path_or_proto)) if isinstance(path_or_proto, (str, Path)) else path_or_proto
+    hist: dict[str, int] = {}
+    for n in proto.graph.node:
+        key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+        hist[key] = hist.get(key, 0) + 1
+    return dict(sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def session(path_or_bytes, threads: int = 1):
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and no spinning."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def run_stream(sess, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run a session over frames x [T, D] with batch 1, state fed back.
+
+    Returns logits [T, C] and the state trajectory, one [T, S_k] array per state
+    (the state *after* each step).
+    """
+    ins = [state_io_names(n)[0] for n in state_names]
+    outs = [OUTPUT] + [state_io_names(n)[1] for n in state_names]
+    shapes = {i.name: i.shape for i in sess.get_inputs()}
+    state = [np.zeros((1, shapes[n][1]), np.float32) for n in ins]
+    traj: list[list[np.ndarray]] = [[] for _ in ins]
+    rows = []
+    x = np.ascontiguousarray(x, np.float32)
+    for t in range(len(x)):
+        res = sess.run(outs, {INPUT: x[t:t + 1], **dict(zip(ins, state))})
+        rows.append(res[0][0])
+        state = res[1:]
+        for k, s in enumerate(state):
+            traj[k].append(s[0])
+    return np.stack(rows), [np.stack(t) for t in traj]

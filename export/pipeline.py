@@ -1,0 +1,230 @@
+"""``edgerf export``: checkpoint -> step graphs (fp32, int8) + manifests, parity-gated.
+
+Everything is built in a staging folder inside the output directory and moved into
+place only when every artifact passed its gate, so a failed export leaves the
+output directory as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgerf import __version__, manifest
+from edgerf.checkpoint import load as load_checkpoint
+from edgerf.errors import ArtifactError, ParityError
+from edgerf.export import calibrate, onnx as onnx_export, parity, quantize
+from edgerf.metrics import stream_metrics
+from edgerf.progress import bar
+from edgerf.tasks import get_task
+
+FORMATS = ("onnx",)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    formats: tuple[str, ...] = ("onnx",)
+    int8: bool = False
+    parity_steps: int = 10_000            # >= 10^4 steps of a real test stream, state fed back
+    # fp32 graph vs torch, per tensor: |d| <= atol + rtol * |ref|. Both run fp32 with
+    # different matmul orders; SSM states reach O(100), so the logits read from them
+    # carry ~1e-4 of rounding. A wrong graph (a dropped gate, swapped weights) is off
+    # by O(0.1-1), three orders above this.
+    parity_atol: float = 1e-3
+    parity_rtol: float = 1e-3
+    calibration_steps: int = calibrate.CALIBRATION_STEPS
+    check_steps: int = 50_000             # held-out (val) stream on which the int8 plan is chosen
+    budget: quantize.Budget = field(default_factory=quantize.Budget)
+    force: bool = False                   # overwrite existing artifacts
+    name: str | None = None               # artifact base name; default: checkpoint file stem
+    data: str | None = None
+
+
+@dataclass
+class ArtifactReport:
+    file: str
+    precision: str
+    size_bytes: int
+    ops: dict
+    parity: dict
+    test: dict                            # acc_p, acc_f, false_alarm... on the unreset test stream
+
+
+@dataclass
+class ExportReport:
+    checkpoint: str
+    artifacts: list[ArtifactReport]
+    plan: dict | None                     # the int8 precision plan and every rung tried
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+    return {"edgerf": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _names(base: str, int8: bool) -> list[str]:
+    files = [f"{base}.onnx", f"{base}.json"]
+    if int8:
+        files += [f"{base}.int8.onnx", f"{base}.int8.json"]
+    return files
+
+
+def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+                      cfg: ExportConfig = ExportConfig(), progress: bool = True,
+                      log=lambda s: None) -> ExportReport:
+    t_start = time.perf_counter()
+    ckpt_path = Path(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
+    for f in cfg.formats:
+        if f not in FORMATS:
+            raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
+    out_dir = Path(out_dir) if out_dir else ckpt_path.parent
+    base = cfg.name or ckpt_path.stem
+    targets = [out_dir / n for n in _names(base, cfg.int8)]
+    clash = [str(t) for t in targets if t.exists()]
+    if clash and not cfg.force:
+        raise ArtifactError(f"{', '.join(clash)} already exist; pass --force to overwrite.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".edgerf-export-", dir=out_dir))
+    except OSError as e:
+        raise ArtifactError(f"cannot write to {out_dir}: {e.strerror}. Choose a writable directory.") from e
+
+    try:
+        report = _export(ckpt, ckpt_path, stage, base, cfg, progress, log)
+        for t in targets:                              # every gate passed: move into place
+            os.replace(stage / t.name, t)
+    except OSError as e:
+        raise ArtifactError(f"could not write the export to {out_dir}: {e.strerror or e}. "
+                            "Nothing was changed; free some space or choose another directory.") from e
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    report.seconds = round(time.perf_counter() - t_start, 1)
+    return report
+
+
+def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, progress, log) -> ExportReport:
+    model, task = ckpt.model, get_task(ckpt.task)
+    names = list(model.state_names)
+    versions = _versions()
+
+    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=11, data=cfg.data)
+    log(f"torch reference over {len(test):,} test steps ...")
+    ref_logits, ref_states = parity.torch_trajectory(model, test.x)
+
+    def score(logits):
+        return stream_metrics(logits, test.labels, test.mask, test.ends, task.threshold)
+
+    common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
+                         "layers": model.config.layers},
+                  classes=list(task.classes), input_size=model.config.input_size, state_names=names,
+                  state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
+                  source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
+                          "train_command": ckpt.training.get("command", ""),
+                          "test": ckpt.results.get("test", [])},
+                  versions=versions)
+
+    # fp32 graph and its gate
+    fp32_path = stage / f"{base}.onnx"
+    proto = onnx_export.to_onnx(model)
+    onnx_export.save(proto, fp32_path)
+    logits, states = onnx_export.run_stream(onnx_export.session(fp32_path), test.x, names)
+    gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
+    log(f"onnx fp32 parity: {gate.summary()}")
+    if not gate.passed:
+        d = gate.first_divergence or {}
+        raise ParityError(f"the fp32 ONNX graph diverged from torch: {d.get('tensor', 'argmax')} first left "
+                          f"tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
+                          f"{gate.summary()}. Nothing was written.")
+    fp32_manifest = manifest.make(artifact=fp32_path.name, runtime="onnx", precision="fp32",
+                                  plan={"plan": "fp32"}, **common)
+    artifacts = [_finish(proto, fp32_path, fp32_manifest, gate, score(logits))]
+    artifacts[0].test["reference"] = score(ref_logits)
+
+    plan_report = None
+    if cfg.int8:
+        log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
+        feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
+        chosen, plan_report = _choose_plan(model, task, fp32_path, stage, base, feeds, cfg, progress, log)
+        int8_path = stage / f"{base}.int8.onnx"
+        os.replace(chosen, int8_path)
+        logits, states = onnx_export.run_stream(onnx_export.session(int8_path), test.x, names)
+        drift = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, test.mask)
+        log(f"onnx int8 ({plan_report['plan']}) drift: {drift.summary()}")
+        quant = quantize.state_quant_params(int8_path, names) if plan_report["plan"] != "fp32" else None
+        m = manifest.make(artifact=int8_path.name, runtime="onnx", precision=plan_report["plan"],
+                          plan=plan_report, state_ranges=calibrate.ranges(feeds), state_quant=quant, **common)
+        import onnx
+        artifacts.append(_finish(onnx.load(str(int8_path)), int8_path, m, drift, score(logits)))
+    return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plan_report, seconds=0.0)
+
+
+def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig) -> parity.Parity:
+    """fp32 gate: per-tensor |d| <= atol + rtol * |ref|, checked as a scaled error <= atol."""
+    scaled_ref = [ref_logits, *ref_states]
+    scale = [1.0 + cfg.parity_rtol / cfg.parity_atol * np.abs(r) for r in scaled_ref]
+    sref = [r / s for r, s in zip(scaled_ref, scale)]
+    sout = [o / s for o, s in zip([logits, *states], scale)]
+    g = parity.compare(sref[0], sref[1:], sout[0], sout[1:], names, cfg.parity_atol, 0.999, mask)
+    raw = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, mask)
+    raw.first_divergence, raw.passed = g.first_divergence, g.passed
+    raw.tolerance = {"atol": cfg.parity_atol, "rtol": cfg.parity_rtol, "min_agreement": 0.999}
+    return raw
+
+
+def _choose_plan(model, task, fp32_path: Path, stage: Path, base: str, feeds, cfg: ExportConfig,
+                 progress, log) -> tuple[Path, dict]:
+    """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
+    names = list(model.state_names)
+    check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13, data=cfg.data)
+    ref_logits, ref_states = parity.torch_trajectory(model, check.x)
+    ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, task.threshold)
+    tried = []
+    for plan in quantize.PLANS:
+        path = stage / f"{base}.{plan}.candidate.onnx"
+        quantize.quantize(fp32_path, path, feeds, plan)
+        logits, states = onnx_export.run_stream(onnx_export.session(path), check.x, names)
+        p = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, check.mask)
+        acc_p = stream_metrics(logits, check.labels, check.mask, check.ends, task.threshold)["acc_p"]
+        ok = (p.argmax_agreement >= cfg.budget.min_agreement
+              and ref["acc_p"] - acc_p <= cfg.budget.max_acc_p_drop)
+        tried.append({"plan": plan, "argmax_agreement": p.argmax_agreement, "acc_p": acc_p,
+                      "acc_p_fp32": ref["acc_p"], "max_abs_state": p.max_abs_state,
+                      "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok})
+        log(f"  plan {plan:6s}: agreement {p.argmax_agreement:.4%}, acc_p {acc_p:.4f} "
+            f"(fp32 {ref['acc_p']:.4f}) -> {'kept' if ok else 'over budget'}")
+        if ok:
+            why = f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps"
+            return path, {"plan": plan, "why": why, "budget": asdict(cfg.budget), "tried": tried,
+                          "check_steps": len(check)}
+    path = stage / f"{base}.fp32.candidate.onnx"
+    shutil.copy(fp32_path, path)
+    why = ("no integer plan met the budget on the held-out stream (closed-loop state error compounds); "
+           "the '.int8' artifact is kept in float")
+    log(f"  {why}")
+    return path, {"plan": "fp32", "why": why, "budget": asdict(cfg.budget), "tried": tried,
+                  "check_steps": len(check)}
+
+
+def _finish(proto, path: Path, m: dict, gate: parity.Parity, test: dict) -> ArtifactReport:
+    """Embed the manifest (with the parity figures), rewrite the graph, write the sidecar."""
+    m["parity"] = gate.to_dict()
+    onnx_export.set_manifest(proto, m)
+    onnx_export.save(proto, path)
+    m["artifact"]["sha256"] = manifest.file_sha256(path)
+    manifest.write(path, m)
+    return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,
+                          ops=onnx_export.op_histogram(proto), parity=gate.to_dict(), test=test)
