@@ -16,6 +16,7 @@ import numpy as np
 
 from edgerf.data import Stream, concat_samples
 from edgerf.data import fashion
+from edgerf.features import normalise_rows
 
 SPLITS = ("train", "val", "test")
 
@@ -55,7 +56,7 @@ class SeqFashionMNIST:
         return d
 
     def normalise(self, images: np.ndarray) -> np.ndarray:
-        return ((images.astype(np.float32) / 255.0) - self.mean) / self.std
+        return normalise_rows(images, self.mean, self.std)
 
     def split_arrays(self, split: str, data=None) -> tuple[np.ndarray, np.ndarray]:
         if split not in SPLITS:

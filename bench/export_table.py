@@ -1,0 +1,88 @@
+"""Export every reset-free Sequential Fashion-MNIST checkpoint to ONNX fp32 + int8 and
+score torch, onnx-fp32 and onnx-int8 on one unreset test stream of >= 10^5 steps.
+
+    python -m edgerf.bench.export_table [--runs runs/sfmnist] [--steps 100000]
+
+Needs the checkpoints of ``python -m edgerf.bench.train_grid``. Writes one JSON record
+per model and artifact to ``bench/results/sfmnist_export.jsonl`` and a table to
+``sfmnist_export.md``. ``argmax_agreement`` is against the torch fp32 trajectory, on
+informative steps (see edgerf.export.parity.Parity).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgerf.bench.report import markdown_table, write_records
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ["model", "artifact", "precision", "acc_p", "acc_f", "false_alarm", "argmax_agreement",
+           "max_abs_logits", "size_kib", "steps"]
+
+
+def main(argv=None) -> int:
+    from edgerf import checkpoint
+    from edgerf.cells import FAMILIES
+    from edgerf.export import onnx as onnx_export
+    from edgerf.export.parity import compare, torch_trajectory
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+    from edgerf.metrics import stream_metrics
+    from edgerf.tasks import get_task
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="runs/sfmnist")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--models", default=",".join(FAMILIES))
+    a = p.parse_args(argv)
+    runs, out = Path(a.runs), Path(a.runs) / "export"
+    records, plans = [], {}
+    for fam in a.models.split(","):
+        ck_path = runs / f"{fam}-reset-free.pt"
+        print(f"== {fam}: exporting {ck_path}", file=sys.stderr)
+        rep = export_checkpoint(ck_path, out, ExportConfig(int8=True, force=True), progress=False,
+                                log=lambda s: print("  " + s, file=sys.stderr))
+        plans[fam] = rep.plan
+        ck = checkpoint.load(ck_path)
+        task = get_task(ck.task)
+        stream = task.stream("test", task.samples_for_steps(a.steps), seed=2026)
+        names = list(ck.model.state_names)
+        ref_logits, ref_states = torch_trajectory(ck.model, stream.x)
+        runs_ = {"torch": (ref_logits, ref_states, None, "fp32")}
+        for art in rep.artifacts:
+            path = out / art.file
+            logits, states = onnx_export.run_stream(onnx_export.session(path), stream.x, names)
+            kind = "onnx-int8" if ".int8." in art.file else "onnx-fp32"
+            runs_[kind] = (logits, states, path, art.precision)
+        for kind, (logits, states, path, precision) in runs_.items():
+            m = stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)
+            par = compare(ref_logits, ref_states, logits, states, names, float("inf"), 0.0, stream.mask)
+            records.append({"task": task.name, "model": fam, "loss": "reset-free", "artifact": kind,
+                            "precision": precision, **m, "argmax_agreement": par.argmax_agreement,
+                            "argmax_agreement_all": par.argmax_agreement_all,
+                            "max_abs_logits": par.max_abs_logits, "max_abs_state": par.max_abs_state,
+                            "size_kib": round(path.stat().st_size / 1024, 1) if path else None})
+            print(f"  {kind:10s} {precision:10s} acc_p {m['acc_p']:.4f} acc_f {m['acc_f']:.4f} "
+                  f"false_alarm {m['false_alarm']:.5f} agreement {par.argmax_agreement:.4%}", file=sys.stderr)
+    write_records(RESULTS / "sfmnist_export.jsonl", records)
+    lines = ["# Sequential Fashion-MNIST: exported step graphs vs torch\n",
+             "Produced by `python -m edgerf.bench.export_table`: reset-free checkpoints of the training grid, "
+             f"exported with `edgerf export --int8`, all artifacts run closed loop on the same unreset test "
+             f"stream ({records[0]['steps']:,} steps). `argmax_agreement` is against torch fp32 on informative "
+             "steps.\n", markdown_table(records, COLUMNS), "\n## int8 precision plans (chosen on a held-out val stream)\n"]
+    for fam, plan in plans.items():
+        lines.append(f"- **{fam}**: `{plan['plan']}`: {plan['why']}")
+        for t in plan["tried"]:
+            lines.append(f"  - tried `{t['plan']}`: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
+                         f"(fp32 {t['acc_p_fp32']:.4f}), state rms error "
+                         + ", ".join(f"{k} {v:.3g}" for k, v in t["rms_state"].items()))
+    (RESULTS / "sfmnist_export.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    (RESULTS / "sfmnist_export_plans.json").write_text(json.dumps(plans, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""The device-side runtime: numpy plus one interpreter, never torch.
+
+    from edgerf.runtime import StepModel
+    model = StepModel.load("gru.int8.onnx")         # manifest read, state bound by name
+    for frame in frames:                            # forever; no reset needed
+        probs = model.step(frame)
+    model.save_state("state.npz")                   # survive a reboot
+
+See ``StepModel`` for the watchdog and persistence, ``EventDetector`` for turning
+probabilities into detections.
+"""
+
+from edgerf.runtime.events import Event, EventDetector
+from edgerf.runtime.model import FrameError, StateError, StepModel
+
+__all__ = ["StepModel", "Event", "EventDetector", "FrameError", "StateError"]

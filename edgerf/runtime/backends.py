@@ -1,0 +1,90 @@
+"""Interpreter backends: run one step of a step graph with the state kept in numpy
+buffers that the backend reads and writes in place (no per-step allocation).
+
+A backend knows the graph's tensor names from the manifest and nothing about
+models; ``StepModel`` adds validation, snapshots and persistence on top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.errors import ArtifactError
+from edgerf.manifest import INPUT, OUTPUT
+
+
+class OnnxBackend:
+    """ONNX Runtime with IOBinding over numpy buffers.
+
+    Two bindings are made once: A reads state buffers ``s0`` and writes ``s1``; B reads
+    ``s1`` and writes ``s0``. Steps alternate A, B, A... so the state of step t feeds step
+    t+1 with no copy and no rebinding; only the frame is copied into its buffer.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ArtifactError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0][:200]}") from e
+        _check_io(path, manifest, {i.name: i.shape for i in self.session.get_inputs()},
+                  {o.name: o.shape for o in self.session.get_outputs()})
+        states = manifest["states"]
+        D = manifest["inputs"][INPUT]["shape"][1]
+        C = manifest["outputs"][OUTPUT]["shape"][1]
+        self.x = np.zeros((batch, D), np.float32)
+        self.logits = np.zeros((batch, C), np.float32)
+        self.buffers = [[np.zeros((batch, s["shape"][1]), np.float32) for s in states] for _ in range(2)]
+        self.bindings = []
+        for src, dst in ((0, 1), (1, 0)):
+            b = self.session.io_binding()
+            _bind(b.bind_input, INPUT, self.x)
+            _bind(b.bind_output, OUTPUT, self.logits)
+            for k, s in enumerate(states):
+                _bind(b.bind_input, s["input"], self.buffers[src][k])
+                _bind(b.bind_output, s["output"], self.buffers[dst][k])
+            self.bindings.append(b)
+        self.current = 0   # index of the buffer set that holds the current state
+
+    @property
+    def state(self) -> list[np.ndarray]:
+        return self.buffers[self.current]
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """Copy the frame in, run one step, flip the state buffers; returns the logits buffer."""
+        np.copyto(self.x, x)
+        self.session.run_with_iobinding(self.bindings[self.current])
+        self.current ^= 1
+        return self.logits
+
+
+def _bind(fn, name: str, arr: np.ndarray) -> None:
+    fn(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
+
+
+def _check_io(path, manifest, inputs: dict, outputs: dict) -> None:
+    """The graph must have exactly the tensors the manifest names (bound by name)."""
+    want_in = {INPUT} | {s["input"] for s in manifest["states"]}
+    want_out = {OUTPUT} | {s["output"] for s in manifest["states"]}
+    if set(inputs) != want_in or set(outputs) != want_out:
+        raise ArtifactError(
+            f"{path} does not match its manifest: graph inputs {sorted(inputs)} / outputs {sorted(outputs)}, "
+            f"manifest names {sorted(want_in)} / {sorted(want_out)}. Re-export the model.")
+    for s in manifest["states"]:
+        shape = inputs[s["input"]]
+        if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != s["shape"][1]):
+            raise ArtifactError(f"{path}: state {s['input']} has shape {shape} in the graph but "
+                                f"{s['shape']} in the manifest. Re-export the model.")
+
+
+BACKENDS = {".onnx": OnnxBackend}

@@ -1,0 +1,178 @@
+"""Export: step graph parity for every family, manifest contract, int8 plan, bad input."""
+
+import errno
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgerf import checkpoint, manifest
+from edgerf.cells import FAMILIES, ModelConfig, RecurrentClassifier
+from edgerf.checkpoint import Checkpoint
+from edgerf.cli import app
+from edgerf.errors import ArtifactError, CheckpointError, ParityError
+from edgerf.export import onnx as onnx_export
+from edgerf.export.pipeline import ExportConfig, export_checkpoint
+
+runner = CliRunner()
+# Small but real: parity over a real test stream, int8 calibrated on real training rows.
+QUICK = ExportConfig(parity_steps=2_000, calibration_steps=4_000, check_steps=2_000)
+INT8_MIN_AGREEMENT = 0.90    # int8 vs fp32 argmax on informative steps of a short real stream
+
+
+def _ckpt(tmp_path, family, sfmnist, hidden=16, train=False):
+    path = tmp_path / f"{family}.pt"
+    if train:
+        from edgerf.train import TrainConfig, train as fit
+        ck = fit(TrainConfig(model=family, hidden=hidden, epochs=1, batch=16, train_samples=1600,
+                             val_samples=20, test_steps=500), progress=False, log=lambda s: None)
+    else:
+        model = RecurrentClassifier(ModelConfig(family=family, hidden=hidden)).eval()
+        ck = Checkpoint(model=model, task=sfmnist.spec(), training={"command": "test"})
+    checkpoint.save(path, ck)
+    return path
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_export_and_parity_every_family(tmp_path, sfmnist, family):
+    ck = _ckpt(tmp_path, family, sfmnist)
+    rep = export_checkpoint(ck, tmp_path / "out", QUICK, progress=False)
+    (a,) = rep.artifacts
+    assert a.parity["passed"] and a.parity["steps"] >= 2_000
+    assert a.parity["argmax_agreement"] >= 0.999
+    assert a.parity["max_abs_logits"] < 1e-3
+    proto = onnx.load(str(tmp_path / "out" / f"{family}.onnx"))
+    assert proto.opset_import[0].version >= 18
+    assert not any(n.op_type in ("GRU", "RNN", "LSTM") for n in proto.graph.node)   # no fused ops
+    assert not list((tmp_path / "out").glob("*.data"))                                # weights inside
+    assert not list((tmp_path / "out").glob(".edgerf-export-*"))                      # staging cleaned
+
+
+def test_manifest_round_trip_and_binding_by_name(tmp_path, sfmnist):
+    ck = _ckpt(tmp_path, "lif", sfmnist)
+    export_checkpoint(ck, tmp_path, QUICK, progress=False)
+    art = tmp_path / "lif.onnx"
+    side = manifest.read(art)
+    assert side["format"] == manifest.FORMAT and side["model"]["family"] == "lif"
+    assert [s["name"] for s in side["states"]] == ["l0_v", "l0_a"]
+    assert side["source"]["checkpoint_sha256"] == checkpoint.load(ck).sha256
+    assert side["artifact"]["sha256"] == manifest.file_sha256(art)
+    # the embedded copy is the same contract (minus the file hash, computed after embedding)
+    manifest.sidecar_path(art).unlink()
+    embedded = manifest.read(art)
+    assert embedded["states"] == side["states"] and embedded["frame"] == side["frame"]
+    # graph inputs/outputs are exactly the names the manifest gives
+    sess = onnx_export.session(art)
+    assert {i.name for i in sess.get_inputs()} == {"x"} | {s["input"] for s in side["states"]}
+    assert {o.name for o in sess.get_outputs()} == {"logits"} | {s["output"] for s in side["states"]}
+    # binding by name: feed order does not matter, and swapping two states' values does
+    model = checkpoint.load(ck).model
+    x = np.random.randn(1, 28).astype(np.float32)
+    v = np.random.randn(1, 16).astype(np.float32) * 2
+    a = np.random.rand(1, 16).astype(np.float32)
+    out1 = sess.run(None, {"l0_a_in": a, "x": x, "l0_v_in": v})
+    ref, _ = model.step(torch.from_numpy(x), (torch.from_numpy(v), torch.from_numpy(a)))
+    np.testing.assert_allclose(out1[0], ref.detach().numpy(), atol=1e-5)
+    out2 = sess.run(None, {"x": x, "l0_v_in": a, "l0_a_in": v})
+    assert not np.allclose(out1[0], out2[0])
+
+
+def test_int8_export_on_a_trained_model(tmp_path):
+    from edgerf.tasks import get_task
+    ck = _ckpt(tmp_path, "gru", get_task("sfmnist"), hidden=32, train=True)
+    rep = export_checkpoint(ck, tmp_path, ExportConfig(int8=True, parity_steps=2_000, calibration_steps=4_000,
+                                                       check_steps=4_000), progress=False)
+    fp32, int8 = rep.artifacts
+    assert int8.file == "gru.int8.onnx"
+    assert [t["plan"] for t in rep.plan["tried"]][0] == "int8"
+    m = manifest.read(tmp_path / "gru.int8.onnx")
+    assert m["precision"]["plan"] == rep.plan["plan"] == int8.precision
+    assert m["states"][0]["range"][0] < 0 < m["states"][0]["range"][1]   # calibrated, tanh-bounded
+    assert -1.0 - 1e-6 <= m["states"][0]["range"][0] and m["states"][0]["range"][1] <= 1.0 + 1e-6
+    assert int8.parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
+    # an int8 candidate really is quantized: QDQ nodes around int8 weights
+    from edgerf.export import calibrate, quantize
+    feeds = calibrate.calibration_feeds(checkpoint.load(ck).model, get_task("sfmnist"), 500)
+    quantize.quantize(tmp_path / "gru.onnx", tmp_path / "q.onnx", feeds, "int8")
+    ops = onnx_export.op_histogram(tmp_path / "q.onnx")
+    assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert any(i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 for i in q.graph.initializer)
+    params = quantize.state_quant_params(tmp_path / "q.onnx", ["l0_h"])
+    assert params["l0_h"]["qdtype"] == "int8" and 0 < params["l0_h"]["scale"] < 0.02
+
+
+def test_parity_gate_names_the_diverging_tensor(tmp_path, sfmnist, monkeypatch):
+    ck = _ckpt(tmp_path, "gru", sfmnist)
+    real = onnx_export.to_onnx
+
+    def wrong_graph(model):  # a graph whose readout bias is off: logits diverge at step 0
+        proto = real(model)
+        for init in proto.graph.initializer:
+            if init.name.endswith("readout.bias"):
+                arr = onnx.numpy_helper.to_array(init) + 0.5
+                init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+        return proto
+
+    monkeypatch.setattr(onnx_export, "to_onnx", wrong_graph)
+    with pytest.raises(ParityError, match="logits first left tolerance at step 0"):
+        export_checkpoint(ck, tmp_path / "out", QUICK, progress=False)
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_bad_checkpoints_via_cli(tmp_path, sfmnist):
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["export", str(tmp_path / "missing.pt"), "-o", str(out)])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    bad = tmp_path / "trunc.pt"
+    bad.write_bytes(_ckpt(tmp_path, "rnn", sfmnist).read_bytes()[:500])
+    r = runner.invoke(app, ["export", str(bad), "-o", str(out)])
+    assert r.exit_code == 2 and "truncated" in r.output
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": {}}, foreign)
+    r = runner.invoke(app, ["export", str(foreign), "-o", str(out)])
+    assert r.exit_code == 2 and "not an edgerf checkpoint" in r.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_existing_artifacts_need_force_and_failed_writes_keep_them(tmp_path, sfmnist, monkeypatch):
+    ck = _ckpt(tmp_path, "rnn", sfmnist)
+    export_checkpoint(ck, tmp_path, QUICK, progress=False)
+    before = (tmp_path / "rnn.onnx").read_bytes()
+    with pytest.raises(ArtifactError, match="--force"):
+        export_checkpoint(ck, tmp_path, QUICK, progress=False)
+
+    def full_disk(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save_model", full_disk)
+    with pytest.raises(ArtifactError, match="No space left"):
+        export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}), progress=False)
+    assert (tmp_path / "rnn.onnx").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.json", "rnn.onnx", "rnn.pt"]
+
+
+def test_unwritable_output_dir(tmp_path, sfmnist):
+    ck = _ckpt(tmp_path, "rnn", sfmnist)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ArtifactError, match="cannot write"):
+        export_checkpoint(ck, blocker / "sub", QUICK, progress=False)
+
+
+def test_cli_export_and_inspect(tmp_path, sfmnist):
+    ck = _ckpt(tmp_path, "ssm", sfmnist)
+    r = runner.invoke(app, ["export", str(ck), "-o", str(tmp_path / "o"), "--parity-steps", "2000",
+                            "-q", "--report", str(tmp_path / "rep.json")])
+    assert r.exit_code == 0, r.output
+    assert "ssm.onnx" in r.stdout and "fp32" in r.stdout
+    assert json.loads((tmp_path / "rep.json").read_text())["artifacts"][0]["parity"]["passed"]
+    r = runner.invoke(app, ["inspect", str(tmp_path / "o" / "ssm.onnx")])
+    assert r.exit_code == 0, r.output
+    for text in ("l0_h_in -> l0_h_out", "Gemm", "precision plan: fp32", "image-row", "Ankle boot"):
+        assert text in r.stdout
+    r = runner.invoke(app, ["inspect", str(tmp_path / "nothing.onnx")])
+    assert r.exit_code == 2 and "does not exist" in r.output
