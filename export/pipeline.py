@@ -137,6 +137,12 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
                           "test": ckpt.results.get("test", [])},
                   versions=versions)
 
+    # State ranges over a long unreset training stream: the int8 calibration, and in
+    # every manifest the reference the runtime's watchdog checks the state against.
+    log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
+    feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
+    common["state_ranges"] = calibrate.ranges(feeds)
+
     # fp32 graph and its gate
     fp32_path = stage / f"{base}.onnx"
     proto = onnx_export.to_onnx(model)
@@ -156,8 +162,6 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
 
     plan_report = None
     if cfg.int8:
-        log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
-        feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
         chosen, plan_report = _choose_plan(model, task, fp32_path, stage, base, feeds, cfg, progress, log)
         int8_path = stage / f"{base}.int8.onnx"
         os.replace(chosen, int8_path)
@@ -166,7 +170,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
         log(f"onnx int8 ({plan_report['plan']}) drift: {drift.summary()}")
         quant = quantize.state_quant_params(int8_path, names) if plan_report["plan"] != "fp32" else None
         m = manifest.make(artifact=int8_path.name, runtime="onnx", precision=plan_report["plan"],
-                          plan=plan_report, state_ranges=calibrate.ranges(feeds), state_quant=quant, **common)
+                          plan=plan_report, state_quant=quant, **common)
         import onnx
         artifacts.append(_finish(onnx.load(str(int8_path)), int8_path, m, drift, score(logits)))
     return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plan_report, seconds=0.0)

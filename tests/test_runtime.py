@@ -1,0 +1,188 @@
+"""The device-side runtime against the reference path, its watchdog and persistence."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from edgerf import checkpoint
+from edgerf.cells import ModelConfig, RecurrentClassifier
+from edgerf.checkpoint import Checkpoint
+from edgerf.errors import ArtifactError
+from edgerf.export.parity import torch_trajectory
+from edgerf.export.pipeline import ExportConfig, export_checkpoint
+from edgerf.runtime import EventDetector, FrameError, StateError, StepModel
+
+QUICK = ExportConfig(int8=True, parity_steps=1_000, calibration_steps=3_000, check_steps=1_000)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small GRU and an SSM exported fp32 + int8 (states calibrated on real rows)."""
+    from edgerf.tasks import get_task
+    task = get_task("sfmnist")
+    d = tmp_path_factory.mktemp("rt")
+    out = {}
+    for fam, seed in (("gru", 1), ("ssm", 2)):
+        import torch
+        torch.manual_seed(seed)
+        model = RecurrentClassifier(ModelConfig(family=fam, hidden=24)).eval()
+        checkpoint.save(d / f"{fam}.pt", Checkpoint(model=model, task=task.spec(), training={}))
+        export_checkpoint(d / f"{fam}.pt", d, QUICK, progress=False)
+        out[fam] = (model, d)
+    return out
+
+
+@pytest.mark.parametrize("family", ["gru", "ssm"])
+@pytest.mark.parametrize("artifact", ["onnx", "int8.onnx"])
+def test_runtime_matches_reference_over_a_real_stream(exported, test_stream, family, artifact):
+    model, d = exported[family]
+    rt = StepModel.load(d / f"{family}.{artifact}")
+    logits = rt.run(test_stream.x)
+    ref, _ = torch_trajectory(model, test_stream.x)
+    if artifact == "onnx":
+        np.testing.assert_allclose(logits, ref, atol=1e-3, rtol=1e-3)
+    else:  # the int8 artifact: compare with the ONNX int8 graph run by the export code
+        from edgerf.export import onnx as onnx_export
+        ref8, _ = onnx_export.run_stream(onnx_export.session(d / f"{family}.int8.onnx"), test_stream.x,
+                                         list(model.state_names))
+        np.testing.assert_array_equal(logits, ref8)
+    assert rt.steps == len(test_stream) and rt.health == {"bad_frames": 0, "state_restores": 0}
+
+
+def test_batch_of_streams_equals_separate_streams(exported, test_stream):
+    _, d = exported["gru"]
+    x = test_stream.x[:300]
+    y = test_stream.x[300:600]
+    a, b = StepModel.load(d / "gru.onnx").run(x), StepModel.load(d / "gru.onnx").run(y)
+    both = StepModel.load(d / "gru.onnx", batch=2)
+    out = np.stack([both.step(np.stack([x[t], y[t]])) for t in range(300)])    # [T, 2, C]
+    np.testing.assert_allclose(out[:, 0], a, atol=1e-6)
+    np.testing.assert_allclose(out[:, 1], b, atol=1e-6)
+
+
+def test_bad_frames_never_reach_the_state(exported, test_stream):
+    _, d = exported["gru"]
+    rt = StepModel.load(d / "gru.onnx")
+    rt.run(test_stream.x[:50])
+    before = rt.state
+    for bad in (np.full(28, np.nan, np.float32), np.r_[np.zeros(27), np.inf].astype(np.float32),
+                np.zeros(27, np.float32), np.zeros((2, 28), np.float32)):
+        with pytest.raises(FrameError, match="rejected"):
+            rt.step(bad)
+        np.testing.assert_array_equal(rt.state["l0_h"], before["l0_h"])
+    assert rt.health["bad_frames"] == 4 and rt.steps == 50
+    skip = StepModel.load(d / "gru.onnx", on_bad_frame="skip")
+    assert skip.step(np.full(28, np.nan, np.float32)) is None and skip.steps == 0
+    assert skip.health["bad_frames"] == 1
+
+
+def test_corrupted_state_is_restored_from_snapshot(exported, test_stream):
+    _, d = exported["ssm"]
+    rt = StepModel.load(d / "ssm.onnx", check_every=8)
+    ref = StepModel.load(d / "ssm.onnx", check_every=8)
+    rt.run(test_stream.x[:64])
+    ref.run(test_stream.x[:64])
+    good = rt.state
+    rt.backend.state[0][0, 3] = np.nan          # a bit flip / runaway value inside the interpreter
+    rt.step(test_stream.x[64])
+    assert rt.health["state_restores"] == 1
+    np.testing.assert_array_equal(rt.state["l0_h"], good["l0_h"])
+    assert np.isfinite(rt.run(test_stream.x[65:200])).all()
+    # far outside the calibrated range (but finite): caught at the next range check
+    lo, hi = rt.manifest["states"][0]["range"]
+    rt.backend.state[0][:] = hi + 50 * (hi - lo)
+    for t in range(200, 208):
+        rt.step(test_stream.x[t])
+    assert rt.health["state_restores"] == 2
+    assert rt.state["l0_h"].max() <= hi + (hi - lo)
+
+
+def test_state_save_load_round_trip_and_refusals(exported, test_stream, tmp_path):
+    _, d = exported["gru"]
+    a = StepModel.load(d / "gru.onnx")
+    a.run(test_stream.x[:100])
+    a.save_state(tmp_path / "s.npz")
+    cont_a = a.run(test_stream.x[100:200])
+    b = StepModel.load(d / "gru.int8.onnx")   # same checkpoint, other artifact: same state contract
+    b.load_state(tmp_path / "s.npz")
+    assert b.steps == 100
+    c = StepModel.load(d / "gru.onnx")
+    c.load_state(tmp_path / "s.npz")
+    np.testing.assert_array_equal(c.run(test_stream.x[100:200]), cont_a)   # resumes exactly
+    foreign = StepModel.load(exported["ssm"][1] / "ssm.onnx")
+    with pytest.raises(StateError, match="another model"):
+        foreign.load_state(tmp_path / "s.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(StateError, match="not a readable"):
+        a.load_state(tmp_path / "junk.npz")
+    with pytest.raises(StateError, match="no saved state"):
+        a.load_state(tmp_path / "none.npz")
+
+
+def test_artifact_errors(exported, tmp_path):
+    _, d = exported["gru"]
+    with pytest.raises(ArtifactError, match="does not exist"):
+        StepModel.load(tmp_path / "x.onnx")
+    lonely = tmp_path / "lonely.onnx"
+    import onnx
+    proto = onnx.load(str(d / "gru.onnx"))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(lonely))
+    with pytest.raises(ArtifactError, match="no manifest"):
+        StepModel.load(lonely)
+    # a manifest that names tensors the graph does not have
+    import json
+    m = json.loads((d / "gru.json").read_text())
+    m["states"][0]["input"] = "hidden_in"
+    (tmp_path / "g.onnx").write_bytes((d / "gru.onnx").read_bytes())
+    (tmp_path / "g.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        StepModel.load(tmp_path / "g.onnx")
+
+
+def test_features_equal_training_features(exported, sfmnist):
+    _, d = exported["gru"]
+    rt = StepModel.load(d / "gru.onnx")
+    images, _ = sfmnist.split_arrays("test")
+    np.testing.assert_array_equal(rt.featurize(images[0]), sfmnist.normalise(images[0]))
+
+
+def test_event_detector():
+    det = EventDetector(["a", "b", "c"], threshold=0.8, window=2)
+    u = np.full(3, 1 / 3)
+    hot = np.array([0.02, 0.96, 0.02])
+    seq = [u, u, hot, hot, hot, u, u, u]
+    events = [e for p in seq if (e := det.update(p)) is not None]
+    assert len(events) == 1
+    e = events[0]
+    # smoothed over 2 steps: above 0.8 only at t=3 and t=4 (t=2 and t=5 average with uniform)
+    assert (e.name, e.start, e.end) == ("b", 3, 4) and e.confidence == pytest.approx(0.96)
+    det.update(hot), det.update(hot)
+    assert det.flush().label == 1
+
+
+def test_runtime_works_without_torch_onnx_or_typer(exported, test_stream, tmp_path):
+    _, d = exported["gru"]
+    np.save(tmp_path / "x.npy", test_stream.x[:200])
+    code = textwrap.dedent(f"""
+        import sys, builtins
+        real_import = builtins.__import__
+        def guarded(name, *a, **k):
+            if name.split('.')[0] in ('torch', 'onnx', 'typer', 'onnxscript'):
+                raise ImportError('blocked ' + name)
+            return real_import(name, *a, **k)
+        builtins.__import__ = guarded
+        import numpy as np
+        from edgerf.runtime import StepModel, EventDetector
+        m = StepModel.load({str(d / 'gru.int8.onnx')!r})
+        logits = m.run(np.load({str(tmp_path / 'x.npy')!r}))
+        m.save_state({str(tmp_path / 'st.npz')!r}); m.load_state({str(tmp_path / 'st.npz')!r})
+        assert logits.shape == (200, 10) and np.isfinite(logits).all()
+        assert not any(k.split('.')[0] in ('torch', 'onnx', 'typer') for k in sys.modules)
+        print('ok')
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
