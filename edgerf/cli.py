@@ -188,6 +188,61 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx (or its
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
 
 
+@app.command()
+def stream(
+    model: Path = typer.Argument(..., help="An exported step model (.onnx) with its manifest."),
+    source: str = typer.Argument(..., help="Frames [T, D] as .npy (float: model frames; uint8: raw pixel "
+                                           "rows, featurized first), or - to read float32 frames from stdin."),
+    state: Optional[Path] = typer.Option(None, help="Resume from this state file and save to it at the end."),
+    threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
+    window: int = typer.Option(3, help="Steps of probability smoothing."),
+    on_bad_frame: str = typer.Option("raise", help="raise or skip frames with NaN/Inf/wrong shape."),
+) -> None:
+    """Run a model over a recording or stdin and print events as JSON lines as they happen."""
+    import numpy as np
+
+    from edgerf.runtime import EventDetector, StepModel
+
+    npy = None if source == "-" else Path(source)
+    try:
+        m = StepModel.load(model, on_bad_frame=on_bad_frame)
+        if state and state.exists():
+            m.load_state(state)
+        det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
+
+        def frames():
+            if npy is not None:
+                if not npy.exists():
+                    raise EdgerfError(f"{npy} does not exist")
+                arr = np.load(npy, allow_pickle=False)
+                if arr.ndim != 2:
+                    raise EdgerfError(f"{npy} holds an array of shape {arr.shape}; expected frames [T, D]")
+                yield from (m.featurize(arr) if arr.dtype == np.uint8 else arr.astype(np.float32))
+            else:
+                size = 4 * m.features
+                while chunk := sys.stdin.buffer.read(size):
+                    if len(chunk) < size:
+                        raise EdgerfError(f"stdin ended inside a frame ({len(chunk)} of {size} bytes)")
+                    yield np.frombuffer(chunk, np.float32)
+
+        for frame in frames():
+            logits = m.step(frame)
+            if logits is not None and (ev := det.update(m.probs(logits))) is not None:
+                typer.echo(json.dumps(ev.to_dict()))
+        if (ev := det.flush()) is not None:
+            typer.echo(json.dumps(ev.to_dict()))
+        if state:
+            m.save_state(state)
+    except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
+        sys.stderr.close()
+        raise typer.Exit(0)
+    except EdgerfError as e:
+        _fail(e)
+    except (ValueError, OSError) as e:
+        _fail(EdgerfError(str(e)))
+    typer.secho(f"{m.steps:,} steps; health {m.health}", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m edgerf.cli`
     app()
 

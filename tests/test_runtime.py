@@ -186,3 +186,25 @@ def test_runtime_works_without_torch_onnx_or_typer(exported, test_stream, tmp_pa
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_stream_cli_prints_events_and_persists_state(exported, sfmnist, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgerf.cli import app
+    _, d = exported["gru"]
+    s = sfmnist.stream("test", 6, seed=4)
+    np.save(tmp_path / "f.npy", s.x)
+    r = CliRunner().invoke(app, ["stream", str(d / "gru.onnx"), str(tmp_path / "f.npy"), "--threshold", "0.2",
+                                 "--state", str(tmp_path / "st.npz")])
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert events and all(set(e) == {"label", "name", "start", "end", "confidence"} for e in events)
+    assert all(0 <= e["start"] <= e["end"] < len(s) and e["confidence"] >= 0.2 for e in events)
+    assert (tmp_path / "st.npz").exists()
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((5, 27), np.float32))
+    r = CliRunner().invoke(app, ["stream", str(d / "gru.onnx"), str(bad)])
+    assert r.exit_code == 2 and "rejected" in r.output
