@@ -1,0 +1,99 @@
+"""What ``StepModel.step`` costs over a bare interpreter call, same process, same model.
+
+    python -m edgerf.bench.runtime_overhead ARTIFACT [ARTIFACT ...] [--seconds 2 --windows 5]
+
+Bare call: ``session.run_with_iobinding`` on a binding prepared once (the fastest loop
+ONNX Runtime's Python API allows, state buffers flipped by hand). Also timed: plain
+``session.run`` with numpy in/out (what most code does). Frames come from a real
+Sequential Fashion-MNIST test stream. Writes bench/results/runtime_overhead.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.bench.latency import measure_latency
+from edgerf.bench.report import markdown_table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> int:
+    import onnxruntime as ort
+
+    from edgerf.manifest import INPUT, OUTPUT
+    from edgerf.runtime import StepModel
+    from edgerf.tasks import get_task
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifacts", nargs="+")
+    p.add_argument("--seconds", type=float, default=2.0, help="length of each timed window")
+    p.add_argument("--windows", type=int, default=5)
+    p.add_argument("--out", default=str(RESULTS / "runtime_overhead"))
+    a = p.parse_args(argv)
+    x = get_task("sfmnist").stream("test", 2000, seed=5).x
+    T = len(x)
+    rows = []
+    for art in a.artifacts:
+        model = StepModel.load(art)
+        backend = model.backend
+        sess, bindings = backend.session, backend.bindings
+        flip = [0]
+
+        def bare(i):
+            np.copyto(backend.x, x[i % T])
+            sess.run_with_iobinding(bindings[flip[0]])
+            flip[0] ^= 1
+
+        names = [s["input"] for s in model.manifest["states"]]
+        outs = [OUTPUT] + [s["output"] for s in model.manifest["states"]]
+        state = [np.zeros((1, s["shape"][1]), np.float32) for s in model.manifest["states"]]
+
+        def plain(i):
+            nonlocal state
+            res = sess.run(outs, {INPUT: x[i % T][None], **dict(zip(names, state))})
+            state = res[1:]
+
+        def wrapped(i):
+            model.step(x[i % T])
+
+        res = {}
+        # interleave the three twice so drift in machine load hits all of them alike
+        for rep in range(2):
+            for name, fn in (("bare", bare), ("run", plain), ("StepModel", wrapped)):
+                lat = measure_latency(fn, windows=a.windows, window_s=a.seconds / 2, warmup_s=0.3)
+                res.setdefault(name, []).append(lat)
+        for name, lats in res.items():
+            med = float(np.median([lt.overall.median_us for lt in lats]))
+            p99 = float(np.median([lt.overall.p99_us for lt in lats]))
+            rows.append({"artifact": Path(art).name, "precision": model.manifest["artifact"]["precision"],
+                         "loop": name, "median_us": med, "p99_us": p99,
+                         "steps": int(sum(lt.overall.n for lt in lats))})
+        base = next(r for r in rows if r["artifact"] == Path(art).name and r["loop"] == "bare")
+        for r in rows:
+            if r["artifact"] == Path(art).name:
+                r["median_vs_bare"] = r["median_us"] / base["median_us"]
+                r["p99_vs_bare"] = r["p99_us"] / base["p99_us"]
+    machine = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+               "onnxruntime": ort.__version__, "threads": 1}
+    Path(a.out + ".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    md = ("# StepModel overhead over a bare ONNX Runtime call\n\n"
+          "Produced by `python -m edgerf.bench.runtime_overhead`. One intra-op thread, frames from a real "
+          "test stream, state fed back. `bare` = `run_with_iobinding` on a prepared binding; `run` = "
+          "`session.run` with numpy feeds; `StepModel` = the runtime with frame checks and the state "
+          "watchdog. Medians of per-step times over 2 x 5 windows, interleaved.\n\n"
+          + markdown_table(rows, ["artifact", "precision", "loop", "median_us", "p99_us", "median_vs_bare",
+                                  "p99_vs_bare", "steps"]))
+    Path(a.out + ".md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
