@@ -40,6 +40,7 @@ class Latency:
     windows: list[LatencyStats]
     warmup_s: float
     window_s: float
+    samples_ns: np.ndarray | None = None   # every timed call, for plots (not serialised)
 
     @property
     def steps_per_s(self) -> float:
@@ -76,5 +77,6 @@ def measure_latency(step: Callable[[int], object], windows: int = 5, window_s: f
         per_window.append(np.asarray(samples, np.int64))
         if progress is not None:
             progress()
-    return Latency(overall=LatencyStats.of(np.concatenate(per_window)),
-                   windows=[LatencyStats.of(w) for w in per_window], warmup_s=warmup_s, window_s=window_s)
+    allw = np.concatenate(per_window)
+    return Latency(overall=LatencyStats.of(allw), windows=[LatencyStats.of(w) for w in per_window],
+                   warmup_s=warmup_s, window_s=window_s, samples_ns=allw)

@@ -243,6 +243,50 @@ def stream(
     typer.secho(f"{m.steps:,} steps; health {m.health}", err=True)
 
 
+@app.command()
+def bench(
+    artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model (default: all beside --ckpt, or the built-in model)."),
+    ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint: torch eager reference and the artifacts beside it."),
+    device: str = typer.Option("cpu", help="cpu (this machine, or run it on the Pi itself) or arm64 (aarch64 under qemu emulation)."),
+    seconds: float = typer.Option(2.0, help="Length of each latency window."),
+    windows: int = typer.Option(5, help="Latency windows after warm-up."),
+    steps: int = typer.Option(10_000, help="Length of the unreset accuracy stream."),
+    threads: int = typer.Option(1, help="Intra-op threads for every backend."),
+    report: Optional[Path] = typer.Option(None, help="Write bench.json, bench.md and PNG plots into this folder."),
+    no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Latency only (no dataset or bundle needed)."),
+    no_rss: bool = typer.Option(False, "--no-rss", help="Skip the per-backend peak-RSS probes."),
+    setup: bool = typer.Option(False, "--setup", help="With --device arm64: build the emulation sysroot (once)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Per-step latency and no-reset continual accuracy of every artifact, beside torch eager."""
+    from edgerf.bench.run import BenchConfig, run_bench
+    from edgerf.bench import render
+
+    log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
+    try:
+        if setup:
+            if device != "arm64":
+                raise EdgerfError("--setup is for --device arm64")
+            from edgerf.bench.arm64 import setup_sysroot
+            setup_sysroot(log=log)
+            return
+        artifacts = list(artifacts or [])
+        if not artifacts and ckpt is None:
+            from edgerf.models import default_checkpoint
+            ckpt = default_checkpoint(log)
+            log(f"benchmarking the built-in model {ckpt}")
+        cfg = BenchConfig(device=device, seconds=seconds, windows=windows, steps=steps, threads=threads,
+                          accuracy=not no_accuracy, rss=not no_rss, data=str(data) if data else None)
+        rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
+        if report:
+            for f in render.write_report(rep, report):
+                log(f"wrote {f}")
+    except EdgerfError as e:
+        _fail(e)
+    typer.echo(render.table(rep))
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m edgerf.cli`
     app()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf import __version__, manifest
+from edgerf import __version__, bundle, manifest
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, onnx as onnx_export, parity, quantize
@@ -40,6 +40,7 @@ class ExportConfig:
     parity_rtol: float = 1e-3
     calibration_steps: int = calibrate.CALIBRATION_STEPS
     check_steps: int = 50_000             # held-out (val) stream on which the int8 plan is chosen
+    bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
     budget: quantize.Budget = field(default_factory=quantize.Budget)
     force: bool = False                   # overwrite existing artifacts
     name: str | None = None               # artifact base name; default: checkpoint file stem
@@ -76,7 +77,7 @@ def _versions() -> dict:
 
 
 def _names(base: str, int8: bool) -> list[str]:
-    files = [f"{base}.onnx", f"{base}.json"]
+    files = [f"{base}.onnx", f"{base}.json", f"{base}.bundle.npz"]
     if int8:
         files += [f"{base}.int8.onnx", f"{base}.int8.json"]
     return files
@@ -160,6 +161,8 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
     artifacts = [_finish(proto, fp32_path, fp32_manifest, gate, score(logits))]
     artifacts[0].test["reference"] = score(ref_logits)
 
+    _write_bundle(model, task, ckpt, stage / f"{base}.bundle.npz", cfg)
+
     plan_report = None
     if cfg.int8:
         chosen, plan_report = _choose_plan(model, task, fp32_path, stage, base, feeds, cfg, progress, log)
@@ -174,6 +177,17 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
         import onnx
         artifacts.append(_finish(onnx.load(str(int8_path)), int8_path, m, drift, score(logits)))
     return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plan_report, seconds=0.0)
+
+
+def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
+    """A test stream (other seed than the parity stream) and torch's logits on it."""
+    stream = task.stream("test", task.samples_for_steps(cfg.bundle_steps), seed=2026, data=cfg.data)
+    stream = stream.head(cfg.bundle_steps)
+    stream = type(stream)(bundle.round_frames(stream.x), stream.labels, stream.mask, stream.starts, stream.ends)
+    ref_logits, _ = parity.torch_trajectory(model, stream.x)
+    bundle.write(path, stream, ref_logits, {
+        "task": ckpt.task, "checkpoint_sha256": ckpt.sha256, "reference": "torch fp32 eager, batch 1, state fed back",
+        "split": "test", "seed": 2026, "steps": len(stream)})
 
 
 def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig) -> parity.Parity:

@@ -19,7 +19,7 @@ from edgerf.export.pipeline import ExportConfig, export_checkpoint
 
 runner = CliRunner()
 # Small but real: parity over a real test stream, int8 calibrated on real training rows.
-QUICK = ExportConfig(parity_steps=2_000, calibration_steps=4_000, check_steps=2_000)
+QUICK = ExportConfig(parity_steps=2_000, calibration_steps=4_000, check_steps=2_000, bundle_steps=1_000)
 INT8_MIN_AGREEMENT = 0.90    # int8 vs fp32 argmax on informative steps of a short real stream
 
 
@@ -152,7 +152,7 @@ def test_existing_artifacts_need_force_and_failed_writes_keep_them(tmp_path, sfm
     with pytest.raises(ArtifactError, match="No space left"):
         export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}), progress=False)
     assert (tmp_path / "rnn.onnx").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.json", "rnn.onnx", "rnn.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.json", "rnn.onnx", "rnn.pt"]
 
 
 def test_unwritable_output_dir(tmp_path, sfmnist):

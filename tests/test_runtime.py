@@ -15,7 +15,7 @@ from edgerf.export.parity import torch_trajectory
 from edgerf.export.pipeline import ExportConfig, export_checkpoint
 from edgerf.runtime import EventDetector, FrameError, StateError, StepModel
 
-QUICK = ExportConfig(int8=True, parity_steps=1_000, calibration_steps=3_000, check_steps=1_000)
+QUICK = ExportConfig(int8=True, parity_steps=1_000, calibration_steps=3_000, check_steps=1_000, bundle_steps=1_000)
 
 
 @pytest.fixture(scope="module")

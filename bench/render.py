@@ -1,0 +1,154 @@
+"""Bench reports: terminal table, Markdown, JSON and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.atomic import write_text
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def table(rep: dict) -> str:
+    hdr = (f"{'target':12s} {'precision':9s} {'median us':>9s} {'p99 us':>8s} {'x torch':>7s} {'steps/s':>8s} "
+           f"{'RSS MiB':>7s} {'size KiB':>8s} {'acc_p':>6s} {'acc_f':>6s} {'f.alarm':>7s} {'agree':>6s}")
+    lines = [hdr, "-" * len(hdr)]
+    for r in rep["targets"]:
+        o, acc = r["latency"]["overall"], r.get("accuracy", {})
+        lines.append(
+            f"{r['target']:12s} {r['precision']:9s} {o['median_us']:9.1f} {o['p99_us']:8.1f} "
+            f"{_f(r.get('vs_torch', {}).get('median'), '7.2f')} {r['steps_per_s']:8.0f} "
+            f"{_f(r.get('peak_rss_mib'), '7.1f')} {r['size_bytes'] / 1024:8.1f} "
+            f"{_f(acc.get('acc_p'), '6.4f')} {_f(acc.get('acc_f'), '6.4f')} {_f(acc.get('false_alarm'), '7.4f')} "
+            f"{_f(acc.get('argmax_agreement'), '6.4f')}")
+    m = rep["machine"]
+    lines.append(f"{rep['device']}{' (EMULATED: timings are not real)' if rep.get('emulated') else ''}: "
+                 f"{m['cpu']}, {m['cores']} cores, {rep['config']['threads']} thread(s); reference: {rep['reference']}")
+    if rep.get("frame_period_s"):
+        lines.append(f"real-time factor = median step time / frame period ({rep['frame_period_s']} s)")
+    return "\n".join(lines)
+
+
+def markdown(rep: dict) -> str:
+    m = rep["machine"]
+    out = [f"# edgerf bench: {rep['model']['family']}-{rep['model']['hidden']} on {rep['task']}", "",
+           f"- device: `{rep['device']}`{' (emulated: timings not comparable)' if rep.get('emulated') else ''}; "
+           f"CPU: {m['cpu']} ({m['arch']}, {m['cores']} cores, flags: {' '.join(m['isa_flags']) or 'n/a'})",
+           f"- threads: {rep['config']['threads']}; latency: {rep['config']['windows']} windows x "
+           f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, state fed back",
+           f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
+           f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}", "",
+           "| target | precision | median us | p90 us | p99 us | max us | x torch (median) | x torch (p99) | steps/s "
+           "| RTF | peak RSS MiB | size KiB |", "|" + "---|" * 12]
+    for r in rep["targets"]:
+        o = r["latency"]["overall"]
+        vt = r.get("vs_torch", {})
+        out.append(f"| {r['target']} | {r['precision']} | {o['median_us']:.1f} | {o['p90_us']:.1f} | {o['p99_us']:.1f} "
+                   f"| {o['max_us']:.0f} | {_f(vt.get('median'), '.2f')} | {_f(vt.get('p99'), '.2f')} "
+                   f"| {r['steps_per_s']:.0f} | {_f(r.get('real_time_factor'), '.2e')} "
+                   f"| {_f(r.get('peak_rss_mib'), '.1f')} | {r['size_bytes'] / 1024:.1f} |")
+    if any("accuracy" in r for r in rep["targets"]):
+        out += ["", "| target | acc_p | acc_f | false_alarm | noise_conf | acc_p first 10% | acc_p last 10% "
+                "| argmax agreement | max abs logit drift |", "|" + "---|" * 9]
+        for r in rep["targets"]:
+            a = r.get("accuracy")
+            if a:
+                out.append(f"| {r['target']} | {a['acc_p']:.4f} | {a['acc_f']:.4f} | {a['false_alarm']:.5f} "
+                           f"| {a['noise_conf']:.3f} | {a['acc_p_first10']:.4f} | {a['acc_p_last10']:.4f} "
+                           f"| {a['argmax_agreement']:.4%} | {a['max_abs_logits_drift']:.3g} |")
+    out += ["", "Per-window latency (median / p99 us):", ""]
+    for r in rep["targets"]:
+        ws = ", ".join(f"{w['median_us']:.1f}/{w['p99_us']:.1f}" for w in r["latency"]["windows"])
+        out.append(f"- {r['target']}: {ws}")
+    out += ["", "Plots: `latency.png`, `accuracy_along_stream.png`, `stream_excerpt.png`.", ""]
+    return "\n".join(out)
+
+
+def write_report(rep: dict, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = rep.pop("_plots", None)
+    write_text(out_dir / "bench.json", json.dumps(rep, indent=2, default=float))
+    write_text(out_dir / "bench.md", markdown(rep))
+    files = [out_dir / "bench.json", out_dir / "bench.md"]
+    if extra is not None:
+        files += plots(rep, extra["targets"], extra["stream"], out_dir)
+        rep["_plots"] = extra
+    return files
+
+
+def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for t in targets:
+        us = t.result["latency"].samples_ns / 1e3
+        hi = np.percentile(us, 99.5)
+        ax.hist(us[us <= hi], bins=120, histtype="step", label=f"{t.name} ({t.precision})", density=True)
+    ax.set_xlabel("per-step latency (us), up to p99.5")
+    ax.set_ylabel("density")
+    ax.set_title(f"per-step latency, {rep['device']}{' (emulated)' if rep.get('emulated') else ''}")
+    ax.legend()
+    files.append(_save(fig, out_dir / "latency.png"))
+
+    if stream is not None and any("logits" in t.result for t in targets):
+        fig, ax = plt.subplots(figsize=(8, 4))
+        n = len(stream.ends)
+        win = max(10, n // 20)
+        for t in targets:
+            pred = t.result["logits"].argmax(-1)[stream.ends]
+            ok = (pred == stream.labels[stream.ends]).astype(float)
+            roll = np.convolve(ok, np.ones(win) / win, mode="valid")
+            ax.plot(stream.ends[win - 1:], roll, label=t.name)
+        ax.set_xlabel("step in the unreset stream")
+        ax.set_ylabel(f"acc_p, rolling over {win} samples")
+        ax.set_ylim(0, 1)
+        ax.set_title("accuracy along the stream (never reset)")
+        ax.legend()
+        files.append(_save(fig, out_dir / "accuracy_along_stream.png"))
+
+        ref = next(t for t in targets if "logits" in t.result and t.precision != "fp32") \
+            if any("logits" in t.result and t.precision != "fp32" for t in targets) else \
+            next(t for t in targets if "logits" in t.result)
+        L = min(300, len(stream))
+        logits = ref.result["logits"][:L]
+        p = np.exp(logits - logits.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        pred = p.argmax(-1)
+        fig, axes = plt.subplots(3, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 0.5, 2]})
+        axes[0].imshow(stream.x[:L].T, aspect="auto", cmap="gray", interpolation="nearest")
+        axes[0].set_ylabel("input frame")
+        axes[1].imshow(stream.mask[:L][None].astype(float), aspect="auto", cmap="Greens", vmin=0, vmax=1)
+        axes[1].set_yticks([])
+        axes[1].set_ylabel("mask")
+        t = np.arange(L)
+        m = stream.mask[:L]
+        correct = m & (pred == stream.labels[:L])
+        axes[2].plot(t, p.max(-1), color="0.6", lw=0.8, label="top probability")
+        axes[2].scatter(t[correct], p.max(-1)[correct], s=6, color="tab:green", label="correct (informative)")
+        axes[2].scatter(t[m & ~correct], p.max(-1)[m & ~correct], s=6, color="tab:red", label="wrong (informative)")
+        axes[2].axhline(rep.get("threshold", 0.9), ls="--", color="k", lw=0.6)
+        axes[2].set_ylim(0, 1.02)
+        axes[2].set_xlabel("step")
+        axes[2].set_ylabel(f"{ref.name}")
+        axes[2].legend(loc="lower right", fontsize=7)
+        fig.suptitle("stream excerpt: input, mask, per-step prediction")
+        files.append(_save(fig, out_dir / "stream_excerpt.png"))
+    return files
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+    tmp = path.with_name("." + path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

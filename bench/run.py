@@ -1,0 +1,234 @@
+"""``edgerf bench``: per-step latency and no-reset continual accuracy of every artifact
+of one model, side by side with torch eager, on the same real unreset stream.
+
+Protocol (DESIGN.md, in the spirit of MLPerf Tiny): warm-up, then ``windows`` windows of
+``seconds`` each, every call timed; one intra-op thread unless told; the state of step
+t feeds step t+1 (through ``edgerf.runtime.StepModel``, the public runtime). Torch
+eager runs in the same process and every figure is also a ratio to it. Accuracy: one
+long stream never reset; acc_f, acc_p, false alarms on noise, acc_p over the first
+and last 10% of samples, drift and argmax agreement against the torch fp32 trajectory.
+
+Where torch, the checkpoint or the dataset are missing (a device with only the
+runtime extra), the evaluation bundle written by ``edgerf export`` supplies the stream
+and the torch reference logits; the report says which reference was used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgerf import bundle as bundle_io
+from edgerf.bench.latency import Latency, measure_latency
+from edgerf.bench.machine import machine_info
+from edgerf.errors import ArtifactError, DataError, EdgerfError
+from edgerf.manifest import read as read_manifest
+from edgerf.metrics import agreement, stream_metrics
+from edgerf.progress import bar
+
+DEVICES = ("cpu", "arm64")
+ARTIFACT_SUFFIXES = (".onnx", ".tflite")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    device: str = "cpu"
+    seconds: float = 2.0       # per latency window (protocol: >= 2 s)
+    windows: int = 5           # protocol: >= 5 windows
+    warmup_s: float = 1.0
+    steps: int = 10_000        # accuracy stream length (protocol: >= 10^4)
+    threads: int = 1
+    accuracy: bool = True
+    rss: bool = True           # peak RSS per backend, each in a fresh process
+    data: str | None = None
+
+
+@dataclass
+class Target:
+    name: str                  # torch, onnx-fp32, onnx-int8, tflite-fp32, tflite-int8
+    path: Path
+    precision: str = "fp32"
+    result: dict = field(default_factory=dict)
+
+
+def artifact_kind(path: Path) -> str:
+    runtime = {".onnx": "onnx", ".tflite": "tflite"}[path.suffix]
+    return f"{runtime}-{'int8' if path.name.endswith('.int8' + path.suffix) else 'fp32'}"
+
+
+def discover(artifacts: list[Path], ckpt: Path | None) -> tuple[Path | None, list[Path]]:
+    """The artifacts to run: those given, or every artifact beside the checkpoint."""
+    for a in artifacts:
+        if not a.exists():
+            raise ArtifactError(f"{a} does not exist.")
+        if a.suffix not in ARTIFACT_SUFFIXES:
+            raise ArtifactError(f"{a}: not a step model ({', '.join(ARTIFACT_SUFFIXES)}).")
+    if not artifacts and ckpt is not None:
+        if not ckpt.exists():
+            raise ArtifactError(f"checkpoint {ckpt} does not exist.")
+        artifacts = sorted(p for p in ckpt.parent.glob(f"{ckpt.stem}.*")
+                           if p.suffix in ARTIFACT_SUFFIXES and p.name.count(".") <= 2)
+        if not artifacts:
+            raise ArtifactError(f"no exported artifacts beside {ckpt}; run `edgerf export {ckpt} --int8` first.")
+    if ckpt is None and artifacts:   # the checkpoint the manifest names, when it sits beside the artifact
+        src = read_manifest(artifacts[0]).get("source", {}).get("checkpoint")
+        if src and (artifacts[0].parent / src).exists():
+            ckpt = artifacts[0].parent / src
+    return ckpt, artifacts
+
+
+def _torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: BenchConfig, log):
+    """(stream, reference logits or None, torch model or None, description)."""
+    model = None
+    if ckpt is not None and _torch_available():
+        from edgerf import checkpoint
+        ck = checkpoint.load(ckpt)
+        if ck.sha256 != manifest.get("source", {}).get("checkpoint_sha256"):
+            raise ArtifactError(f"{ckpt} is not the checkpoint {artifacts[0].name} was exported from "
+                                "(SHA-256 differs); pass the right --ckpt.")
+        model = ck.model
+    if not cfg.accuracy:
+        return None, None, model, "accuracy skipped (--no-accuracy)"
+    if model is not None:
+        try:
+            from edgerf.tasks import get_task
+            task = get_task(manifest["frame"])
+            stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=2026, data=cfg.data).head(cfg.steps)
+            from edgerf.export.parity import torch_trajectory
+            log(f"torch reference over {len(stream):,} test steps ...")
+            return stream, torch_trajectory(model, stream.x)[0], model, \
+                f"torch fp32 eager on a fresh {task.name} test stream ({len(stream):,} steps)"
+        except DataError as e:
+            log(f"dataset not found ({str(e).split('.')[0]}); using the evaluation bundle")
+    b_path = bundle_io.bundle_path(artifacts[0].with_suffix("").with_suffix("")
+                                   if ".int8." in artifacts[0].name else artifacts[0].with_suffix(""))
+    if not b_path.exists():
+        raise DataError("no reference for accuracy: torch/the checkpoint/the dataset are missing and there is "
+                        f"no evaluation bundle ({b_path.name}) beside the artifacts. Copy the bundle that "
+                        "`edgerf export` wrote, or pass --no-accuracy.")
+    b = bundle_io.read(b_path)
+    stream = b.stream.head(min(cfg.steps, len(b.stream)))
+    if cfg.steps > len(b.stream):
+        log(f"the bundle holds {len(b.stream):,} steps; --steps {cfg.steps:,} capped to it")
+    return stream, b.reference_logits[:len(stream)], model, \
+        f"evaluation bundle {b_path.name}: {b.meta.get('reference')} ({len(stream):,} steps)"
+
+
+def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig = BenchConfig(),
+              progress: bool = True, log=lambda s: None) -> dict:
+    if cfg.device not in DEVICES:
+        raise EdgerfError(f"unknown device {cfg.device!r}; known: {', '.join(DEVICES)}")
+    if cfg.device == "arm64":
+        from edgerf.bench.arm64 import run_arm64
+        return run_arm64(artifacts, ckpt, cfg, progress, log)
+    ckpt, artifacts = discover(artifacts, ckpt)
+    if not artifacts:
+        raise ArtifactError("nothing to benchmark: give artifacts, --ckpt, or neither for the built-in model.")
+    from edgerf.runtime import StepModel
+    manifests = {a: read_manifest(a) for a in artifacts}
+    first = manifests[artifacts[0]]
+    for a, m in manifests.items():
+        if m.get("source", {}).get("checkpoint_sha256") != first.get("source", {}).get("checkpoint_sha256"):
+            raise ArtifactError(f"{a.name} comes from another checkpoint than {artifacts[0].name}; "
+                                "bench compares artifacts of one model.")
+    stream, ref_logits, model, ref_desc = _reference(first, artifacts, ckpt, cfg, log)
+
+    targets = []
+    if model is not None:
+        targets.append(Target("torch", ckpt, "fp32"))
+    targets += [Target(artifact_kind(a), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
+    frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
+    T = len(frames)
+
+    total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
+    with bar("bench", total, progress) as pb:
+        for tg in targets:
+            if tg.name == "torch":
+                import torch
+                torch.set_num_threads(cfg.threads)
+                xt = torch.from_numpy(frames)
+                state = [model.init_state(1)]
+
+                def step(i, xt=xt, state=state):
+                    with torch.no_grad():
+                        _, state[0] = model.step(xt[i % T][None], state[0])
+                size = ckpt.stat().st_size
+            else:
+                rt = StepModel.load(tg.path, threads=cfg.threads)
+
+                def step(i, rt=rt):
+                    rt.step(frames[i % T])
+                size = tg.path.stat().st_size
+            lat = measure_latency(step, cfg.windows, cfg.seconds, cfg.warmup_s, progress=pb.advance)
+            tg.result = {"latency": lat, "size_bytes": size, "threads": cfg.threads}
+            if stream is not None:
+                logits = _trajectory(tg, model, stream, cfg.threads)
+                tg.result["accuracy"] = _accuracy(logits, ref_logits, stream, first["decision"]["threshold"])
+                tg.result["logits"] = logits
+                pb.advance()
+    if cfg.rss:
+        from edgerf.bench.rss import measure
+        for tg in targets:
+            tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
+    return _report(targets, first, cfg, ref_desc, stream)
+
+
+def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
+    if tg.name == "torch":
+        from edgerf.export.parity import torch_trajectory
+        return torch_trajectory(model, stream.x)[0]
+    from edgerf.runtime import StepModel
+    return StepModel.load(tg.path, threads=threads).run(stream.x)
+
+
+def _accuracy(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> dict:
+    m = stream_metrics(logits, stream.labels, stream.mask, stream.ends, threshold)
+    n = len(stream.ends)
+    k = max(1, n // 10)
+    pred = logits.argmax(-1)
+    head, tail = stream.ends[:k], stream.ends[-k:]
+    m["acc_p_first10"] = float((pred[head] == stream.labels[head]).mean()) if n else float("nan")
+    m["acc_p_last10"] = float((pred[tail] == stream.labels[tail]).mean()) if n else float("nan")
+    m["argmax_agreement"] = agreement(ref[stream.mask], logits[stream.mask])
+    m["argmax_agreement_all"] = agreement(ref, logits)
+    m["max_abs_logits_drift"] = float(np.abs(ref - logits).max())
+    m["mean_abs_logits_drift"] = float(np.abs(ref - logits).mean())
+    return m
+
+
+def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: str, stream) -> dict:
+    period = manifest.get("frame", {}).get("period_s")
+    torch_lat = next((t.result["latency"] for t in targets if t.name == "torch"), None)
+    rows = []
+    for t in targets:
+        lat: Latency = t.result["latency"]
+        row = {"target": t.name, "file": t.path.name if t.path else None, "precision": t.precision,
+               "latency": lat.to_dict(), "steps_per_s": lat.steps_per_s, "size_bytes": t.result["size_bytes"],
+               "threads": t.result["threads"], "peak_rss_mib": t.result.get("peak_rss_mib"),
+               "real_time_factor": (lat.overall.median_us * 1e-6 / period) if period else None}
+        if torch_lat is not None:
+            row["vs_torch"] = {"median": lat.overall.median_us / torch_lat.overall.median_us,
+                               "p99": lat.overall.p99_us / torch_lat.overall.p99_us}
+        if "accuracy" in t.result:
+            row["accuracy"] = t.result["accuracy"]
+        rows.append(row)
+    return {"format": "edgerf-bench/1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "device": cfg.device, "emulated": False, "config": asdict(cfg), "machine": machine_info(),
+            "model": manifest["model"] | {"classes": len(manifest["model"]["classes"])},
+            "task": manifest["frame"].get("name"), "frame_period_s": period,
+            "reference": ref_desc, "accuracy_steps": len(stream) if stream is not None else 0,
+            "targets": rows,
+            "_plots": {"targets": targets, "stream": stream}}   # dropped before JSON
