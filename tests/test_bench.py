@@ -1,0 +1,141 @@
+"""edgerf bench: latency maths, report schema, reference fallbacks, bad input."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgerf import checkpoint
+from edgerf.bench.latency import LatencyStats, measure_latency
+from edgerf.bench.run import BenchConfig, run_bench
+from edgerf.cells import ModelConfig, RecurrentClassifier
+from edgerf.checkpoint import Checkpoint
+from edgerf.cli import app
+from edgerf.errors import ArtifactError, DataError, EdgerfError
+from edgerf.export.pipeline import ExportConfig, export_checkpoint
+
+FAST = BenchConfig(seconds=0.05, windows=5, warmup_s=0.02, steps=600, rss=False)
+
+
+def test_latency_stats_on_synthetic_timings():
+    ns = np.arange(1, 101) * 1000          # 1..100 us
+    s = LatencyStats.of(ns)
+    assert s.n == 100 and s.median_us == pytest.approx(50.5) and s.max_us == 100.0
+    assert s.p90_us == pytest.approx(90.1) and s.p99_us == pytest.approx(99.01)
+    assert s.mean_us == pytest.approx(50.5)
+
+
+def test_measure_latency_windows_and_warmup():
+    calls = []
+    lat = measure_latency(lambda i: calls.append(i), windows=5, window_s=0.01, warmup_s=0.005)
+    assert len(lat.windows) == 5 and all(w.n > 0 for w in lat.windows)
+    assert lat.overall.n == sum(w.n for w in lat.windows) == len(lat.samples_ns)
+    assert len(calls) > lat.overall.n                      # warm-up calls are not timed
+    assert calls == list(range(len(calls)))                 # step index runs on across windows
+    with pytest.raises(ValueError):
+        measure_latency(lambda i: None, windows=0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, sfmnist):
+    d = tmp_path_factory.mktemp("bench")
+    model = RecurrentClassifier(ModelConfig(family="gru", hidden=16)).eval()
+    checkpoint.save(d / "m.pt", Checkpoint(model=model, task=sfmnist.spec(), training={}))
+    export_checkpoint(d / "m.pt", d, ExportConfig(int8=True, parity_steps=1000, calibration_steps=2000,
+                                                   check_steps=1000, bundle_steps=800), progress=False)
+    return d
+
+
+def test_bench_report_schema(model_dir, tmp_path):
+    from edgerf.bench import render
+    rep = run_bench([], model_dir / "m.pt", FAST, progress=False)
+    assert [t["target"] for t in rep["targets"]] == ["torch", "onnx-int8", "onnx-fp32"]
+    assert rep["reference"].startswith("torch fp32 eager")
+    for t in rep["targets"]:
+        lat = t["latency"]
+        assert len(lat["windows"]) == 5 and lat["overall"]["median_us"] > 0
+        assert lat["overall"]["p99_us"] >= lat["overall"]["median_us"]
+        assert t["vs_torch"]["median"] > 0 and t["size_bytes"] > 0
+        acc = t["accuracy"]
+        for k in ("acc_p", "acc_f", "false_alarm", "acc_p_first10", "acc_p_last10", "argmax_agreement",
+                  "max_abs_logits_drift"):
+            assert 0.0 <= acc[k] <= (1.0 if k != "max_abs_logits_drift" else 10.0), k
+    torch_row = rep["targets"][0]
+    assert torch_row["vs_torch"]["median"] == 1.0 and torch_row["accuracy"]["argmax_agreement"] == 1.0
+    fp32 = rep["targets"][2]["accuracy"]
+    assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_logits_drift"] < 1e-3
+    assert rep["machine"]["cores"] >= 1 and "onnxruntime" in rep["machine"]["versions"]
+    files = render.write_report(rep, tmp_path / "r")
+    names = {f.name for f in files}
+    assert names == {"bench.json", "bench.md", "latency.png", "accuracy_along_stream.png", "stream_excerpt.png"}
+    loaded = json.loads((tmp_path / "r" / "bench.json").read_text())
+    assert loaded["format"] == "edgerf-bench/1" and loaded["targets"][1]["target"] == "onnx-int8"
+    assert "onnx-fp32" in render.table(rep)
+
+
+def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_path):
+    code = textwrap.dedent(f"""
+        import builtins, json
+        real = builtins.__import__
+        def guarded(name, *a, **k):
+            if name.split('.')[0] in ('torch', 'onnx', 'onnxscript'):
+                raise ImportError('blocked ' + name)
+            return real(name, *a, **k)
+        builtins.__import__ = guarded
+        from pathlib import Path
+        from edgerf.bench.run import BenchConfig, run_bench
+        rep = run_bench([Path({str(model_dir / 'm.onnx')!r}), Path({str(model_dir / 'm.int8.onnx')!r})],
+                        cfg=BenchConfig(seconds=0.05, windows=5, warmup_s=0.01, steps=10_000, rss=False),
+                        progress=False)
+        print(json.dumps({{"ref": rep["reference"], "steps": rep["accuracy_steps"],
+                          "targets": [t["target"] for t in rep["targets"]],
+                          "agree": rep["targets"][0]["accuracy"]["argmax_agreement"],
+                          "drift": rep["targets"][0]["accuracy"]["max_abs_logits_drift"]}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["ref"].startswith("evaluation bundle m.bundle.npz") and out["steps"] == 800
+    assert out["targets"] == ["onnx-fp32", "onnx-int8"]     # no torch on the device
+    assert out["agree"] >= 0.999 and out["drift"] < 1e-3     # fp32 graph vs bundled torch logits
+
+
+def test_bad_inputs(model_dir, tmp_path, monkeypatch):
+    with pytest.raises(EdgerfError, match="unknown device"):
+        run_bench([model_dir / "m.onnx"], cfg=BenchConfig(device="riscv"), progress=False)
+    lonely = tmp_path / "x.onnx"
+    lonely.write_bytes(b"\x08\x07")
+    with pytest.raises(ArtifactError, match="no manifest"):
+        run_bench([lonely], cfg=FAST, progress=False)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        run_bench([tmp_path / "nope.onnx"], cfg=FAST, progress=False)
+    # a manifest that does not match the graph
+    m = json.loads((model_dir / "m.json").read_text())
+    m["states"][0]["output"] = "h_next"
+    (tmp_path / "w.onnx").write_bytes((model_dir / "m.onnx").read_bytes())
+    (tmp_path / "w.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        run_bench([tmp_path / "w.onnx"], cfg=BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False)
+    # no dataset, no bundle: a clear error; --no-accuracy still benchmarks latency
+    (tmp_path / "c.onnx").write_bytes((model_dir / "m.onnx").read_bytes())
+    (tmp_path / "c.json").write_text((model_dir / "m.json").read_text())
+    monkeypatch.setenv("EDGERF_DATA", str(tmp_path))
+    with pytest.raises(DataError, match="--no-accuracy"):
+        run_bench([tmp_path / "c.onnx"], model_dir / "m.pt", FAST, progress=False)
+    rep = run_bench([tmp_path / "c.onnx"], model_dir / "m.pt",
+                    BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False)
+    assert rep["reference"].startswith("accuracy skipped") and "accuracy" not in rep["targets"][1]
+
+
+def test_bench_cli(model_dir, tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--ckpt", str(model_dir / "m.pt"), "--seconds", "0.05", "--steps", "500",
+                                 "--report", str(tmp_path / "rep"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "onnx-int8" in r.stdout and "torch" in r.stdout
+    assert (tmp_path / "rep" / "bench.md").exists()
+    r = CliRunner().invoke(app, ["bench", "--device", "arm64", str(model_dir / "m.onnx"), "-q"])
+    assert r.exit_code == 2
