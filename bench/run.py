@@ -71,8 +71,10 @@ def discover(artifacts: list[Path], ckpt: Path | None) -> tuple[Path | None, lis
     if not artifacts and ckpt is not None:
         if not ckpt.exists():
             raise ArtifactError(f"checkpoint {ckpt} does not exist.")
-        artifacts = sorted(p for p in ckpt.parent.glob(f"{ckpt.stem}.*")
-                           if p.suffix in ARTIFACT_SUFFIXES and p.name.count(".") <= 2)
+        order = {k: i for i, k in enumerate(("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"))}
+        artifacts = sorted((p for p in ckpt.parent.glob(f"{ckpt.stem}.*")
+                            if p.suffix in ARTIFACT_SUFFIXES and p.name.count(".") <= 2),
+                           key=lambda p: order[artifact_kind(p)])
         if not artifacts:
             raise ArtifactError(f"no exported artifacts beside {ckpt}; run `edgerf export {ckpt} --int8` first.")
     if ckpt is None and artifacts:   # the checkpoint the manifest names, when it sits beside the artifact
@@ -113,8 +115,7 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
                 f"torch fp32 eager on a fresh {task.name} test stream ({len(stream):,} steps)"
         except DataError as e:
             log(f"dataset not found ({str(e).split('.')[0]}); using the evaluation bundle")
-    b_path = bundle_io.bundle_path(artifacts[0].with_suffix("").with_suffix("")
-                                   if ".int8." in artifacts[0].name else artifacts[0].with_suffix(""))
+    b_path = bundle_io.bundle_path(artifacts[0])
     if not b_path.exists():
         raise DataError("no reference for accuracy: torch/the checkpoint/the dataset are missing and there is "
                         f"no evaluation bundle ({b_path.name}) beside the artifacts. Copy the bundle that "

@@ -30,8 +30,13 @@ class Bundle:
     meta: dict                        # format, task spec, checkpoint hash, how it was made
 
 
-def bundle_path(base: Path) -> Path:
-    return base.with_name(base.name + ".bundle.npz")
+def bundle_path(artifact_or_base: Path) -> Path:
+    """The bundle of an export: ``gru.int8.tflite`` / ``gru.onnx`` / ``gru`` -> ``gru.bundle.npz``."""
+    name = artifact_or_base.name
+    for suffix in (".onnx", ".tflite"):
+        name = name.removesuffix(suffix)
+    name = name.removesuffix(".int8")
+    return artifact_or_base.with_name(name + ".bundle.npz")
 
 
 def round_frames(x: np.ndarray) -> np.ndarray:

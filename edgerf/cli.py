@@ -96,8 +96,8 @@ def train(
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx (state-aware precision plan)."),
-    format: str = typer.Option("onnx", "--format", help="Comma-separated formats: onnx."),
+    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx/.tflite (state-aware precision plan)."),
+    format: str = typer.Option("onnx,tflite", "--format", help="Comma-separated formats: onnx, tflite."),
     name: Optional[str] = typer.Option(None, help="Artifact base name (default: checkpoint file stem)."),
     parity_steps: int = typer.Option(10_000, help="Test-stream steps of the parity gate (state fed back)."),
     calibration_steps: int = typer.Option(20_000, help="Unreset training-stream steps for int8 calibration."),
@@ -136,11 +136,14 @@ def render_export_report(rep) -> str:
     if ref:
         lines.append(f"{'torch (reference)':32s} {'fp32':9s} {'':9s} {1.0:8.4f} {ref['acc_p']:7.4f} "
                      f"{ref['acc_f']:7.4f} {ref['false_alarm']:8.4f}")
-    if rep.plan:
-        lines.append(f"int8 plan: {rep.plan['plan']} ({rep.plan['why']})")
-        for t in rep.plan["tried"]:
+    for fmt, plan in (rep.plan or {}).items():
+        lines.append(f"{fmt} int8 plan: {plan['plan']} ({plan['why']})")
+        for t in plan["tried"]:
+            if "error" in t:
+                lines.append(f"  tried {t['plan']:10s}: not available ({t['error']})")
+                continue
             st = ", ".join(f"{k} rms {v:.3g}" for k, v in t["rms_state"].items())
-            lines.append(f"  tried {t['plan']:6s}: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
+            lines.append(f"  tried {t['plan']:10s}: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
                          f"vs fp32 {t['acc_p_fp32']:.4f}, {st} -> {'within' if t['within_budget'] else 'over'} budget")
     steps = rep.artifacts[0].parity["steps"]
     lines.append(f"parity and accuracy on the same unreset test stream of {steps:,} steps; {rep.seconds:.0f} s")
@@ -148,12 +151,12 @@ def render_export_report(rep) -> str:
 
 
 @app.command()
-def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx (or its .json manifest).")) -> None:
+def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest).")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram and precision."""
     from edgerf import manifest
 
     if artifact.suffix == ".json":
-        artifact = artifact.with_suffix(".onnx")
+        artifact = artifact.with_suffix("")
     try:
         m = manifest.read(artifact)
     except EdgerfError as e:
@@ -179,10 +182,16 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx (or its
         typer.echo(f"parity vs torch: {par['steps']:,} steps, agreement {par['argmax_agreement']:.4%}, "
                    f"max |d logits| {par['max_abs_logits']:.2e}")
     try:
-        from edgerf.export.onnx import op_histogram
-        typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in op_histogram(artifact).items()))
+        from edgerf.export.formats import FORMATS
+        fmt = next(f() for f in FORMATS.values() if f.suffix == artifact.suffix)
+        typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in fmt.ops(artifact).items()))
     except ImportError:
         typer.echo("ops: (install edgerf[host] for the op histogram)")
+    for name, io in (("input", m["inputs"]["x"]), ("output", m["outputs"]["logits"])):
+        if "quant" in io:
+            q = io["quant"]
+            typer.echo(f"{name} {io['name']} crosses the graph boundary as {q['dtype']} "
+                       f"(scale {q['scale']:.4g}, zero point {q['zero_point']})")
     typer.echo(f"source: {m['source'].get('checkpoint')} sha256 {m['source'].get('checkpoint_sha256', '')[:16]}..., "
                f"trained with: {m['source'].get('train_command')}")
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")

@@ -40,9 +40,10 @@ def state_io_names(state: str) -> tuple[str, str]:
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:
-    """``gru.int8.onnx`` -> ``gru.int8.json``."""
+    """``gru.int8.onnx`` -> ``gru.int8.onnx.json`` (one rule for every format, so the
+    ONNX and TFLite exports of one model never share a sidecar)."""
     p = Path(artifact)
-    return p.with_suffix(".json")
+    return p.with_name(p.name + ".json")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -124,7 +125,7 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
          input_size: int, state_names: list[str], state_sizes: list[int], frame: dict,
          threshold: float, plan: dict, source: dict, versions: dict,
          state_ranges: dict[str, list[float]] | None = None,
-         state_quant: dict[str, dict] | None = None) -> dict:
+         state_quant: dict[str, dict] | None = None, io_quant: dict[str, dict] | None = None) -> dict:
     """Assemble a manifest; every writer goes through here so the schema lives in one place."""
     states = []
     for name, size in zip(state_names, state_sizes):
@@ -140,8 +141,10 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
         "format": FORMAT,
         "artifact": {"file": artifact, "runtime": runtime, "precision": precision},
         "model": {**model, "classes": list(classes)},
-        "inputs": {INPUT: {"name": INPUT, "shape": [None, input_size], "dtype": "float32"}},
-        "outputs": {OUTPUT: {"name": OUTPUT, "shape": [None, len(classes)], "dtype": "float32"}},
+        "inputs": {INPUT: {"name": INPUT, "shape": [None, input_size], "dtype": "float32",
+                           **({"quant": io_quant[INPUT]} if io_quant and INPUT in io_quant else {})}},
+        "outputs": {OUTPUT: {"name": OUTPUT, "shape": [None, len(classes)], "dtype": "float32",
+                             **({"quant": io_quant[OUTPUT]} if io_quant and OUTPUT in io_quant else {})}},
         "states": states,
         "frame": frame,
         "decision": {"threshold": threshold},

@@ -19,17 +19,17 @@ import numpy as np
 from edgerf import __version__, bundle, manifest
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.errors import ArtifactError, ParityError
-from edgerf.export import calibrate, onnx as onnx_export, parity, quantize
+from edgerf.export import calibrate, parity, quantize
+from edgerf.export.formats import FORMATS
 from edgerf.metrics import stream_metrics
 from edgerf.progress import bar
 from edgerf.tasks import get_task
 
-FORMATS = ("onnx",)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    formats: tuple[str, ...] = ("onnx",)
+    formats: tuple[str, ...] = ("onnx", "tflite")
     int8: bool = False
     parity_steps: int = 10_000            # >= 10^4 steps of a real test stream, state fed back
     # fp32 graph vs torch, per tensor: |d| <= atol + rtol * |ref|. Both run fp32 with
@@ -76,10 +76,13 @@ def _versions() -> dict:
             "onnxruntime": onnxruntime.__version__}
 
 
-def _names(base: str, int8: bool) -> list[str]:
-    files = [f"{base}.onnx", f"{base}.json", f"{base}.bundle.npz"]
-    if int8:
-        files += [f"{base}.int8.onnx", f"{base}.int8.json"]
+def _names(base: str, formats, int8: bool) -> list[str]:
+    files = [f"{base}.bundle.npz"]
+    for f in formats:
+        sfx = FORMATS[f].suffix
+        files += [f"{base}{sfx}", f"{base}{sfx}.json"]
+        if int8:
+            files += [f"{base}.int8{sfx}", f"{base}.int8{sfx}.json"]
     return files
 
 
@@ -94,7 +97,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
             raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else ckpt_path.parent
     base = cfg.name or ckpt_path.stem
-    targets = [out_dir / n for n in _names(base, cfg.int8)]
+    targets = [out_dir / n for n in _names(base, cfg.formats, cfg.int8)]
     clash = [str(t) for t in targets if t.exists()]
     if clash and not cfg.force:
         raise ArtifactError(f"{', '.join(clash)} already exist; pass --force to overwrite.")
@@ -129,6 +132,10 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
     def score(logits):
         return stream_metrics(logits, test.labels, test.mask, test.ends, task.threshold)
 
+    # State ranges over a long unreset training stream: the int8 calibration, and in
+    # every manifest the reference the runtime's watchdog checks the state against.
+    log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
+    feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
     common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
                          "layers": model.config.layers},
                   classes=list(task.classes), input_size=model.config.input_size, state_names=names,
@@ -136,47 +143,51 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, pr
                   source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
                           "train_command": ckpt.training.get("command", ""),
                           "test": ckpt.results.get("test", [])},
-                  versions=versions)
-
-    # State ranges over a long unreset training stream: the int8 calibration, and in
-    # every manifest the reference the runtime's watchdog checks the state against.
-    log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
-    feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
-    common["state_ranges"] = calibrate.ranges(feeds)
-
-    # fp32 graph and its gate
-    fp32_path = stage / f"{base}.onnx"
-    proto = onnx_export.to_onnx(model)
-    onnx_export.save(proto, fp32_path)
-    logits, states = onnx_export.run_stream(onnx_export.session(fp32_path), test.x, names)
-    gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
-    log(f"onnx fp32 parity: {gate.summary()}")
-    if not gate.passed:
-        d = gate.first_divergence or {}
-        raise ParityError(f"the fp32 ONNX graph diverged from torch: {d.get('tensor', 'argmax')} first left "
-                          f"tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
-                          f"{gate.summary()}. Nothing was written.")
-    fp32_manifest = manifest.make(artifact=fp32_path.name, runtime="onnx", precision="fp32",
-                                  plan={"plan": "fp32"}, **common)
-    artifacts = [_finish(proto, fp32_path, fp32_manifest, gate, score(logits))]
-    artifacts[0].test["reference"] = score(ref_logits)
-
+                  versions=versions, state_ranges=calibrate.ranges(feeds))
     _write_bundle(model, task, ckpt, stage / f"{base}.bundle.npz", cfg)
 
-    plan_report = None
-    if cfg.int8:
-        chosen, plan_report = _choose_plan(model, task, fp32_path, stage, base, feeds, cfg, progress, log)
-        int8_path = stage / f"{base}.int8.onnx"
+    artifacts, plans = [], {}
+    check = None
+    start_rung = 0
+    for fmt_name in cfg.formats:
+        fmt = FORMATS[fmt_name]()
+        fmt.prepare(model, feeds, stage)
+        path = stage / f"{base}{fmt.suffix}"
+        fmt.build("fp32", path)
+        logits, states = fmt.run(path, test.x, names)
+        gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
+        log(f"{fmt_name} fp32 parity: {gate.summary()}")
+        if not gate.passed:
+            d = gate.first_divergence or {}
+            raise ParityError(f"the fp32 {fmt_name} graph diverged from torch: {d.get('tensor', 'argmax')} first "
+                              f"left tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
+                              f"{gate.summary()}. Nothing was written.")
+        m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision="fp32", plan={"plan": "fp32"}, **common)
+        artifacts.append(_finish(fmt, path, m, gate, score(logits)))
+        artifacts[-1].test["reference"] = score(ref_logits)
+        if not cfg.int8:
+            continue
+        if check is None:
+            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13, data=cfg.data)
+            check_ref = parity.torch_trajectory(model, check.x)
+        # each format climbs the ladder from where the previous one stopped: the same
+        # plan for ONNX and TFLite whenever both meet the budget with it
+        chosen, plan_report = _choose_plan(fmt, fmt_name, model, task, stage, base, check, check_ref,
+                                           start_rung, cfg, log)
+        if plan_report["plan"] in quantize.PLANS:
+            start_rung = quantize.PLANS.index(plan_report["plan"])
+        plans[fmt_name] = plan_report
+        int8_path = stage / f"{base}.int8{fmt.suffix}"
         os.replace(chosen, int8_path)
-        logits, states = onnx_export.run_stream(onnx_export.session(int8_path), test.x, names)
+        logits, states = fmt.run(int8_path, test.x, names)
         drift = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, test.mask)
-        log(f"onnx int8 ({plan_report['plan']}) drift: {drift.summary()}")
-        quant = quantize.state_quant_params(int8_path, names) if plan_report["plan"] != "fp32" else None
-        m = manifest.make(artifact=int8_path.name, runtime="onnx", precision=plan_report["plan"],
-                          plan=plan_report, state_quant=quant, **common)
-        import onnx
-        artifacts.append(_finish(onnx.load(str(int8_path)), int8_path, m, drift, score(logits)))
-    return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plan_report, seconds=0.0)
+        log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
+        q = fmt.io_quant(plan_report["plan"], int8_path, names) if plan_report["plan"] != "fp32" \
+            else {"states": {}, "io": {}}
+        m = manifest.make(artifact=int8_path.name, runtime=fmt.runtime, precision=plan_report["plan"],
+                          plan=plan_report, state_quant=q["states"], io_quant=q["io"], **common)
+        artifacts.append(_finish(fmt, int8_path, m, drift, score(logits)))
+    return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plans or None, seconds=0.0)
 
 
 def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
@@ -203,18 +214,22 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
     return raw
 
 
-def _choose_plan(model, task, fp32_path: Path, stage: Path, base: str, feeds, cfg: ExportConfig,
-                 progress, log) -> tuple[Path, dict]:
+def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check, check_ref, start: int,
+                 cfg: ExportConfig, log) -> tuple[Path, dict]:
     """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
     names = list(model.state_names)
-    check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13, data=cfg.data)
-    ref_logits, ref_states = parity.torch_trajectory(model, check.x)
+    ref_logits, ref_states = check_ref
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, task.threshold)
     tried = []
-    for plan in quantize.PLANS:
-        path = stage / f"{base}.{plan}.candidate.onnx"
-        quantize.quantize(fp32_path, path, feeds, plan)
-        logits, states = onnx_export.run_stream(onnx_export.session(path), check.x, names)
+    for plan in quantize.PLANS[start:]:
+        path = stage / f"{base}.{plan}.candidate{fmt.suffix}"
+        try:
+            fmt.build(plan, path)
+            logits, states = fmt.run(path, check.x, names)
+        except NotImplementedError as e:
+            tried.append({"plan": plan, "error": str(e), "within_budget": False})
+            log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
+            continue
         p = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, check.mask)
         acc_p = stream_metrics(logits, check.labels, check.mask, check.ends, task.threshold)["acc_p"]
         ok = (p.argmax_agreement >= cfg.budget.min_agreement
@@ -222,27 +237,26 @@ def _choose_plan(model, task, fp32_path: Path, stage: Path, base: str, feeds, cf
         tried.append({"plan": plan, "argmax_agreement": p.argmax_agreement, "acc_p": acc_p,
                       "acc_p_fp32": ref["acc_p"], "max_abs_state": p.max_abs_state,
                       "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok})
-        log(f"  plan {plan:6s}: agreement {p.argmax_agreement:.4%}, acc_p {acc_p:.4f} "
+        log(f"  {fmt_name} plan {plan:10s}: agreement {p.argmax_agreement:.4%}, acc_p {acc_p:.4f} "
             f"(fp32 {ref['acc_p']:.4f}) -> {'kept' if ok else 'over budget'}")
         if ok:
             why = f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps"
             return path, {"plan": plan, "why": why, "budget": asdict(cfg.budget), "tried": tried,
                           "check_steps": len(check)}
-    path = stage / f"{base}.fp32.candidate.onnx"
-    shutil.copy(fp32_path, path)
+    path = stage / f"{base}.fp32.candidate{fmt.suffix}"
+    fmt.build("fp32", path)
     why = ("no integer plan met the budget on the held-out stream (closed-loop state error compounds); "
            "the '.int8' artifact is kept in float")
-    log(f"  {why}")
+    log(f"  {fmt_name}: {why}")
     return path, {"plan": "fp32", "why": why, "budget": asdict(cfg.budget), "tried": tried,
                   "check_steps": len(check)}
 
 
-def _finish(proto, path: Path, m: dict, gate: parity.Parity, test: dict) -> ArtifactReport:
-    """Embed the manifest (with the parity figures), rewrite the graph, write the sidecar."""
+def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict) -> ArtifactReport:
+    """Embed the manifest (with the parity figures), rewrite the artifact, write the sidecar."""
     m["parity"] = gate.to_dict()
-    onnx_export.set_manifest(proto, m)
-    onnx_export.save(proto, path)
+    fmt.embed(path, m)
     m["artifact"]["sha256"] = manifest.file_sha256(path)
     manifest.write(path, m)
     return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,
-                          ops=onnx_export.op_histogram(proto), parity=gate.to_dict(), test=test)
+                          ops=fmt.ops(path), parity=gate.to_dict(), test=test)

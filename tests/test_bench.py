@@ -53,7 +53,7 @@ def model_dir(tmp_path_factory, sfmnist):
 def test_bench_report_schema(model_dir, tmp_path):
     from edgerf.bench import render
     rep = run_bench([], model_dir / "m.pt", FAST, progress=False)
-    assert [t["target"] for t in rep["targets"]] == ["torch", "onnx-int8", "onnx-fp32"]
+    assert [t["target"] for t in rep["targets"]] == ["torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
     assert rep["reference"].startswith("torch fp32 eager")
     for t in rep["targets"]:
         lat = t["latency"]
@@ -66,15 +66,15 @@ def test_bench_report_schema(model_dir, tmp_path):
             assert 0.0 <= acc[k] <= (1.0 if k != "max_abs_logits_drift" else 10.0), k
     torch_row = rep["targets"][0]
     assert torch_row["vs_torch"]["median"] == 1.0 and torch_row["accuracy"]["argmax_agreement"] == 1.0
-    fp32 = rep["targets"][2]["accuracy"]
-    assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_logits_drift"] < 1e-3
+    for fp32 in (rep["targets"][1]["accuracy"], rep["targets"][3]["accuracy"]):
+        assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_logits_drift"] < 1e-3
     assert rep["machine"]["cores"] >= 1 and "onnxruntime" in rep["machine"]["versions"]
     files = render.write_report(rep, tmp_path / "r")
     names = {f.name for f in files}
     assert names == {"bench.json", "bench.md", "latency.png", "accuracy_along_stream.png", "stream_excerpt.png"}
     loaded = json.loads((tmp_path / "r" / "bench.json").read_text())
-    assert loaded["format"] == "edgerf-bench/1" and loaded["targets"][1]["target"] == "onnx-int8"
-    assert "onnx-fp32" in render.table(rep)
+    assert loaded["format"] == "edgerf-bench/1" and loaded["targets"][2]["target"] == "onnx-int8"
+    assert "tflite-int8" in render.table(rep)
 
 
 def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_path):
@@ -114,15 +114,15 @@ def test_bad_inputs(model_dir, tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match="does not exist"):
         run_bench([tmp_path / "nope.onnx"], cfg=FAST, progress=False)
     # a manifest that does not match the graph
-    m = json.loads((model_dir / "m.json").read_text())
+    m = json.loads((model_dir / "m.onnx.json").read_text())
     m["states"][0]["output"] = "h_next"
     (tmp_path / "w.onnx").write_bytes((model_dir / "m.onnx").read_bytes())
-    (tmp_path / "w.json").write_text(json.dumps(m))
+    (tmp_path / "w.onnx.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="does not match its manifest"):
         run_bench([tmp_path / "w.onnx"], cfg=BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False)
     # no dataset, no bundle: a clear error; --no-accuracy still benchmarks latency
     (tmp_path / "c.onnx").write_bytes((model_dir / "m.onnx").read_bytes())
-    (tmp_path / "c.json").write_text((model_dir / "m.json").read_text())
+    (tmp_path / "c.onnx.json").write_text((model_dir / "m.onnx.json").read_text())
     monkeypatch.setenv("EDGERF_DATA", str(tmp_path))
     with pytest.raises(DataError, match="--no-accuracy"):
         run_bench([tmp_path / "c.onnx"], model_dir / "m.pt", FAST, progress=False)

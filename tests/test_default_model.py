@@ -38,10 +38,11 @@ def test_bench_with_no_arguments_uses_the_built_in_model(tmp_path, monkeypatch):
     args = ["bench", "--seconds", "0.05", "--steps", "2000", "--no-rss", "-q"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    for target in ("torch", "onnx-fp32", "onnx-int8"):
+    for target in ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"):
         assert target in r.stdout
     made = sorted(p.name for p in (tmp_path / "default-gru").iterdir())
-    assert made == ["default-gru.bundle.npz", "default-gru.int8.json", "default-gru.int8.onnx",
-                    "default-gru.json", "default-gru.onnx", "default-gru.pt"]
+    assert made == ["default-gru.bundle.npz", "default-gru.int8.onnx", "default-gru.int8.onnx.json",
+                    "default-gru.int8.tflite", "default-gru.int8.tflite.json", "default-gru.onnx",
+                    "default-gru.onnx.json", "default-gru.pt", "default-gru.tflite", "default-gru.tflite.json"]
     r = CliRunner().invoke(app, args)     # second run reuses the cache
     assert r.exit_code == 0 and "first use" not in r.output

@@ -40,10 +40,13 @@ def _ckpt(tmp_path, family, sfmnist, hidden=16, train=False):
 def test_export_and_parity_every_family(tmp_path, sfmnist, family):
     ck = _ckpt(tmp_path, family, sfmnist)
     rep = export_checkpoint(ck, tmp_path / "out", QUICK, progress=False)
-    (a,) = rep.artifacts
-    assert a.parity["passed"] and a.parity["steps"] >= 2_000
-    assert a.parity["argmax_agreement"] >= 0.999
-    assert a.parity["max_abs_logits"] < 1e-3
+    assert [a.file for a in rep.artifacts] == [f"{family}.onnx", f"{family}.tflite"]
+    for a in rep.artifacts:
+        assert a.parity["passed"] and a.parity["steps"] >= 2_000
+        assert a.parity["argmax_agreement"] >= 0.999
+        assert a.parity["max_abs_logits"] < 1e-3
+    tfl_ops = set(rep.artifacts[1].ops)
+    assert tfl_ops <= {"FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH", "GREATER_EQUAL", "CAST"}
     proto = onnx.load(str(tmp_path / "out" / f"{family}.onnx"))
     assert proto.opset_import[0].version >= 18
     assert not any(n.op_type in ("GRU", "RNN", "LSTM") for n in proto.graph.node)   # no fused ops
@@ -84,12 +87,18 @@ def test_int8_export_on_a_trained_model(tmp_path):
     from edgerf.tasks import get_task
     ck = _ckpt(tmp_path, "gru", get_task("sfmnist"), hidden=32, train=True)
     rep = export_checkpoint(ck, tmp_path, ExportConfig(int8=True, parity_steps=2_000, calibration_steps=4_000,
-                                                       check_steps=4_000), progress=False)
-    fp32, int8 = rep.artifacts
-    assert int8.file == "gru.int8.onnx"
-    assert [t["plan"] for t in rep.plan["tried"]][0] == "int8"
+                                                       check_steps=4_000, bundle_steps=1_000), progress=False)
+    fp32, int8, tfl32, tfl8 = rep.artifacts
+    assert (int8.file, tfl8.file) == ("gru.int8.onnx", "gru.int8.tflite")
+    assert [t["plan"] for t in rep.plan["onnx"]["tried"]][0] == "int8"
     m = manifest.read(tmp_path / "gru.int8.onnx")
-    assert m["precision"]["plan"] == rep.plan["plan"] == int8.precision
+    assert m["precision"]["plan"] == rep.plan["onnx"]["plan"] == int8.precision
+    # TFLite starts its ladder at the ONNX plan: same plan whenever it is within budget there too
+    from edgerf.export.quantize import PLANS
+    if rep.plan["onnx"]["plan"] != "fp32":
+        assert rep.plan["tflite"]["tried"][0]["plan"] == rep.plan["onnx"]["plan"]
+    assert PLANS.index(tfl8.precision) >= PLANS.index(int8.precision) if tfl8.precision in PLANS else True
+    assert tfl8.parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
     assert m["states"][0]["range"][0] < 0 < m["states"][0]["range"][1]   # calibrated, tanh-bounded
     assert -1.0 - 1e-6 <= m["states"][0]["range"][0] and m["states"][0]["range"][1] <= 1.0 + 1e-6
     assert int8.parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
@@ -152,7 +161,8 @@ def test_existing_artifacts_need_force_and_failed_writes_keep_them(tmp_path, sfm
     with pytest.raises(ArtifactError, match="No space left"):
         export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}), progress=False)
     assert (tmp_path / "rnn.onnx").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.json", "rnn.onnx", "rnn.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.onnx", "rnn.onnx.json", "rnn.pt",
+                                                          "rnn.tflite", "rnn.tflite.json"]
 
 
 def test_unwritable_output_dir(tmp_path, sfmnist):

@@ -86,7 +86,7 @@ def test_corrupted_state_is_restored_from_snapshot(exported, test_stream):
     rt.run(test_stream.x[:64])
     ref.run(test_stream.x[:64])
     good = rt.state
-    rt.backend.state[0][0, 3] = np.nan          # a bit flip / runaway value inside the interpreter
+    rt.backend.read_state()[0][0, 3] = np.nan          # a bit flip / runaway value inside the interpreter
     for t in range(64, 71):
         rt.step(test_stream.x[t])
     assert rt.health["state_restores"] == 0     # not yet checked: checks run every 8 steps
@@ -96,7 +96,7 @@ def test_corrupted_state_is_restored_from_snapshot(exported, test_stream):
     assert np.isfinite(rt.run(test_stream.x[72:200])).all()
     # far outside the calibrated range (but finite): caught at the next range check
     lo, hi = rt.manifest["states"][0]["range"]
-    rt.backend.state[0][:] = hi + 50 * (hi - lo)
+    rt.backend.read_state()[0][:] = hi + 50 * (hi - lo)
     for t in range(200, 208):
         rt.step(test_stream.x[t])
     assert rt.health["state_restores"] == 2
@@ -138,10 +138,10 @@ def test_artifact_errors(exported, tmp_path):
         StepModel.load(lonely)
     # a manifest that names tensors the graph does not have
     import json
-    m = json.loads((d / "gru.json").read_text())
+    m = json.loads((d / "gru.onnx.json").read_text())
     m["states"][0]["input"] = "hidden_in"
     (tmp_path / "g.onnx").write_bytes((d / "gru.onnx").read_bytes())
-    (tmp_path / "g.json").write_text(json.dumps(m))
+    (tmp_path / "g.onnx.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="does not match its manifest"):
         StepModel.load(tmp_path / "g.onnx")
 

@@ -56,9 +56,13 @@ class OnnxBackend:
             self.bindings.append(b)
         self.current = 0   # index of the buffer set that holds the current state
 
-    @property
-    def state(self) -> list[np.ndarray]:
+    def read_state(self) -> list[np.ndarray]:
+        """The current state as float arrays (here: the live buffers themselves)."""
         return self.buffers[self.current]
+
+    def write_state(self, values: list[np.ndarray]) -> None:
+        for buf, v in zip(self.buffers[self.current], values):
+            np.copyto(buf, v)
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Copy the frame in, run one step, flip the state buffers; returns the logits buffer."""
@@ -87,4 +91,81 @@ def _check_io(path, manifest, inputs: dict, outputs: dict) -> None:
                                 f"{s['shape']} in the manifest. Re-export the model.")
 
 
-BACKENDS = {".onnx": OnnxBackend}
+class TFLiteBackend:
+    """LiteRT (ai-edge-litert; tflite_runtime as a fallback) on views of the
+    interpreter's own tensor buffers: the frame is written in place, and after each
+    invoke the state outputs are copied onto the state inputs. Quantised graphs take
+    and return int8/int16 tensors: the frame is quantised once in numpy, the logits
+    dequantised, and a quantised state is fed back as is (no requantisation).
+    """
+
+    name = "litert"
+
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+            self.name = "ai-edge-litert"
+        except ImportError:  # pragma: no cover - devices with only the old package
+            try:
+                from tflite_runtime.interpreter import Interpreter
+                self.name = "tflite-runtime"
+            except ImportError as e:
+                raise ArtifactError(f"{path} needs a LiteRT interpreter: pip install ai-edge-litert "
+                                    "(or tflite-runtime on devices that have nothing else).") from e
+        try:
+            it = Interpreter(model_path=str(path), num_threads=threads)
+        except Exception as e:
+            raise ArtifactError(f"LiteRT cannot load {path}: {str(e).splitlines()[0][:200]}") from e
+        ins = {d["name"]: d for d in it.get_input_details()}
+        outs = {d["name"]: d for d in it.get_output_details()}
+        _check_io(path, manifest, {k: list(d["shape"]) for k, d in ins.items()},
+                  {k: list(d["shape"]) for k, d in outs.items()})
+        if batch != 1:
+            for d in ins.values():
+                it.resize_tensor_input(d["index"], [batch, int(d["shape"][1])])
+        it.allocate_tensors()
+        self.it = it
+        ins = {d["name"]: d for d in it.get_input_details()}
+        outs = {d["name"]: d for d in it.get_output_details()}
+        self._x = ins[INPUT]
+        self._out = outs[OUTPUT]
+        self._pairs = [(ins[s["input"]], outs[s["output"]]) for s in manifest["states"]]
+        self.x_view = it.tensor(self._x["index"])
+        self.in_views = [it.tensor(i["index"]) for i, _ in self._pairs]
+        self.out_views = [it.tensor(o["index"]) for _, o in self._pairs]
+        self.logits_view = it.tensor(self._out["index"])
+        self.write_state([np.zeros((batch, int(i["shape"][1])), np.float32) for i, _ in self._pairs])
+        self.logits = np.zeros((batch, int(self._out["shape"][1])), np.float32)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        np.copyto(self.x_view(), _quantize(self._x, x))
+        self.it.invoke()
+        for i, o in zip(self.in_views, self.out_views):
+            np.copyto(i(), o())
+        np.copyto(self.logits, _dequantize(self._out, self.logits_view()))
+        return self.logits
+
+    def read_state(self) -> list[np.ndarray]:
+        return [_dequantize(i, v()) for (i, _), v in zip(self._pairs, self.in_views)]
+
+    def write_state(self, values: list[np.ndarray]) -> None:
+        for (i, _), v, val in zip(self._pairs, self.in_views, values):
+            np.copyto(v(), _quantize(i, val))
+
+
+def _quantize(detail: dict, v: np.ndarray) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return v
+    scale, zp = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.rint(v / scale) + zp, info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(detail: dict, v: np.ndarray) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return v
+    scale, zp = detail["quantization"]
+    return (v.astype(np.float32) - zp) * scale
+
+
+BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend}

@@ -130,7 +130,7 @@ class StepModel:
 
     def _healthy(self) -> bool:
         # NaN fails both comparisons, Inf fails its bound: one test covers all three
-        return all(b[0] <= s.min() and s.max() <= b[1] for s, b in zip(self.backend.state, self._bounds))
+        return all(b[0] <= s.min() and s.max() <= b[1] for s, b in zip(self.backend.read_state(), self._bounds))
 
     def _check_and_snapshot(self) -> None:
         if self._healthy():
@@ -141,16 +141,19 @@ class StepModel:
 
     # -- state ---------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
-        return {n: s.copy() for n, s in zip(self.state_names, self.backend.state)}
+        """The state as float arrays (dequantised where the graph keeps it in int8/int16)."""
+        return {n: np.array(s, np.float32) for n, s in zip(self.state_names, self.backend.read_state())}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
-        for n, buf in zip(self.state_names, self.backend.state):
+        values = []
+        for n, cur in zip(self.state_names, self.backend.read_state()):
             if n not in state:
                 raise StateError(f"state has no tensor {n!r}; expected {self.state_names}")
             v = np.asarray(state[n], np.float32)
-            if v.shape != buf.shape:
-                raise StateError(f"state {n!r} has shape {v.shape}; this model needs {buf.shape}")
-            np.copyto(buf, v)
+            if v.shape != cur.shape:
+                raise StateError(f"state {n!r} has shape {v.shape}; this model needs {cur.shape}")
+            values.append(v)
+        self.backend.write_state(values)
 
     state = property(get_state, set_state)
 
@@ -196,7 +199,7 @@ class StepModel:
     def reset_state(self) -> None:
         """Back to the initial state (the model never needs this; tests and tools may)."""
         self.set_state({s["name"]: np.full_like(b, s.get("init", 0.0))
-                        for s, b in zip(self.manifest["states"], self.backend.state)})
+                        for s, b in zip(self.manifest["states"], self.backend.read_state())})
 
     # -- features ------------------------------------------------------------------
     def featurize(self, raw: np.ndarray) -> np.ndarray:

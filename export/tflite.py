@@ -1,0 +1,449 @@
+"""Step graph -> TFLite flatbuffer, written directly with the schema LiteRT ships.
+
+Why a generator of our own and not a converter (measured here, see TOOLCHAIN.md):
+litert-torch adds ~1.2 GB of dependencies (jaxlib, transformers) and its PT2E int8
+leaves GRU cells in float; ai-edge-quantizer's default moving-average calibration
+broke a streamed GRU (30% agreement); onnx2tf needs TensorFlow 2.19 and numpy<2. The
+step graph uses a handful of ops (FULLY_CONNECTED, ADD, SUB, MUL, LOGISTIC, TANH,
+GREATER_EQUAL, CAST), and writing them ourselves gives what a recurrent model needs
+and converters do not: control of every tensor's scale, so a tanh-bounded state
+keeps TFLite's fixed 1/128 tanh scale and feeds back as int8 with no requantisation.
+
+How it works: each family's step is lowered once into a small graph (``Graph``) while
+numpy evaluates every tensor on the calibration batch (the same closed-loop trajectory
+rows the ONNX int8 export calibrates on: min/max of the same data, hence the same
+ranges). Emitters then write that graph as float32, full int8, or 16x8 (int16
+activations, int8 weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edgerf.cells import RecurrentClassifier
+from edgerf.manifest import INPUT, OUTPUT, state_io_names
+
+
+# ---------------------------------------------------------------------------------
+# A tiny graph IR, evaluated with numpy as it is built.
+@dataclass(eq=False)
+class Tensor:
+    name: str
+    value: np.ndarray                 # calibration value [N, F] (activations) or the constant
+    const: bool = False
+    fixed: dict | None = None         # {"int8": (scale, zp), "int16": (scale, zp)}: forced quantisation
+    per_channel: bool = False         # FC weights: quantise per output row
+
+
+@dataclass
+class Op:
+    kind: str                         # FULLY_CONNECTED, ADD, SUB, MUL, LOGISTIC, TANH, GREATER_EQUAL, CAST
+    inputs: list[Tensor]
+    output: Tensor
+
+
+@dataclass
+class Graph:
+    inputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    _n: int = 0
+
+    def _name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def input(self, name: str, value: np.ndarray) -> Tensor:
+        t = Tensor(name, np.asarray(value, np.float32))
+        self.inputs.append(t)
+        return t
+
+    def const(self, value, name="const") -> Tensor:
+        return Tensor(self._name(name), np.asarray(value, np.float32), const=True)
+
+    def _op(self, kind, inputs, value, name) -> Tensor:
+        out = Tensor(self._name(name), value)
+        self.ops.append(Op(kind, inputs, out))
+        return out
+
+    def fc(self, x: Tensor, linear: torch.nn.Linear | tuple, name="fc") -> Tensor:
+        w, b = _weights(linear)
+        wt = Tensor(self._name(name + "_w"), w, const=True, per_channel=True)
+        bt = Tensor(self._name(name + "_b"), b, const=True)
+        return self._op("FULLY_CONNECTED", [x, wt, bt], x.value @ w.T + b, name)
+
+    def add(self, a, b, name="add"):
+        return self._op("ADD", [a, b], a.value + b.value, name)
+
+    def sub(self, a, b, name="sub"):
+        return self._op("SUB", [a, b], a.value - b.value, name)
+
+    def mul(self, a, b, name="mul"):
+        return self._op("MUL", [a, b], a.value * b.value, name)
+
+    def sigmoid(self, a, name="sigmoid"):
+        out = self._op("LOGISTIC", [a], 1 / (1 + np.exp(-a.value)), name)
+        out.fixed = {"int8": (1 / 256, -128), "int16": (1 / 32768, 0)}   # TFLite's required output params
+        return out
+
+    def tanh(self, a, name="tanh"):
+        out = self._op("TANH", [a], np.tanh(a.value), name)
+        out.fixed = {"int8": (1 / 128, 0), "int16": (1 / 32768, 0)}
+        return out
+
+    def step_fn(self, v: Tensor, threshold: float, name="spike") -> Tensor:
+        """float(v >= threshold) as GREATER_EQUAL + CAST."""
+        cmp = self._op("GREATER_EQUAL", [v, self.const(np.full(1, threshold), "theta")],
+                       (v.value >= threshold), name + "_cmp")
+        return self._op("CAST", [cmp], cmp.value.astype(np.float32), name)
+
+
+def _weights(linear) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(linear, tuple):
+        w, b = linear
+    else:
+        w = linear.weight.detach().numpy()
+        b = linear.bias.detach().numpy() if linear.bias is not None else np.zeros(w.shape[0], np.float32)
+    return np.asarray(w, np.float32), np.asarray(b, np.float32)
+
+
+def _rows(linear: torch.nn.Linear, k: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows k of ``parts`` stacked gates of a Linear (GRU's [r; z; n])."""
+    w, b = _weights(linear)
+    H = w.shape[0] // parts
+    return w[k * H:(k + 1) * H], b[k * H:(k + 1) * H]
+
+
+# ---------------------------------------------------------------------------------
+# Lowering per family: the same equations as edgerf.cells (see their docstrings).
+TANH_BOUNDED = {"rnn", "gru"}     # states in [-1, 1]: tanh's fixed scale fits them exactly
+
+
+def _lower_rnn(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    (h,) = state
+    h = g.tanh(g.add(g.fc(u, cell.x_proj, "x_proj"), g.fc(h, cell.h_proj, "h_proj")), "h")
+    return h, [h]
+
+
+def _lower_gru(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    (h,) = state
+    xr, xz, xn = (g.fc(u, _rows(cell.x_proj, k, 3), f"x_{n}") for k, n in enumerate("rzn"))
+    hr, hz, hn = (g.fc(h, _rows(cell.h_proj, k, 3), f"h_{n}") for k, n in enumerate("rzn"))
+    r = g.sigmoid(g.add(xr, hr), "r")
+    z = g.sigmoid(g.add(xz, hz), "z")
+    n = g.tanh(g.add(xn, g.mul(r, hn)), "n")
+    h = g.add(n, g.mul(z, g.sub(h, n)), "h")
+    return h, [h]
+
+
+def _lower_ssm(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    (h,) = state
+    a = g.const(cell.decay().detach().numpy()[None], "decay")
+    h = g.add(g.mul(h, a), g.fc(u, cell.b_proj, "b_proj"), "h")
+    y = g.tanh(g.add(g.fc(h, cell.c_proj, "c_proj"), g.fc(u, cell.d_proj, "d_proj")), "y")
+    return y, [h]
+
+
+def _lower_lif(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    v, a = state
+    beta = torch.sigmoid(cell.logit_beta).detach().numpy()[None]
+    alpha = torch.sigmoid(cell.logit_alpha).detach().numpy()[None]
+    s_prev = g.step_fn(v, cell.threshold, "s_prev")
+    rec = g.sub(g.fc(s_prev, cell.s_proj, "s_proj"), g.mul(s_prev, g.const(np.full((1, 1), cell.threshold))))
+    v = g.add(g.add(g.mul(v, g.const(beta, "beta")), g.fc(u, cell.x_proj, "x_proj")), rec, "v")
+    s = g.step_fn(v, cell.threshold, "s")
+    a = g.add(g.mul(a, g.const(alpha, "alpha")), g.mul(s, g.const(1 - alpha, "one_minus_alpha")), "a")
+    return a, [v, a]
+
+
+LOWERINGS = {"rnn": _lower_rnn, "gru": _lower_gru, "ssm": _lower_ssm, "lif": _lower_lif}
+
+
+def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
+    """The step graph of ``model`` evaluated on calibration ``feeds`` (graph input -> [N, F])."""
+    family = model.config.family
+    if family not in LOWERINGS:
+        raise NotImplementedError(f"no TFLite lowering for family {family!r}")
+    g = Graph()
+    x = g.input(INPUT, feeds[INPUT])
+    states = [g.input(state_io_names(n)[0], feeds[state_io_names(n)[0]]) for n in model.state_names]
+    y = g.fc(x, model.input, "input")
+    new, i = [], 0
+    with torch.no_grad():
+        for cell in model.cells:
+            k = len(cell.state_names)
+            y, s = LOWERINGS[family](g, cell, y, states[i:i + k])
+            new += s
+            i += k
+        logits = g.fc(y, model.readout, "readout")
+    logits.name = OUTPUT
+    outputs = [logits]
+    for name, t, t_in in zip(model.state_names, new, states):
+        if t in outputs or t in g.inputs:     # a state that is also the output (rnn/gru h): copy name
+            t = g.add(t, g.const(np.zeros((1, 1))), "state_copy")
+        t.name = state_io_names(name)[1]
+        outputs.append(t)
+    g.outputs = outputs
+    return g
+
+
+# ---------------------------------------------------------------------------------
+# Emitters: Graph -> .tflite bytes.
+# Precision plans (shared with the ONNX export, see edgerf.export.quantize):
+#   fp32        everything float32
+#   int8        full integer: int8 activations, inputs, outputs and states
+#   a16w8       16x8: int16 activations (symmetric), int8 weights, int64 bias
+#   int8-gemm   only FULLY_CONNECTED quantised (int8), QUANTIZE/DEQUANTIZE around it;
+#   a16w8-gemm  the elementwise recurrence stays float
+MODES = {"fp32": None, "int8": "int8", "a16w8": "int16", "int8-gemm": "int8", "a16w8-gemm": "int16"}
+
+
+def _qparams(lo: float, hi: float, qtype: str) -> tuple[float, int]:
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if qtype == "int16":                       # 16x8 mode wants symmetric activations
+        return max(abs(lo), abs(hi), 1e-8) / 32767.0, 0
+    scale = max(hi - lo, 1e-8) / 255.0
+    return scale, int(np.clip(np.round(-128 - lo / scale), -128, 127))
+
+
+def state_quant(g: Graph, family: str, qtype: str) -> dict[str, tuple[float, int]]:
+    """One (scale, zp) per state, shared by its input and output tensors so the
+    quantised state of step t is fed back to step t+1 as is."""
+    out = {}
+    for t_in, t_out in zip(g.inputs[1:], g.outputs[1:]):
+        if family in TANH_BOUNDED:
+            q = (1 / 128, 0) if qtype == "int8" else (1 / 32768, 0)
+        else:
+            q = _qparams(min(t_in.value.min(), t_out.value.min()), max(t_in.value.max(), t_out.value.max()), qtype)
+        out[t_in.name] = out[t_out.name] = q
+    return out
+
+
+def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = None) -> tuple[bytes, dict]:
+    """Write ``g`` under precision ``plan``; returns the flatbuffer and the I/O quantisation
+    {tensor name: {"dtype", "scale", "zero_point"}} for the manifest."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    if plan not in MODES:
+        raise ValueError(f"unknown precision plan {plan!r}; known: {', '.join(MODES)}")
+    qtype = MODES[plan]
+    full = plan in ("int8", "a16w8")
+    if full and any(o.kind in ("GREATER_EQUAL", "CAST") for o in g.ops):
+        # Measured: LiteRT gave 5% agreement for a full-integer LIF (quantised threshold
+        # compare + CAST); the mixed plans (float recurrence) work, so offer only those.
+        raise NotImplementedError("full-integer spiking (GREATER_EQUAL + CAST on a quantised membrane) "
+                                  "is not supported by this lowering")
+    sq = state_quant(g, family, qtype) if full else {}
+    TT = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int16": fb.TensorType.INT16,
+          "int32": fb.TensorType.INT32, "int64": fb.TensorType.INT64, "bool": fb.TensorType.BOOL}
+    model = fb.ModelT()
+    model.version = 3
+    model.buffers = [fb.BufferT()]
+    sub = fb.SubGraphT()
+    sub.tensors, sub.operators = [], []
+    opcodes: dict[int, int] = {}
+    index: dict[int, int] = {}
+    io_quant: dict[str, dict] = {}
+    params: dict[tuple, tuple] = {}          # (id(tensor), quantised) -> (dtype, scale, zp) as emitted
+
+    def add_tensor(name, shape, dtype, data=None, scale=None, zp=None, axis=None) -> int:
+        t = fb.TensorT()
+        t.name, t.shape, t.type = name.encode(), list(shape), TT[dtype]
+        if data is not None:
+            buf = fb.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            model.buffers.append(buf)
+            t.buffer = len(model.buffers) - 1
+        else:
+            t.buffer = 0
+        if scale is not None:
+            q = fb.QuantizationParametersT()
+            q.scale = [float(s) for s in np.atleast_1d(scale)]
+            q.zeroPoint = [int(z) for z in np.atleast_1d(zp)]
+            if axis is not None:
+                q.quantizedDimension = axis
+            t.quantization = q
+        sub.tensors.append(t)
+        return len(sub.tensors) - 1
+
+    def act_params(t: Tensor, qt: str) -> tuple[float, int]:
+        if t.name in sq:
+            return sq[t.name]
+        if t.fixed and qt in t.fixed:
+            return t.fixed[qt]
+        return _qparams(t.value.min(), t.value.max(), qt)
+
+    def tensor(t: Tensor, quantised: bool, like: Tensor | None = None) -> int:
+        """Emit (once) the tensor ``t``; quantised activations get int8/int16 params."""
+        key = (id(t), quantised)
+        if key in index:
+            return index[key]
+        width = t.value.shape[-1] if t.value.ndim else 1
+        if t.value.dtype == bool:
+            i = add_tensor(t.name, [1, width], "bool")
+        elif t.const and quantised:
+            if like is not None and (id(like), True) in params:
+                dt, s, z = params[(id(like), True)]  # a comparison constant shares its operand's scale
+            else:
+                dt = qtype
+                s, z = _qparams(t.value.min(), t.value.max(), qtype)
+            qv = np.clip(np.round(t.value / s) + z, *_limits(dt)).astype(dt)
+            i = add_tensor(t.name, t.value.shape, dt, qv, s, z)
+        elif t.const:
+            i = add_tensor(t.name, t.value.shape, "float32", t.value.astype(np.float32))
+        elif quantised:
+            s, z = act_params(t, qtype)
+            if t.value.dtype == np.float32 and t in cast_outputs:   # 0/1 from a CAST: scale 1
+                s, z = 1.0, 0
+            i = add_tensor(t.name if t not in shadow else t.name + "_q", [1, width], qtype, scale=s, zp=z)
+            params[key] = (qtype, s, z)
+        else:
+            i = add_tensor(t.name, [1, width], "float32")
+            params[key] = ("float32", None, None)
+        index[key] = i
+        return i
+
+    def op(code: int, ins: list[int], outs: list[int], opt_type=0, opt=None):
+        if code not in opcodes:
+            oc = fb.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+            model.operatorCodes = (model.operatorCodes or []) + [oc]
+            opcodes[code] = len(model.operatorCodes) - 1
+        o = fb.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = opcodes[code], ins, outs
+        if opt is not None:
+            o.builtinOptionsType, o.builtinOptions = opt_type, opt
+        sub.operators.append(o)
+
+    B = fb.BuiltinOperator
+    cast_outputs = {op_.output for op_ in g.ops if op_.kind == "CAST"}
+    shadow: set = set()
+
+    # graph inputs first, so their tensor params are known
+    for t in g.inputs:
+        tensor(t, full)
+    for o in g.ops:
+        quant_here = full or (qtype is not None and o.kind == "FULLY_CONNECTED")
+        if o.kind == "FULLY_CONNECTED":
+            x, w, b = o.inputs
+            if quant_here:
+                if not full:                       # mixed: QUANTIZE float input -> int (once)
+                    fresh = (id(x), True) not in index
+                    xi_f = tensor(x, False)
+                    shadow.add(x)
+                    xi = tensor(x, True)
+                    if fresh:
+                        op(B.QUANTIZE, [xi_f], [xi])
+                else:
+                    xi = tensor(x, True)
+                s_in = params[(id(x), True)][1]
+                w_scale = np.maximum(np.abs(w.value).max(1), 1e-12) / 127.0
+                wq = np.clip(np.round(w.value / w_scale[:, None]), -127, 127).astype(np.int8)
+                wi = add_tensor(w.name, w.value.shape, "int8", wq, w_scale, np.zeros(len(w_scale), int), axis=0)
+                bdt = "int32" if qtype == "int8" else "int64"
+                bq = np.round(b.value / (s_in * w_scale)).astype(bdt)
+                bi = add_tensor(b.name, b.value.shape, bdt, bq, s_in * w_scale, np.zeros(len(w_scale), int), axis=0)
+                if full:
+                    yi = tensor(o.output, True)
+                else:
+                    shadow.add(o.output)
+                    yi = tensor(o.output, True)
+                    op(B.FULLY_CONNECTED, [xi, wi, bi], [yi], fb.BuiltinOptions.FullyConnectedOptions,
+                       fb.FullyConnectedOptionsT())
+                    op(B.DEQUANTIZE, [yi], [tensor(o.output, False)])
+                    continue
+            else:
+                xi, wi, bi = tensor(x, False), tensor(w, False), tensor(b, False)
+                yi = tensor(o.output, False)
+            op(B.FULLY_CONNECTED, [xi, wi, bi], [yi], fb.BuiltinOptions.FullyConnectedOptions,
+               fb.FullyConnectedOptionsT())
+        elif o.kind in ("ADD", "SUB", "MUL"):
+            a, b = o.inputs
+            ins = [tensor(a, full, like=b if a.const else None), tensor(b, full, like=a if b.const else None)]
+            opt_t, opt = {"ADD": (fb.BuiltinOptions.AddOptions, fb.AddOptionsT()),
+                          "SUB": (fb.BuiltinOptions.SubOptions, fb.SubOptionsT()),
+                          "MUL": (fb.BuiltinOptions.MulOptions, fb.MulOptionsT())}[o.kind]
+            op(getattr(B, o.kind), ins, [tensor(o.output, full)], opt_t, opt)
+        elif o.kind in ("LOGISTIC", "TANH"):
+            op(getattr(B, o.kind), [tensor(o.inputs[0], full)], [tensor(o.output, full)])
+        elif o.kind == "GREATER_EQUAL":
+            v, thr = o.inputs
+            op(B.GREATER_EQUAL, [tensor(v, full), tensor(thr, full, like=v)], [tensor(o.output, full)])
+        elif o.kind == "CAST":
+            opt = fb.CastOptionsT()
+            opt.inDataType, opt.outDataType = TT["bool"], TT[qtype if full else "float32"]
+            op(B.CAST, [tensor(o.inputs[0], full)], [tensor(o.output, full)], fb.BuiltinOptions.CastOptions, opt)
+        else:  # pragma: no cover - the lowering only makes the kinds above
+            raise NotImplementedError(o.kind)
+
+    sub.inputs = [index[(id(t), full)] for t in g.inputs]
+    sub.outputs = [index[(id(t), full)] for t in g.outputs]
+    sub.name = b"step"
+    model.subgraphs = [sub]
+    model.description = b"edgerf step graph"
+    for t in (*g.inputs, *g.outputs):
+        dt, s, z = params[(id(t), full)]
+        io_quant[t.name] = {"dtype": dt, "scale": s, "zero_point": z}
+    if metadata:
+        model.metadata = []
+        for k, v in metadata.items():
+            buf = fb.BufferT()
+            buf.data = np.frombuffer(v, np.uint8)
+            model.buffers.append(buf)
+            m = fb.MetadataT()
+            m.name, m.buffer = k.encode(), len(model.buffers) - 1
+            model.metadata.append(m)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), io_quant
+
+
+def _limits(dt: str) -> tuple[int, int]:
+    info = np.iinfo(dt)
+    return int(info.min), int(info.max)
+
+
+def interpreter(path_or_bytes, threads: int = 1):
+    """A LiteRT interpreter (ai-edge-litert; tflite_runtime as a fallback)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - devices with only the old package
+        from tflite_runtime.interpreter import Interpreter
+    kw = {"model_content": path_or_bytes} if isinstance(path_or_bytes, (bytes, bytearray)) else \
+        {"model_path": str(path_or_bytes)}
+    it = Interpreter(**kw, num_threads=threads)
+    it.allocate_tensors()
+    return it
+
+
+def run_stream(it, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Closed-loop run of a TFLite step model over x [T, D]; float logits and states out."""
+    ins = {d["name"]: d for d in it.get_input_details()}
+    outs = {d["name"]: d for d in it.get_output_details()}
+
+    def q(d, v):
+        s, z = d["quantization"]
+        return v if d["dtype"] == np.float32 else np.clip(np.round(v / s) + z, *_limits(d["dtype"].__name__)).astype(d["dtype"])
+
+    def dq(d, v):
+        s, z = d["quantization"]
+        return v if d["dtype"] == np.float32 else (v.astype(np.float32) - z) * s
+
+    xi = ins[INPUT]
+    pairs = [(ins[state_io_names(n)[0]], outs[state_io_names(n)[1]]) for n in state_names]
+    states = [np.zeros(d_in["shape"], d_in["dtype"]) for d_in, _ in pairs]
+    for (d_in, _), s in zip(pairs, states):
+        s[...] = q(d_in, np.zeros(d_in["shape"], np.float32))
+    logits, traj = [], [[] for _ in pairs]
+    for t in range(len(x)):
+        it.set_tensor(xi["index"], q(xi, x[t:t + 1].astype(np.float32)))
+        for (d_in, _), s in zip(pairs, states):
+            it.set_tensor(d_in["index"], s)
+        it.invoke()
+        logits.append(dq(outs[OUTPUT], it.get_tensor(outs[OUTPUT]["index"]))[0])
+        states = [it.get_tensor(d_out["index"]) for _, d_out in pairs]
+        for k, ((_, d_out), s) in enumerate(zip(pairs, states)):
+            traj[k].append(dq(d_out, s)[0])
+    return np.stack(logits), [np.stack(t) for t in traj]

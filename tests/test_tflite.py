@@ -1,0 +1,87 @@
+"""TFLite lowering: float parity for every family, full-int8 state feedback, shared ranges."""
+
+import numpy as np
+import onnx
+import pytest
+
+from edgerf.cells import FAMILIES
+from edgerf.export import calibrate, quantize, tflite
+from edgerf.export import onnx as onnx_export
+from edgerf.export.parity import compare, torch_trajectory
+
+
+@pytest.fixture(scope="module")
+def trained_gru(sfmnist):
+    from edgerf.train import TrainConfig, train
+    ck = train(TrainConfig(model="gru", hidden=32, epochs=1, batch=16, train_samples=1600, val_samples=20,
+                           test_steps=500), progress=False, log=lambda s: None)
+    return ck.model, calibrate.calibration_feeds(ck.model, sfmnist, 4000)
+
+
+def test_every_family_has_a_lowering():
+    assert set(tflite.LOWERINGS) == set(FAMILIES)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_float_lowering_matches_torch(family, sfmnist, test_stream):
+    from edgerf.cells import ModelConfig, RecurrentClassifier
+    model = RecurrentClassifier(ModelConfig(family=family, hidden=16, layers=2)).eval()
+    feeds = calibrate.calibration_feeds(model, sfmnist, 500)
+    g = tflite.lower(model, feeds)
+    data, io = tflite.emit(g, "fp32", family)
+    logits, states = tflite.run_stream(tflite.interpreter(data), test_stream.x, list(model.state_names))
+    ref, ref_states = torch_trajectory(model, test_stream.x)
+    p = compare(ref, ref_states, logits, states, list(model.state_names), 1e-3, 0.999, test_stream.mask)
+    assert p.passed, p.summary()
+    assert all(q["dtype"] == "float32" for q in io.values())
+
+
+def test_full_int8_gru_keeps_the_state_int8(trained_gru, test_stream):
+    model, feeds = trained_gru
+    data, io = tflite.emit(tflite.lower(model, feeds), "int8", "gru")
+    it = tflite.interpreter(data)
+    ins = {d["name"]: d for d in it.get_input_details()}
+    outs = {d["name"]: d for d in it.get_output_details()}
+    assert ins["x"]["dtype"] == np.int8 and outs["logits"]["dtype"] == np.int8
+    # tanh's fixed output scale: the state leaves and re-enters the graph with identical params
+    assert ins["l0_h_in"]["dtype"] == outs["l0_h_out"]["dtype"] == np.int8
+    assert ins["l0_h_in"]["quantization"] == outs["l0_h_out"]["quantization"] == (1 / 128, 0)
+    sig = [t for t in it.get_tensor_details() if t["name"].startswith(("r_", "z_"))]
+    assert sig and all(t["quantization"] == (1 / 256, -128) for t in sig)
+    # closed loop over a real stream: the raw int8 state is fed back every step
+    logits, states = tflite.run_stream(it, test_stream.x, ["l0_h"])
+    ref, ref_states = torch_trajectory(model, test_stream.x)
+    p = compare(ref, ref_states, logits, states, ["l0_h"], np.inf, 0.0, test_stream.mask)
+    assert p.argmax_agreement >= 0.95, p.summary()
+    assert p.max_abs_state["l0_h"] < 0.5      # bounded error, no runaway through the loop
+    # int8 weights: a quarter of the float bytes; graph structure is the same size
+    assert len(data) < 0.6 * len(tflite.emit(tflite.lower(model, feeds), "fp32", "gru")[0])
+
+
+def test_onnx_and_tflite_int8_share_calibrated_ranges(trained_gru, tmp_path, test_stream):
+    model, feeds = trained_gru
+    onnx_export.save(onnx_export.to_onnx(model), tmp_path / "m.onnx")
+    quantize.quantize(tmp_path / "m.onnx", tmp_path / "q.onnx", feeds, "int8")
+    proto = onnx.load(str(tmp_path / "q.onnx"))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    qx = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    onnx_scale, onnx_zp = float(inits[qx.input[1]]), int(inits[qx.input[2]])
+    _, io = tflite.emit(tflite.lower(model, feeds), "int8", "gru")
+    assert io["x"]["scale"] == pytest.approx(onnx_scale, rel=1e-6)
+    assert abs(io["x"]["zero_point"] - onnx_zp) <= 1
+    # and the two int8 trajectories can be compared step by step
+    a, _ = onnx_export.run_stream(onnx_export.session(tmp_path / "q.onnx"), test_stream.x, ["l0_h"])
+    data, _ = tflite.emit(tflite.lower(model, feeds), "int8", "gru")
+    b, _ = tflite.run_stream(tflite.interpreter(data), test_stream.x, ["l0_h"])
+    agree = (a.argmax(-1) == b.argmax(-1))[test_stream.mask].mean()
+    assert agree >= 0.95
+
+
+def test_full_integer_lif_is_refused_not_silently_wrong(sfmnist):
+    from edgerf.cells import ModelConfig, RecurrentClassifier
+    model = RecurrentClassifier(ModelConfig(family="lif", hidden=8)).eval()
+    g = tflite.lower(model, calibrate.calibration_feeds(model, sfmnist, 200))
+    with pytest.raises(NotImplementedError, match="spiking"):
+        tflite.emit(g, "int8", "lif")
+    data, _ = tflite.emit(g, "a16w8-gemm", "lif")       # the mixed plan is available
+    assert len(data) > 0
