@@ -1,5 +1,5 @@
-"""Export every reset-free Sequential Fashion-MNIST checkpoint to ONNX fp32 + int8 and
-score torch, onnx-fp32 and onnx-int8 on one unreset test stream of >= 10^5 steps.
+"""Export every reset-free Sequential Fashion-MNIST checkpoint to ONNX and TFLite (fp32 +
+int8) and score torch and every artifact on one unreset test stream of >= 10^5 steps.
 
     python -m edgerf.bench.export_table [--runs runs/sfmnist] [--steps 100000]
 
@@ -26,7 +26,8 @@ COLUMNS = ["model", "artifact", "precision", "acc_p", "acc_f", "false_alarm", "a
 def main(argv=None) -> int:
     from edgerf import checkpoint
     from edgerf.cells import FAMILIES
-    from edgerf.export import onnx as onnx_export
+    from edgerf.bench.run import artifact_kind
+    from edgerf.export.formats import FORMATS
     from edgerf.export.parity import compare, torch_trajectory
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf.metrics import stream_metrics
@@ -53,9 +54,9 @@ def main(argv=None) -> int:
         runs_ = {"torch": (ref_logits, ref_states, None, "fp32")}
         for art in rep.artifacts:
             path = out / art.file
-            logits, states = onnx_export.run_stream(onnx_export.session(path), stream.x, names)
-            kind = "onnx-int8" if ".int8." in art.file else "onnx-fp32"
-            runs_[kind] = (logits, states, path, art.precision)
+            fmt = next(f() for f in FORMATS.values() if f.suffix == path.suffix)
+            logits, states = fmt.run(path, stream.x, names)
+            runs_[artifact_kind(path)] = (logits, states, path, art.precision)
         for kind, (logits, states, path, precision) in runs_.items():
             m = stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)
             par = compare(ref_logits, ref_states, logits, states, names, float("inf"), 0.0, stream.mask)
@@ -66,18 +67,23 @@ def main(argv=None) -> int:
                             "size_kib": round(path.stat().st_size / 1024, 1) if path else None})
             print(f"  {kind:10s} {precision:10s} acc_p {m['acc_p']:.4f} acc_f {m['acc_f']:.4f} "
                   f"false_alarm {m['false_alarm']:.5f} agreement {par.argmax_agreement:.4%}", file=sys.stderr)
+    records = [{k: v for k, v in r.items()} for r in records]
     write_records(RESULTS / "sfmnist_export.jsonl", records)
     lines = ["# Sequential Fashion-MNIST: exported step graphs vs torch\n",
              "Produced by `python -m edgerf.bench.export_table`: reset-free checkpoints of the training grid, "
              f"exported with `edgerf export --int8`, all artifacts run closed loop on the same unreset test "
              f"stream ({records[0]['steps']:,} steps). `argmax_agreement` is against torch fp32 on informative "
              "steps.\n", markdown_table(records, COLUMNS), "\n## int8 precision plans (chosen on a held-out val stream)\n"]
-    for fam, plan in plans.items():
-        lines.append(f"- **{fam}**: `{plan['plan']}`: {plan['why']}")
-        for t in plan["tried"]:
-            lines.append(f"  - tried `{t['plan']}`: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
-                         f"(fp32 {t['acc_p_fp32']:.4f}), state rms error "
-                         + ", ".join(f"{k} {v:.3g}" for k, v in t["rms_state"].items()))
+    for fam, per_format in plans.items():
+        for fmt, plan in per_format.items():
+            lines.append(f"- **{fam}** ({fmt}): `{plan['plan']}`: {plan['why']}")
+            for t in plan["tried"]:
+                if "error" in t:
+                    lines.append(f"  - `{t['plan']}`: not available ({t['error']})")
+                    continue
+                lines.append(f"  - tried `{t['plan']}`: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
+                             f"(fp32 {t['acc_p_fp32']:.4f}), state rms error "
+                             + ", ".join(f"{k} {v:.3g}" for k, v in t["rms_state"].items()))
     (RESULTS / "sfmnist_export.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     (RESULTS / "sfmnist_export_plans.json").write_text(json.dumps(plans, indent=2))

@@ -9,14 +9,16 @@ checkpoint and the manifest carry (so a device knows what a frame is).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from edgerf.data import Stream, concat_samples
-from edgerf.data import fashion
-from edgerf.features import normalise_rows
+from edgerf.data import fashion, speech
+from edgerf.data.stream import NO_LABEL
+from edgerf.features import ActivityMask, LogMelStream, normalise_rows
 
 SPLITS = ("train", "val", "test")
 
@@ -88,10 +90,110 @@ class SeqFashionMNIST:
         return int(np.ceil(steps / self.steps_per_sample * 1.05))
 
 
-TASKS = {"sfmnist": SeqFashionMNIST()}
+@dataclass(frozen=True)
+class SpeechCommands:
+    """Google Speech Commands keyword streams.
+
+    Frame: 40 log-mel energies of a 25 ms window every 10 ms (16 kHz, FFT 512, mel
+    20-7600 Hz; ``edgerf.features.LogMelStream``), normalised with the training
+    stream's global mean and std. Stream: word clips (1 s each; the 10 keywords and
+    ``_unknown_``) with, before each, a gap of U(gap_min_s..gap_max_s) seconds cut at
+    random from a ``_silence_`` clip of the same split (real recorded background).
+    ``_silence_`` is therefore not a class: on a device "silence" is the absence of a
+    keyword, which the reset-free loss already maps to the uniform output (no
+    detection); a silence class would duplicate it. Mask: the causal activity mask
+    (``edgerf.features.ActivityMask``, theta = 0.9) inside word clips, 0 in gaps.
+    Labels: the clip's class on informative frames. A clip whose frames are all below
+    the mask threshold has no informative frame and no acc_p point (counted).
+    Splits by speaker hash (``edgerf.data.speech``): train 70%, val 10%, test 20%.
+    """
+
+    name: str = "gsc"
+    features: int = 40
+    frame_kind: str = "log-mel"
+    period_s: float = 0.01               # one frame per 10 ms hop
+    sample_rate: int = 16_000
+    win: int = 400
+    hop: int = 160
+    n_fft: int = 512
+    mean: float = -4.80                  # global log-mel mean and std of a 200-clip training
+    std: float = 5.04                    # stream (tests/test_speech.py recomputes them)
+    gap_min_s: float = 0.3
+    gap_max_s: float = 1.0
+    threshold: float = 0.9               # mask theta and decision threshold
+    classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
+
+    @property
+    def steps_per_sample(self) -> float:
+        return 98 + (self.gap_min_s + self.gap_max_s) / 2 * self.sample_rate / self.hop
+
+    def spec(self) -> dict:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        return d
+
+    def split_arrays(self, split: str, data=None):
+        """Word clips of a split (object array of waveforms) and their labels."""
+        waves, words = _speech_split(split, None if data is None else str(data))
+        keep = [i for i, w in enumerate(words) if w != speech.SILENCE]
+        arr = np.empty(len(keep), dtype=object)
+        arr[:] = [waves[i] for i in keep]
+        return arr, np.array([self.classes.index(words[i]) for i in keep], np.int64)
+
+    def background(self, split: str, data=None) -> list[np.ndarray]:
+        waves, words = _speech_split(split, None if data is None else str(data))
+        return [w for w, c in zip(waves, words) if c == speech.SILENCE]
+
+    def stream(self, split: str, samples: int | None = None, seed: int = 0,
+               data: str | os.PathLike | None = None, arrays=None) -> Stream:
+        clips, labels = arrays if arrays is not None else self.split_arrays(split, data)
+        bg = self.background(split, data)
+        rng = np.random.default_rng(seed)
+        n = len(clips) if samples is None else min(samples, len(clips))
+        idx = rng.permutation(len(clips))[:n]
+        segs, bounds, t = [], [], 0
+        for i in idx:
+            g = int(rng.uniform(self.gap_min_s, self.gap_max_s) * self.sample_rate)
+            b = bg[rng.integers(len(bg))]
+            start = rng.integers(0, max(1, len(b) - g + 1))
+            gap = b[start:start + g]
+            segs += [gap, clips[i]]
+            t += len(gap)
+            bounds.append((t, t + len(clips[i]), int(labels[i])))
+            t += len(clips[i])
+        wav = np.concatenate(segs)
+        logmel, logvar = LogMelStream().feed(wav)
+        _, active = ActivityMask(theta=self.threshold).update(logvar)
+        centre = np.arange(len(logmel)) * self.hop + self.win // 2
+        lab = np.full(len(logmel), NO_LABEL, np.int64)
+        mask = np.zeros(len(logmel), bool)
+        starts, ends = [], []
+        for lo, hi, y in bounds:
+            f0, f1 = np.searchsorted(centre, [lo, hi])
+            inside = active[f0:f1]
+            if not inside.any():
+                continue
+            mask[f0:f1] = inside
+            lab[f0:f1][inside] = y
+            starts.append(f0)
+            ends.append(f0 + int(np.flatnonzero(inside)[-1]))
+        x = (logmel - self.mean) / self.std
+        return Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64), np.asarray(ends, np.int64))
+
+    def samples_for_steps(self, steps: int) -> int:
+        return int(np.ceil(steps / self.steps_per_sample * 1.1))
 
 
-def get_task(name_or_spec) -> SeqFashionMNIST:
+@functools.lru_cache(maxsize=8)
+def _speech_split(split: str, data: str | None):
+    waves, words, _ = speech.load_split(split, data)
+    return waves, words
+
+
+TASKS = {"sfmnist": SeqFashionMNIST(), "gsc": SpeechCommands()}
+
+
+def get_task(name_or_spec):
     """The task from its name, or rebuilt from a stored spec (checkpoint/manifest)."""
     if isinstance(name_or_spec, dict):
         spec = dict(name_or_spec)

@@ -56,6 +56,7 @@ class StepModel:
         self.on_bad_frame, self.check_every = on_bad_frame, check_every
         self._shapes = ((self.features,), (batch, self.features)) if batch == 1 else ((batch, self.features),)
         self._bounds = self._state_bounds(range_margin)
+        self._featurizer = None
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
@@ -203,5 +204,8 @@ class StepModel:
 
     # -- features ------------------------------------------------------------------
     def featurize(self, raw: np.ndarray) -> np.ndarray:
-        """Raw input (pixel rows) -> frames, exactly as in training."""
-        return featurizer(self.manifest["frame"])(raw)
+        """Raw input (pixel rows, or PCM chunks of any length) -> frames, exactly as in
+        training. Streaming: audio samples that do not fill a frame wait for the next call."""
+        if self._featurizer is None:
+            self._featurizer = featurizer(self.manifest["frame"])
+        return self._featurizer(raw)

@@ -1,0 +1,116 @@
+"""Speech Commands: WAV reading, speaker split, features, activity mask, a tiny training run."""
+
+import wave
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgerf.data import speech
+from edgerf.errors import DataError
+from edgerf.features import HOP, N_FFT, N_MELS, WIN, ActivityMask, LogMelStream, mel_filterbank
+from edgerf.tasks import get_task
+
+
+def _wav(path, x, rate=16000, width=2):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes((np.asarray(x) * 32767).astype("<i2").tobytes() if width == 2 else bytes(len(x)))
+
+
+def test_read_wav_and_bad_files(tmp_path):
+    x = np.sin(np.linspace(0, 100, 16000)) * 0.5
+    _wav(tmp_path / "ok.wav", x)
+    np.testing.assert_allclose(speech.read_wav(tmp_path / "ok.wav"), x, atol=1 / 16000)
+    _wav(tmp_path / "rate.wav", x, rate=8000)
+    with pytest.raises(DataError, match="rate.wav: sample rate 8000"):
+        speech.read_wav(tmp_path / "rate.wav")
+    (tmp_path / "text.wav").write_text("hello")
+    with pytest.raises(DataError, match="text.wav: not a readable WAV"):
+        speech.read_wav(tmp_path / "text.wav")
+    _wav(tmp_path / "empty.wav", [])
+    with pytest.raises(DataError, match="empty.wav: empty"):
+        speech.read_wav(tmp_path / "empty.wav")
+    raw = (tmp_path / "ok.wav").read_bytes()
+    (tmp_path / "trunc.wav").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DataError, match="trunc.wav: truncated"):
+        speech.read_wav(tmp_path / "trunc.wav")
+
+
+def test_bad_files_skipped_with_a_count(tmp_path):
+    for w in ("yes", "no"):
+        (tmp_path / w).mkdir()
+    _wav(tmp_path / "yes" / "aaaa1111_nohash_0.wav", np.zeros(16000))
+    (tmp_path / "no" / "aaaa1111_nohash_1.wav").write_bytes(b"RIFF....broken")
+    split = speech.split_of("aaaa1111")
+    with pytest.raises(DataError, match="aaaa1111_nohash_1.wav"):
+        speech.load_split(split, tmp_path)
+    waves, words, bad = speech.load_split(split, tmp_path, skip_bad=True)
+    assert (len(waves), words, bad) == (1, ["yes"], 1)
+
+
+def test_speaker_split_is_disjoint_and_deterministic():
+    root = speech.find_dir()
+    by_split = {s: {c.speaker for c in speech.list_clips(root, s)} for s in ("train", "val", "test")}
+    assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["val"])
+    assert not (by_split["val"] & by_split["test"])
+    n = {s: len(v) for s, v in by_split.items()}
+    assert n["train"] > 2 * n["test"] > 0
+    assert speech.speaker_of(root / "_unknown_" / "backward_0c540988_nohash_0.wav.wav", "_unknown_") == "0c540988"
+    assert speech.split_of("0c540988") == speech.split_of("0c540988")
+
+
+def test_log_mel_matches_a_direct_computation_and_streams_in_chunks():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.1, 16000).astype(np.float32)
+    lm, lv = LogMelStream().feed(x)
+    assert lm.shape == (1 + (16000 - WIN) // HOP, N_MELS)
+    t = 37
+    frame = x[t * HOP: t * HOP + WIN]
+    window = np.hanning(WIN + 2)[1:-1]
+    ref = np.log(np.abs(np.fft.rfft(frame * window, N_FFT)) ** 2 @ mel_filterbank().T + 1e-6)
+    np.testing.assert_allclose(lm[t], ref, rtol=1e-4, atol=1e-4)
+    assert lv[t] == pytest.approx(np.log10(frame.var() + 1e-10), abs=1e-5)
+    s = LogMelStream()
+    parts = [s.feed(c)[0] for c in np.split(x, [1, 333, 5000, 5001, 12345])]
+    np.testing.assert_allclose(np.concatenate(parts), lm, atol=1e-5)
+
+
+def test_activity_mask_on_a_synthetic_signal():
+    rng = np.random.default_rng(1)
+    sr = 16000
+    noise = rng.normal(0, 0.05, 4 * sr)                    # loud stationary noise throughout
+    t = np.arange(4 * sr) / sr
+    burst = (np.abs(t - 2.0) < 0.25) * 0.6 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 7 * t))
+    _, lv = LogMelStream().feed((noise + burst).astype(np.float32))
+    _, m = ActivityMask().update(lv)
+    centre = (np.arange(len(lv)) * HOP + WIN // 2) / sr
+    active = np.abs(centre - 2.0) < 0.25
+    settled = centre > 0.5                                  # after the floor has met the noise
+    assert m[active].mean() > 0.6
+    assert m[settled & ~active & (np.abs(centre - 2.0) > 0.4)].mean() < 0.02
+
+
+def test_gsc_stream_and_normalisation():
+    task = get_task("gsc")
+    s = task.stream("train", 200, seed=0)
+    raw = s.x * task.std + task.mean
+    assert raw.mean() == pytest.approx(task.mean, abs=0.1) and raw.std() == pytest.approx(task.std, abs=0.1)
+    assert s.x.shape[1] == 40 and len(s.ends) > 150
+    assert (s.labels[s.mask] >= 0).all() and (s.labels[~s.mask] == -1).all()
+    assert (s.ends >= s.starts).all() and s.mask[s.ends].all()
+    assert 0.1 < s.mask.mean() < 0.5
+    assert len(task.classes) == 11 and "_silence_" not in task.classes
+
+
+def test_tiny_gsc_training_run_through_the_cli(tmp_path):
+    from edgerf.cli import app
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--model", "lif", "--hidden", "16", "--epochs", "1",
+                                 "--batch", "8", "--train-samples", "120", "--val-samples", "20",
+                                 "--test-steps", "2000", "-o", str(tmp_path / "g.pt"), "-q"])
+    assert r.exit_code == 0, r.output
+    from edgerf import checkpoint
+    ck = checkpoint.load(tmp_path / "g.pt")
+    assert ck.task["name"] == "gsc" and ck.model.config.input_size == 40 and ck.model.config.classes == 11
