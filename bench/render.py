@@ -114,34 +114,47 @@ def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
         ax.legend()
         files.append(_save(fig, out_dir / "accuracy_along_stream.png"))
 
-        ref = next(t for t in targets if "logits" in t.result and t.precision != "fp32") \
-            if any("logits" in t.result and t.precision != "fp32" for t in targets) else \
-            next(t for t in targets if "logits" in t.result)
-        L = min(300, len(stream))
-        logits = ref.result["logits"][:L]
-        p = np.exp(logits - logits.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        pred = p.argmax(-1)
-        fig, axes = plt.subplots(3, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 0.5, 2]})
-        axes[0].imshow(stream.x[:L].T, aspect="auto", cmap="gray", interpolation="nearest")
-        axes[0].set_ylabel("input frame")
-        axes[1].imshow(stream.mask[:L][None].astype(float), aspect="auto", cmap="Greens", vmin=0, vmax=1)
-        axes[1].set_yticks([])
-        axes[1].set_ylabel("mask")
-        t = np.arange(L)
-        m = stream.mask[:L]
-        correct = m & (pred == stream.labels[:L])
-        axes[2].plot(t, p.max(-1), color="0.6", lw=0.8, label="top probability")
-        axes[2].scatter(t[correct], p.max(-1)[correct], s=6, color="tab:green", label="correct (informative)")
-        axes[2].scatter(t[m & ~correct], p.max(-1)[m & ~correct], s=6, color="tab:red", label="wrong (informative)")
-        axes[2].axhline(rep.get("threshold", 0.9), ls="--", color="k", lw=0.6)
-        axes[2].set_ylim(0, 1.02)
-        axes[2].set_xlabel("step")
-        axes[2].set_ylabel(f"{ref.name}")
-        axes[2].legend(loc="lower right", fontsize=7)
-        fig.suptitle("stream excerpt: input, mask, per-step prediction")
-        files.append(_save(fig, out_dir / "stream_excerpt.png"))
+        shown = [t for t in targets if "logits" in t.result]
+        ref = next((t for t in shown if t.precision != "fp32"), shown[0])
+        files.append(plot_stream_excerpt(stream, ref.result["logits"], f"{ref.name} ({ref.precision})",
+                                         out_dir / "stream_excerpt.png", rep.get("threshold", 0.9)))
     return files
+
+
+def plot_stream_excerpt(stream, logits: np.ndarray, who: str, path: Path, threshold: float = 0.9,
+                        steps: int = 300, start: int = 0) -> Path:
+    """Input frames, the mask, and the per-step top probability coloured correct/wrong
+    on informative steps (the shape of Figure 4 in Yin & Corradi 2024)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sl = slice(start, min(start + steps, len(stream)))
+    lg = logits[sl]
+    p = np.exp(lg - lg.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    pred, top = p.argmax(-1), p.max(-1)
+    m, lab = stream.mask[sl], stream.labels[sl]
+    t = np.arange(sl.start, sl.stop)
+    correct = m & (pred == lab)
+    fig, axes = plt.subplots(3, 1, figsize=(12, 6), sharex=True, gridspec_kw={"height_ratios": [3, 0.5, 2]})
+    axes[0].imshow(stream.x[sl].T, aspect="auto", cmap="magma", interpolation="nearest", origin="lower",
+                   extent=(sl.start - 0.5, sl.stop - 0.5, -0.5, stream.x.shape[1] - 0.5))
+    axes[0].set_ylabel("input feature")
+    axes[1].imshow(m[None].astype(float), aspect="auto", cmap="Greens", vmin=0, vmax=1,
+                   extent=(sl.start - 0.5, sl.stop - 0.5, 0, 1))
+    axes[1].set_yticks([])
+    axes[1].set_ylabel("mask")
+    axes[2].plot(t, top, color="0.6", lw=0.8, label="top probability")
+    axes[2].scatter(t[correct], top[correct], s=6, color="tab:green", label="correct (informative)")
+    axes[2].scatter(t[m & ~correct], top[m & ~correct], s=6, color="tab:red", label="wrong (informative)")
+    axes[2].axhline(threshold, ls="--", color="k", lw=0.6)
+    axes[2].set_ylim(0, 1.02)
+    axes[2].set_xlabel("step (never reset)")
+    axes[2].set_ylabel(who)
+    axes[2].legend(loc="lower right", fontsize=7)
+    fig.suptitle("stream excerpt: input, mask, per-step prediction")
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -71,11 +71,12 @@ class SeqFashionMNIST:
         return images, labels
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
-               data: str | os.PathLike | None = None, arrays=None) -> Stream:
+               data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:
         """A stream of ``samples`` images of ``split`` in a seeded random order.
 
         ``samples=None`` takes the whole split. ``arrays`` skips reading the files
-        again when the caller already holds (images, labels).
+        again when the caller already holds (images, labels). ``augment`` is accepted
+        for the common interface; 55,000 images need none.
         """
         images, labels = arrays if arrays is not None else self.split_arrays(split, data)
         rng = np.random.default_rng(seed)
@@ -120,6 +121,7 @@ class SpeechCommands:
     std: float = 5.04                    # stream (tests/test_speech.py recomputes them)
     gap_min_s: float = 0.3
     gap_max_s: float = 1.0
+    mix_max: float = 0.5                 # augmentation: most background mixed into a training clip
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
 
@@ -145,7 +147,11 @@ class SpeechCommands:
         return [w for w, c in zip(waves, words) if c == speech.SILENCE]
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
-               data: str | os.PathLike | None = None, arrays=None) -> Stream:
+               data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:
+        """``augment`` (training streams only): each word clip gets a random gain
+        (+-6 dB) and a random background crop of the split mixed in at a random level
+        (0..``mix_max`` of the background's own amplitude), the standard Speech
+        Commands augmentation; new draws every epoch."""
         clips, labels = arrays if arrays is not None else self.split_arrays(split, data)
         bg = self.background(split, data)
         rng = np.random.default_rng(seed)
@@ -157,10 +163,16 @@ class SpeechCommands:
             b = bg[rng.integers(len(bg))]
             start = rng.integers(0, max(1, len(b) - g + 1))
             gap = b[start:start + g]
-            segs += [gap, clips[i]]
+            clip = clips[i]
+            if augment:
+                noise = bg[rng.integers(len(bg))]
+                off = rng.integers(0, max(1, len(noise) - len(clip) + 1))
+                noise = np.resize(noise[off:off + len(clip)], len(clip))
+                clip = clip * 10 ** (rng.uniform(-6, 6) / 20) + rng.uniform(0, self.mix_max) * noise
+            segs += [gap, clip]
             t += len(gap)
-            bounds.append((t, t + len(clips[i]), int(labels[i])))
-            t += len(clips[i])
+            bounds.append((t, t + len(clip), int(labels[i])))
+            t += len(clip)
         wav = np.concatenate(segs)
         logmel, logvar = LogMelStream().feed(wav)
         _, active = ActivityMask(theta=self.threshold).update(logvar)

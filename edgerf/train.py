@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, progress: bool = True,
         model.train()
         order = rng.permutation(n_train)
         lanes = [task.stream("train", None, seed=int(rng.integers(2**31)),
-                             arrays=(train_arrays[0][idx], train_arrays[1][idx]))
+                             arrays=(train_arrays[0][idx], train_arrays[1][idx]), augment=True)
                  for idx in np.array_split(order[: per_lane * cfg.batch], cfg.batch)]
         b = _batch(lanes, mode.oracle_reset)
         L = b["x"].shape[1]
