@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test grid clean
+.PHONY: setup demo test grid arm64 results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,23 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## The 4 x 3 training grid behind bench/results/sfmnist_train.md (about an hour, 2 cores).
+## The 4 x 3 training grids behind bench/results/{sfmnist,gsc}_train.md (about an hour each, 2 cores).
 grid: $(STAMP)
-	$(BIN)/python -m edgerf.bench.train_grid --jobs 2
+	$(BIN)/python -m edgerf.bench.train_grid --task sfmnist --jobs 2
+	$(BIN)/python -m edgerf.bench.train_grid --task gsc --jobs 2
+
+## aarch64 emulation for `edgerf bench --device arm64` (once; needs apt and root).
+arm64: $(STAMP)
+	$(BIN)/edgerf bench --device arm64 --setup
+
+## Everything under bench/results/ that stands on the grids' checkpoints.
+results: $(STAMP)
+	$(BIN)/python -m edgerf.bench.export_table
+	$(BIN)/python -m edgerf.bench.gsc_mask
+	$(BIN)/python -m edgerf.bench.runtime_overhead runs/sfmnist/export/gru-reset-free.int8.onnx \
+		runs/sfmnist/export/gru-reset-free.onnx runs/sfmnist/export/gru-reset-free.int8.tflite
+	$(BIN)/edgerf bench --ckpt runs/sfmnist/export/gru-reset-free.pt --report bench/results/bench-gru128-cpu
+	$(BIN)/edgerf bench --device arm64 --ckpt runs/sfmnist/export/gru-reset-free.pt --report bench/results/bench-gru128-arm64
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

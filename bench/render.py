@@ -26,6 +26,11 @@ def table(rep: dict) -> str:
             f"{_f(r.get('peak_rss_mib'), '7.1f')} {r['size_bytes'] / 1024:8.1f} "
             f"{_f(acc.get('acc_p'), '6.4f')} {_f(acc.get('acc_f'), '6.4f')} {_f(acc.get('false_alarm'), '7.4f')} "
             f"{_f(acc.get('argmax_agreement'), '6.4f')}")
+    for r in rep["targets"]:
+        if "vs_x86" in r:
+            v = r["vs_x86"]
+            lines.append(f"{r['target']:12s} vs the x86 run: argmax agreement {v['argmax_agreement_all']:.4%}, "
+                         f"max |d logits| {v['max_abs_logits_diff']:.3g}, bit-identical {v['bit_identical']}")
     m = rep["machine"]
     lines.append(f"{rep['device']}{' (EMULATED: timings are not real)' if rep.get('emulated') else ''}: "
                  f"{m['cpu']}, {m['cores']} cores, {rep['config']['threads']} thread(s); reference: {rep['reference']}")
@@ -61,7 +66,15 @@ def markdown(rep: dict) -> str:
                 out.append(f"| {r['target']} | {a['acc_p']:.4f} | {a['acc_f']:.4f} | {a['false_alarm']:.5f} "
                            f"| {a['noise_conf']:.3f} | {a['acc_p_first10']:.4f} | {a['acc_p_last10']:.4f} "
                            f"| {a['argmax_agreement']:.4%} | {a['max_abs_logits_drift']:.3g} |")
-    out += ["", "Per-window latency (median / p99 us):", ""]
+    if any("vs_x86" in r for r in rep["targets"]):
+        out += ["", "Step-for-step against the x86 run of the same artifacts on the same stream:", "",
+                "| target | argmax agreement (all steps) | max abs logit diff | bit-identical |", "|---|---|---|---|"]
+        for r in rep["targets"]:
+            v = r["vs_x86"]
+            out.append(f"| {r['target']} | {v['argmax_agreement_all']:.4%} | {v['max_abs_logits_diff']:.3g} "
+                       f"| {v['bit_identical']} |")
+    out += ["", "Per-window latency (median / p99 us)"
+            + (" - EMULATED, not device time" if rep.get("emulated") else "") + ":", ""]
     for r in rep["targets"]:
         ws = ", ".join(f"{w['median_us']:.1f}/{w['p99_us']:.1f}" for w in r["latency"]["windows"])
         out.append(f"- {r['target']}: {ws}")

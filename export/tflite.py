@@ -367,6 +367,11 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
             opt_t, opt = {"ADD": (fb.BuiltinOptions.AddOptions, fb.AddOptionsT()),
                           "SUB": (fb.BuiltinOptions.SubOptions, fb.SubOptionsT()),
                           "MUL": (fb.BuiltinOptions.MulOptions, fb.MulOptionsT())}[o.kind]
+            if o.kind in ("ADD", "SUB"):
+                # the default int16 path wants power-of-two scales with one input matching
+                # the output ("sub.cc: input1_shift == 0 || input2_shift == 0" on a GRU-128);
+                # calibrated scales are arbitrary, so take the general rescaling kernel
+                opt.potScaleInt16 = False
             op(getattr(B, o.kind), ins, [tensor(o.output, full)], opt_t, opt)
         elif o.kind in ("LOGISTIC", "TANH"):
             op(getattr(B, o.kind), [tensor(o.inputs[0], full)], [tensor(o.output, full)])
