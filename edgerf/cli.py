@@ -296,6 +296,32 @@ def bench(
     typer.echo(render.table(rep))
 
 
+@app.command()
+def plot(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
+    steps: int = typer.Option(600, help="Steps of the excerpt."),
+    seed: int = typer.Option(3, help="Which test stream (seed)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+) -> None:
+    """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
+    from edgerf import checkpoint as ckpt_io
+    from edgerf.bench.render import plot_stream_excerpt
+    from edgerf.tasks import get_task
+    from edgerf.train import predict
+
+    try:
+        ck = ckpt_io.load(checkpoint)
+        task = get_task(ck.task)
+        stream = task.stream("test", task.samples_for_steps(steps), seed=seed, data=str(data) if data else None)
+        logits = predict(ck.model, stream)
+        who = f"{ck.model.config.family}, {ck.training.get('config', {}).get('loss', '?')}"
+        plot_stream_excerpt(stream, logits, who, output, task.threshold, steps=steps)
+    except EdgerfError as e:
+        _fail(e)
+    typer.echo(f"wrote {output}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m edgerf.cli`
     app()
 
