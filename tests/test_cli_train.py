@@ -31,6 +31,10 @@ def test_tiny_training_run_end_to_end(tmp_path):
     ck = checkpoint.load(out)
     assert ck.model.config.hidden == 16 and ck.training["config"]["loss"] == "periodic-reset"
     assert ck.training["command"].startswith("edgerf train --task sfmnist --model gru --loss periodic-reset")
+    # the stream-excerpt figure from that checkpoint
+    r = runner.invoke(app, ["plot", str(out), "-o", str(tmp_path / "fig.png"), "--steps", "200"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "fig.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # refuses to overwrite without --force, and the old file survives
     before = out.read_bytes()
     r = runner.invoke(app, args)
