@@ -19,6 +19,7 @@ from edgerf import __version__
 from edgerf.atomic import atomic_path
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.errors import CheckpointError
+from edgerf.manifest import file_sha256
 
 FORMAT = "edgerf-ckpt/1"
 
@@ -61,14 +62,6 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
