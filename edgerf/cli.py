@@ -200,8 +200,9 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
 @app.command()
 def stream(
     model: Path = typer.Argument(..., help="An exported step model (.onnx) with its manifest."),
-    source: str = typer.Argument(..., help="Frames [T, D] as .npy (float: model frames; uint8: raw pixel "
-                                           "rows, featurized first), or - to read float32 frames from stdin."),
+    source: str = typer.Argument(..., help="A .wav recording (audio models: featurized as a live stream), frames "
+                                           "[T, D] as .npy (float: model frames; uint8: raw pixel rows), or - "
+                                           "to read float32 frames from stdin."),
     state: Optional[Path] = typer.Option(None, help="Resume from this state file and save to it at the end."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
     window: int = typer.Option(3, help="Steps of probability smoothing."),
@@ -220,7 +221,14 @@ def stream(
         det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
 
         def frames():
-            if npy is not None:
+            if npy is not None and npy.suffix == ".wav":
+                if m.manifest["frame"].get("frame_kind") != "log-mel":
+                    raise EdgerfError(f"{model} takes {m.manifest['frame'].get('frame_kind')} frames, not audio")
+                from edgerf.data.speech import read_wav
+                pcm = read_wav(npy, int(m.manifest["frame"].get("sample_rate", 16000)))
+                for k in range(0, len(pcm), 1600):          # 100 ms chunks, as a microphone delivers them
+                    yield from m.featurize(pcm[k:k + 1600])
+            elif npy is not None:
                 if not npy.exists():
                     raise EdgerfError(f"{npy} does not exist")
                 arr = np.load(npy, allow_pickle=False)

@@ -114,3 +114,33 @@ def test_tiny_gsc_training_run_through_the_cli(tmp_path):
     from edgerf import checkpoint
     ck = checkpoint.load(tmp_path / "g.pt")
     assert ck.task["name"] == "gsc" and ck.model.config.input_size == 40 and ck.model.config.classes == 11
+
+
+def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
+    """A GSC model end to end on the device side: PCM chunks -> the training features -> events."""
+    import json
+
+    from edgerf import checkpoint
+    from edgerf.cells import ModelConfig, RecurrentClassifier
+    from edgerf.checkpoint import Checkpoint
+    from edgerf.cli import app
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+    from edgerf.features import LogMelStream
+    from edgerf.runtime import StepModel
+
+    task = get_task("gsc")
+    model = RecurrentClassifier(ModelConfig(family="gru", input_size=40, hidden=16, classes=11)).eval()
+    checkpoint.save(tmp_path / "g.pt", Checkpoint(model=model, task=task.spec(), training={}))
+    export_checkpoint(tmp_path / "g.pt", tmp_path, ExportConfig(formats=("onnx",), parity_steps=500,
+                                                                calibration_steps=1000, bundle_steps=300),
+                      progress=False)
+    rt = StepModel.load(tmp_path / "g.onnx")
+    root = speech.find_dir()
+    pcm = np.concatenate([speech.read_wav(p) for p in sorted((root / "yes").glob("*.wav"))[:3]])
+    chunks = np.concatenate([rt.featurize(pcm[k:k + 1234]) for k in range(0, len(pcm), 1234)])
+    np.testing.assert_allclose(chunks, (LogMelStream().feed(pcm)[0] - task.mean) / task.std, atol=1e-5)
+    assert rt.manifest["frame"]["period_s"] == 0.01 and rt.manifest["frame"]["frame_kind"] == "log-mel"
+    _wav(tmp_path / "rec.wav", pcm)
+    r = CliRunner().invoke(app, ["stream", str(tmp_path / "g.onnx"), str(tmp_path / "rec.wav"), "--threshold", "0.095"])
+    assert r.exit_code == 0, r.output
+    assert all(json.loads(line)["name"] in task.classes for line in r.stdout.splitlines() if line.startswith("{"))
