@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     for fam in a.models.split(","):
         ck_path = runs / f"{fam}-reset-free.pt"
         print(f"== {fam}: exporting {ck_path}", file=sys.stderr)
-        rep = export_checkpoint(ck_path, out, ExportConfig(int8=True, force=True), progress=False,
+        rep = export_checkpoint(ck_path, out, ExportConfig(int8=True, force=True),
                                 log=lambda s: print("  " + s, file=sys.stderr))
         plans[fam] = rep.plan
         ck = checkpoint.load(ck_path)

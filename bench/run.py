@@ -15,8 +15,6 @@ and the torch reference logits; the report says which reference was used.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

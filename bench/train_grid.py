@@ -33,7 +33,7 @@ TITLES = {"sfmnist": "Sequential Fashion-MNIST", "gsc": "Google Speech Commands 
 
 def run_one(args: tuple) -> list[dict]:
     from edgerf import checkpoint
-    from edgerf.train import TrainConfig, train
+    from edgerf.train import train
 
     cfg, out = args
     path = Path(out) / f"{cfg.model}-{cfg.loss}.pt"

@@ -102,21 +102,25 @@ def export(
     parity_steps: int = typer.Option(10_000, help="Test-stream steps of the parity gate (state fed back)."),
     calibration_steps: int = typer.Option(20_000, help="Unreset training-stream steps for int8 calibration."),
     check_steps: int = typer.Option(50_000, help="Held-out (val) steps on which the int8 plan is chosen."),
+    min_agreement: float = typer.Option(0.995, help="int8 budget: argmax agreement with fp32 on informative steps."),
+    max_acc_p_drop: float = typer.Option(0.005, help="int8 budget: largest acc_p drop against fp32."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts."),
     report: Optional[Path] = typer.Option(None, help="Also write the export report as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
 ) -> None:
     """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
-    from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf import atomic
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+    from edgerf.export.quantize import Budget
 
     cfg = ExportConfig(formats=tuple(f.strip() for f in format.split(",") if f.strip()), int8=int8,
                        parity_steps=parity_steps, calibration_steps=calibration_steps, check_steps=check_steps,
-                       force=force, name=name, data=str(data) if data else None)
+                       budget=Budget(min_agreement, max_acc_p_drop), force=force, name=name,
+                       data=str(data) if data else None)
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     try:
-        rep = export_checkpoint(checkpoint, output, cfg, progress=not quiet, log=log)
+        rep = export_checkpoint(checkpoint, output, cfg, log=log)
         if report:
             atomic.write_text(report, json.dumps(rep.to_dict(), indent=2))
     except EdgerfError as e:

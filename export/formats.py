@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 
 from edgerf.atomic import write_bytes
 from edgerf.manifest import METADATA_KEY, embedded_json, state_io_names

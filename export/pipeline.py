@@ -22,7 +22,6 @@ from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
 from edgerf.metrics import stream_metrics
-from edgerf.progress import bar
 from edgerf.tasks import get_task
 
 
@@ -87,8 +86,9 @@ def _names(base: str, formats, int8: bool) -> list[str]:
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                      cfg: ExportConfig = ExportConfig(), progress: bool = True,
-                      log=lambda s: None) -> ExportReport:
+                      cfg: ExportConfig = ExportConfig(), log=lambda s: None) -> ExportReport:
+    """Export ``ckpt_path`` per ``cfg``; ``log`` receives one line per stage (the CLI prints
+    them to stderr: each stage is seconds long, so lines say more than a bar would)."""
     t_start = time.perf_counter()
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
@@ -108,7 +108,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
         raise ArtifactError(f"cannot write to {out_dir}: {e.strerror}. Choose a writable directory.") from e
 
     try:
-        report = _export(ckpt, ckpt_path, stage, base, cfg, progress, log)
+        report = _export(ckpt, ckpt_path, stage, base, cfg, log)
         for t in targets:                              # every gate passed: move into place
             os.replace(stage / t.name, t)
     except OSError as e:
@@ -120,7 +120,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     return report
 
 
-def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, progress, log) -> ExportReport:
+def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log) -> ExportReport:
     model, task = ckpt.model, get_task(ckpt.task)
     names = list(model.state_names)
     versions = _versions()

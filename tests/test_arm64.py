@@ -24,7 +24,7 @@ def test_emulated_trajectories_match_x86(tmp_path, sfmnist):
     model = RecurrentClassifier(ModelConfig(family="gru", hidden=16)).eval()
     checkpoint.save(tmp_path / "m.pt", Checkpoint(model=model, task=sfmnist.spec(), training={}))
     export_checkpoint(tmp_path / "m.pt", tmp_path, ExportConfig(int8=True, parity_steps=1000, calibration_steps=2000,
-                                                                 check_steps=1000, bundle_steps=500), progress=False)
+                                                                 check_steps=1000, bundle_steps=500))
     rep = run_bench([], tmp_path / "m.pt", BenchConfig(device="arm64", seconds=0.05, windows=5, steps=400,
                                                        rss=False), progress=False)
     assert rep["emulated"] is True and rep["machine"]["arch"] == "aarch64"

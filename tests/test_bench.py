@@ -46,7 +46,7 @@ def model_dir(tmp_path_factory, sfmnist):
     model = RecurrentClassifier(ModelConfig(family="gru", hidden=16)).eval()
     checkpoint.save(d / "m.pt", Checkpoint(model=model, task=sfmnist.spec(), training={}))
     export_checkpoint(d / "m.pt", d, ExportConfig(int8=True, parity_steps=1000, calibration_steps=2000,
-                                                   check_steps=1000, bundle_steps=800), progress=False)
+                                                   check_steps=1000, bundle_steps=800))
     return d
 
 

@@ -13,7 +13,7 @@ from edgerf import checkpoint, manifest
 from edgerf.cells import FAMILIES, ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
 from edgerf.cli import app
-from edgerf.errors import ArtifactError, CheckpointError, ParityError
+from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import onnx as onnx_export
 from edgerf.export.pipeline import ExportConfig, export_checkpoint
 
@@ -39,7 +39,7 @@ def _ckpt(tmp_path, family, sfmnist, hidden=16, train=False):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_export_and_parity_every_family(tmp_path, sfmnist, family):
     ck = _ckpt(tmp_path, family, sfmnist)
-    rep = export_checkpoint(ck, tmp_path / "out", QUICK, progress=False)
+    rep = export_checkpoint(ck, tmp_path / "out", QUICK)
     assert [a.file for a in rep.artifacts] == [f"{family}.onnx", f"{family}.tflite"]
     for a in rep.artifacts:
         assert a.parity["passed"] and a.parity["steps"] >= 2_000
@@ -56,7 +56,7 @@ def test_export_and_parity_every_family(tmp_path, sfmnist, family):
 
 def test_manifest_round_trip_and_binding_by_name(tmp_path, sfmnist):
     ck = _ckpt(tmp_path, "lif", sfmnist)
-    export_checkpoint(ck, tmp_path, QUICK, progress=False)
+    export_checkpoint(ck, tmp_path, QUICK)
     art = tmp_path / "lif.onnx"
     side = manifest.read(art)
     assert side["format"] == manifest.FORMAT and side["model"]["family"] == "lif"
@@ -87,7 +87,7 @@ def test_int8_export_on_a_trained_model(tmp_path):
     from edgerf.tasks import get_task
     ck = _ckpt(tmp_path, "gru", get_task("sfmnist"), hidden=32, train=True)
     rep = export_checkpoint(ck, tmp_path, ExportConfig(int8=True, parity_steps=2_000, calibration_steps=4_000,
-                                                       check_steps=4_000, bundle_steps=1_000), progress=False)
+                                                       check_steps=4_000, bundle_steps=1_000))
     fp32, int8, tfl32, tfl8 = rep.artifacts
     assert (int8.file, tfl8.file) == ("gru.int8.onnx", "gru.int8.tflite")
     assert [t["plan"] for t in rep.plan["onnx"]["tried"]][0] == "int8"
@@ -128,7 +128,7 @@ def test_parity_gate_names_the_diverging_tensor(tmp_path, sfmnist, monkeypatch):
 
     monkeypatch.setattr(onnx_export, "to_onnx", wrong_graph)
     with pytest.raises(ParityError, match="logits first left tolerance at step 0"):
-        export_checkpoint(ck, tmp_path / "out", QUICK, progress=False)
+        export_checkpoint(ck, tmp_path / "out", QUICK)
     assert not any((tmp_path / "out").iterdir())
 
 
@@ -149,17 +149,17 @@ def test_bad_checkpoints_via_cli(tmp_path, sfmnist):
 
 def test_existing_artifacts_need_force_and_failed_writes_keep_them(tmp_path, sfmnist, monkeypatch):
     ck = _ckpt(tmp_path, "rnn", sfmnist)
-    export_checkpoint(ck, tmp_path, QUICK, progress=False)
+    export_checkpoint(ck, tmp_path, QUICK)
     before = (tmp_path / "rnn.onnx").read_bytes()
     with pytest.raises(ArtifactError, match="--force"):
-        export_checkpoint(ck, tmp_path, QUICK, progress=False)
+        export_checkpoint(ck, tmp_path, QUICK)
 
     def full_disk(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(onnx, "save_model", full_disk)
     with pytest.raises(ArtifactError, match="No space left"):
-        export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}), progress=False)
+        export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}))
     assert (tmp_path / "rnn.onnx").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.onnx", "rnn.onnx.json", "rnn.pt",
                                                           "rnn.tflite", "rnn.tflite.json"]
@@ -170,7 +170,7 @@ def test_unwritable_output_dir(tmp_path, sfmnist):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(ArtifactError, match="cannot write"):
-        export_checkpoint(ck, blocker / "sub", QUICK, progress=False)
+        export_checkpoint(ck, blocker / "sub", QUICK)
 
 
 def test_cli_export_and_inspect(tmp_path, sfmnist):

@@ -30,7 +30,7 @@ def exported(tmp_path_factory):
         torch.manual_seed(seed)
         model = RecurrentClassifier(ModelConfig(family=fam, hidden=24)).eval()
         checkpoint.save(d / f"{fam}.pt", Checkpoint(model=model, task=task.spec(), training={}))
-        export_checkpoint(d / f"{fam}.pt", d, QUICK, progress=False)
+        export_checkpoint(d / f"{fam}.pt", d, QUICK)
         out[fam] = (model, d)
     return out
 

@@ -132,8 +132,7 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     model = RecurrentClassifier(ModelConfig(family="gru", input_size=40, hidden=16, classes=11)).eval()
     checkpoint.save(tmp_path / "g.pt", Checkpoint(model=model, task=task.spec(), training={}))
     export_checkpoint(tmp_path / "g.pt", tmp_path, ExportConfig(formats=("onnx",), parity_steps=500,
-                                                                calibration_steps=1000, bundle_steps=300),
-                      progress=False)
+                                                                calibration_steps=1000, bundle_steps=300))
     rt = StepModel.load(tmp_path / "g.onnx")
     root = speech.find_dir()
     pcm = np.concatenate([speech.read_wav(p) for p in sorted((root / "yes").glob("*.wav"))[:3]])

@@ -30,5 +30,5 @@ def default_checkpoint(log=lambda s: None) -> Path:
     if not (d / "default-gru.int8.onnx").exists() or not (d / "default-gru.bundle.npz").exists():
         from edgerf.export.pipeline import ExportConfig, export_checkpoint
         log(f"first use: exporting the built-in model into {d} (once) ...")
-        export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True), progress=False, log=log)
+        export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True), log=log)
     return ckpt
