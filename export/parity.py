@@ -64,15 +64,17 @@ class Parity:
 
 
 def compare(ref_logits: np.ndarray, ref_states: list[np.ndarray], logits: np.ndarray,
-            states: list[np.ndarray], state_names: list[str], atol: float,
+            states: list[np.ndarray], state_names: list[str], atol: float | list[float],
             min_agreement: float, mask: np.ndarray | None = None) -> Parity:
     """Compare two closed-loop trajectories; ``passed`` when argmax agreement reaches
-    ``min_agreement`` and no tensor leaves ``atol`` (atol=inf checks agreement only)."""
+    ``min_agreement`` and no tensor leaves its tolerance (``atol``: one for all, or one
+    per tensor, logits first; inf checks agreement only)."""
     names = ["logits", *state_names]
+    tols = list(atol) if isinstance(atol, (list, tuple)) else [atol] * len(names)
     errs = [np.abs(a - b).max(-1) for a, b in zip([ref_logits, *ref_states], [logits, *states])]  # each [T]
     first = None
-    for name, e in zip(names, errs):
-        bad = np.flatnonzero(~(e <= atol))          # NaN counts as divergence
+    for name, e, tol in zip(names, errs, tols):
+        bad = np.flatnonzero(~(e <= tol))           # NaN counts as divergence
         if len(bad) and (first is None or bad[0] < first["step"]):
             first = {"tensor": name, "step": int(bad[0]), "error": float(e[bad[0]])}
     agree = agreement(ref_logits[mask], logits[mask]) if mask is not None else agreement(ref_logits, logits)
@@ -82,4 +84,4 @@ def compare(ref_logits: np.ndarray, ref_states: list[np.ndarray], logits: np.nda
         max_abs_state={n: float(e.max()) for n, e in zip(state_names, errs[1:])},
         rms_state={n: float(np.sqrt(((a - b) ** 2).mean())) for n, a, b in zip(state_names, ref_states, states)},
         first_divergence=first, passed=(first is None and agree >= min_agreement),
-        tolerance={"atol": atol, "min_agreement": min_agreement})
+        tolerance={"atol": dict(zip(names, map(float, tols))), "min_agreement": min_agreement})

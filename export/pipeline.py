@@ -31,10 +31,10 @@ class ExportConfig:
     formats: tuple[str, ...] = ("onnx", "tflite")
     int8: bool = False
     parity_steps: int = 10_000            # >= 10^4 steps of a real test stream, state fed back
-    # fp32 graph vs torch, per tensor: |d| <= atol + rtol * |ref|. Both run fp32 with
-    # different matmul orders; SSM states reach O(100), so the logits read from them
-    # carry ~1e-4 of rounding. A wrong graph (a dropped gate, swapped weights) is off
-    # by O(0.1-1), three orders above this.
+    # fp32 graph vs torch, per tensor: |d| <= atol + rtol * max|ref|. Both run fp32 with
+    # different matmul orders; a trained SSM's state reaches O(100) and integrates over
+    # ~1000 steps, so its rounding grows to ~1e-2 there. A wrong graph (a dropped gate,
+    # swapped weights) is off by O(0.1-1) in logits of O(10), far above this.
     parity_atol: float = 1e-3
     parity_rtol: float = 1e-3
     calibration_steps: int = calibrate.CALIBRATION_STEPS
@@ -202,16 +202,10 @@ def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
 
 
 def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig) -> parity.Parity:
-    """fp32 gate: per-tensor |d| <= atol + rtol * |ref|, checked as a scaled error <= atol."""
-    scaled_ref = [ref_logits, *ref_states]
-    scale = [1.0 + cfg.parity_rtol / cfg.parity_atol * np.abs(r) for r in scaled_ref]
-    sref = [r / s for r, s in zip(scaled_ref, scale)]
-    sout = [o / s for o, s in zip([logits, *states], scale)]
-    g = parity.compare(sref[0], sref[1:], sout[0], sout[1:], names, cfg.parity_atol, 0.999, mask)
-    raw = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, mask)
-    raw.first_divergence, raw.passed = g.first_divergence, g.passed
-    raw.tolerance = {"atol": cfg.parity_atol, "rtol": cfg.parity_rtol, "min_agreement": 0.999}
-    return raw
+    """fp32 gate: per tensor |d| <= atol + rtol * max|ref| (fp32 rounding scales with the
+    largest values a tensor carries), and argmax agreement >= 99.9% on informative steps."""
+    tols = [cfg.parity_atol + cfg.parity_rtol * float(np.abs(r).max()) for r in (ref_logits, *ref_states)]
+    return parity.compare(ref_logits, ref_states, logits, states, names, tols, 0.999, mask)
 
 
 def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check, check_ref, start: int,

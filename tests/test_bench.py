@@ -131,11 +131,12 @@ def test_bad_inputs(model_dir, tmp_path, monkeypatch):
     assert rep["reference"].startswith("accuracy skipped") and "accuracy" not in rep["targets"][1]
 
 
-def test_bench_cli(model_dir, tmp_path):
+def test_bench_cli(model_dir, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["bench", "--ckpt", str(model_dir / "m.pt"), "--seconds", "0.05", "--steps", "500",
                                  "--report", str(tmp_path / "rep"), "-q"])
     assert r.exit_code == 0, r.output
     assert "onnx-int8" in r.stdout and "torch" in r.stdout
     assert (tmp_path / "rep" / "bench.md").exists()
+    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "empty-cache"))      # arm64 not set up here
     r = CliRunner().invoke(app, ["bench", "--device", "arm64", str(model_dir / "m.onnx"), "-q"])
-    assert r.exit_code == 2
+    assert r.exit_code == 2 and "--setup" in r.output
