@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test grid arm64 results clean
 
+GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
@@ -37,10 +39,13 @@ arm64: $(STAMP)
 results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.export_table
 	$(BIN)/python -m edgerf.bench.gsc_mask
-	$(BIN)/python -m edgerf.bench.runtime_overhead runs/sfmnist/export/gru-reset-free.int8.onnx \
-		runs/sfmnist/export/gru-reset-free.onnx runs/sfmnist/export/gru-reset-free.int8.tflite
-	$(BIN)/edgerf bench --ckpt runs/sfmnist/export/gru-reset-free.pt --report bench/results/bench-gru128-cpu
-	$(BIN)/edgerf bench --device arm64 --ckpt runs/sfmnist/export/gru-reset-free.pt --report bench/results/bench-gru128-arm64
+	$(BIN)/edgerf export runs/sfmnist/gru-reset-free.pt -o runs/sfmnist/export-int8 --name gru128-int8 \
+		--int8 --min-agreement 0.97 --force
+	$(BIN)/python -m edgerf.bench.runtime_overhead runs/sfmnist/export-int8/gru128-int8.int8.onnx \
+		runs/sfmnist/export-int8/gru128-int8.int8.tflite runs/sfmnist/export/gru-reset-free.onnx
+	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu
+	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
+		--report bench/results/bench-gru128-arm64
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -2,10 +2,12 @@
 
     python -m edgerf.bench.runtime_overhead ARTIFACT [ARTIFACT ...] [--seconds 2 --windows 5]
 
-Bare call: ``session.run_with_iobinding`` on a binding prepared once (the fastest loop
-ONNX Runtime's Python API allows, state buffers flipped by hand). Also timed: plain
-``session.run`` with numpy in/out (what most code does). Frames come from a real
-Sequential Fashion-MNIST test stream. Writes bench/results/runtime_overhead.{json,md}.
+Bare call, ONNX Runtime: ``session.run_with_iobinding`` on a binding prepared once (the
+fastest loop its Python API allows, state buffers flipped by hand); also timed, plain
+``session.run`` with numpy in/out (what most code does). Bare call, LiteRT: the frame
+(quantised beforehand) copied into the input tensor, ``invoke``, the state outputs
+copied onto the state inputs. Frames come from a real Sequential Fashion-MNIST test
+stream. Writes bench/results/runtime_overhead.{json,md}.
 """
 
 from __future__ import annotations
@@ -24,10 +26,44 @@ from edgerf.bench.report import markdown_table
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _onnx_loops(model, x) -> dict:
+    from edgerf.manifest import INPUT, OUTPUT
+    backend, T = model.backend, len(x)
+    sess, bindings, flip = backend.session, backend.bindings, [0]
+
+    def bare(i):
+        np.copyto(backend.x, x[i % T])
+        sess.run_with_iobinding(bindings[flip[0]])
+        flip[0] ^= 1
+
+    names = [s["input"] for s in model.manifest["states"]]
+    outs = [OUTPUT] + [s["output"] for s in model.manifest["states"]]
+    state = [[np.zeros((1, s["shape"][1]), np.float32) for s in model.manifest["states"]]]
+
+    def plain(i):
+        state[0] = sess.run(outs, {INPUT: x[i % T][None], **dict(zip(names, state[0]))})[1:]
+
+    return {"bare": bare, "run": plain}
+
+
+def _litert_loops(model, x) -> dict:
+    from edgerf.runtime.backends import _quantize
+    b, T = model.backend, len(x)
+    xq = _quantize(b._x, x[:, None, :])          # quantised once, outside the timed call
+    it, xi, links = b.it, b._x["index"], b._links
+
+    def bare(i):
+        it.set_tensor(xi, xq[i % T])
+        it.invoke()
+        for a, o in links:
+            it.set_tensor(a, it.get_tensor(o))
+
+    return {"bare": bare}
+
+
 def main(argv=None) -> int:
     import onnxruntime as ort
 
-    from edgerf.manifest import INPUT, OUTPUT
     from edgerf.runtime import StepModel
     from edgerf.tasks import get_task
 
@@ -42,31 +78,16 @@ def main(argv=None) -> int:
     rows = []
     for art in a.artifacts:
         model = StepModel.load(art)
-        backend = model.backend
-        sess, bindings = backend.session, backend.bindings
-        flip = [0]
-
-        def bare(i):
-            np.copyto(backend.x, x[i % T])
-            sess.run_with_iobinding(bindings[flip[0]])
-            flip[0] ^= 1
-
-        names = [s["input"] for s in model.manifest["states"]]
-        outs = [OUTPUT] + [s["output"] for s in model.manifest["states"]]
-        state = [np.zeros((1, s["shape"][1]), np.float32) for s in model.manifest["states"]]
-
-        def plain(i):
-            nonlocal state
-            res = sess.run(outs, {INPUT: x[i % T][None], **dict(zip(names, state))})
-            state = res[1:]
+        loops = _onnx_loops(model, x) if art.endswith(".onnx") else _litert_loops(model, x)
 
         def wrapped(i):
             model.step(x[i % T])
 
+        loops["StepModel"] = wrapped
         res = {}
         # interleave the three twice so drift in machine load hits all of them alike
         for rep in range(2):
-            for name, fn in (("bare", bare), ("run", plain), ("StepModel", wrapped)):
+            for name, fn in loops.items():
                 lat = measure_latency(fn, windows=a.windows, window_s=a.seconds / 2, warmup_s=0.3)
                 res.setdefault(name, []).append(lat)
         for name, lats in res.items():
