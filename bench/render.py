@@ -39,11 +39,11 @@ def table(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown(rep: dict) -> str:
+def markdown(rep: dict, plots: bool = True) -> str:
     m = rep["machine"]
     out = [f"# edgerf bench: {rep['model']['family']}-{rep['model']['hidden']} on {rep['task']}", "",
            f"- device: `{rep['device']}`{' (emulated: timings not comparable)' if rep.get('emulated') else ''}; "
-           f"CPU: {m['cpu']} ({m['arch']}, {m['cores']} cores, flags: {' '.join(m['isa_flags']) or 'n/a'})",
+           f"CPU: {m['cpu']} ({m['arch']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags']) or 'n/a'})",
            f"- threads: {rep['config']['threads']}; latency: {rep['config']['windows']} windows x "
            f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, state fed back",
            f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
@@ -78,7 +78,8 @@ def markdown(rep: dict) -> str:
     for r in rep["targets"]:
         ws = ", ".join(f"{w['median_us']:.1f}/{w['p99_us']:.1f}" for w in r["latency"]["windows"])
         out.append(f"- {r['target']}: {ws}")
-    out += ["", "Plots: `latency.png`, `accuracy_along_stream.png`, `stream_excerpt.png`.", ""]
+    if plots:
+        out += ["", "Plots: `latency.png`, `accuracy_along_stream.png`, `stream_excerpt.png`.", ""]
     return "\n".join(out)
 
 
@@ -86,7 +87,7 @@ def write_report(rep: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = rep.pop("_plots", None)
     write_text(out_dir / "bench.json", json.dumps(rep, indent=2, default=float))
-    write_text(out_dir / "bench.md", markdown(rep))
+    write_text(out_dir / "bench.md", markdown(rep, plots=extra is not None))
     files = [out_dir / "bench.json", out_dir / "bench.md"]
     if extra is not None:
         files += plots(rep, extra["targets"], extra["stream"], out_dir)
@@ -101,11 +102,15 @@ def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
 
     files = []
     fig, ax = plt.subplots(figsize=(8, 4))
+    samples = {t.name: t.result["latency"].samples_ns / 1e3 for t in targets}
+    lo = min(us.min() for us in samples.values())
+    hi = max(np.percentile(us, 99.5) for us in samples.values())
+    bins = np.logspace(np.log10(max(lo, 0.1)), np.log10(hi), 120)   # log scale: backends differ 10x
     for t in targets:
-        us = t.result["latency"].samples_ns / 1e3
-        hi = np.percentile(us, 99.5)
-        ax.hist(us[us <= hi], bins=120, histtype="step", label=f"{t.name} ({t.precision})", density=True)
-    ax.set_xlabel("per-step latency (us), up to p99.5")
+        us = samples[t.name]
+        ax.hist(us[us <= hi], bins=bins, histtype="step", label=f"{t.name} ({t.precision})", density=True)
+    ax.set_xscale("log")
+    ax.set_xlabel("per-step latency (us, log scale), up to the largest p99.5")
     ax.set_ylabel("density")
     ax.set_title(f"per-step latency, {rep['device']}{' (emulated)' if rep.get('emulated') else ''}")
     ax.legend()
@@ -114,7 +119,7 @@ def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
     if stream is not None and any("logits" in t.result for t in targets):
         fig, ax = plt.subplots(figsize=(8, 4))
         n = len(stream.ends)
-        win = max(10, n // 20)
+        win = max(10, n // 10)
         for t in targets:
             pred = t.result["logits"].argmax(-1)[stream.ends]
             ok = (pred == stream.labels[stream.ends]).astype(float)
