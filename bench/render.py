@@ -86,6 +86,10 @@ def markdown(rep: dict, plots: bool = True) -> str:
 def write_report(rep: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = rep.pop("_plots", None)
+    try:
+        import matplotlib  # noqa: F401  (host extra; a device with the runtime extra has none)
+    except ImportError:
+        extra = None
     write_text(out_dir / "bench.json", json.dumps(rep, indent=2, default=float))
     write_text(out_dir / "bench.md", markdown(rep, plots=extra is not None))
     files = [out_dir / "bench.json", out_dir / "bench.md"]

@@ -82,7 +82,7 @@ def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_
         import builtins, json
         real = builtins.__import__
         def guarded(name, *a, **k):
-            if name.split('.')[0] in ('torch', 'onnx', 'onnxscript'):
+            if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'matplotlib'):
                 raise ImportError('blocked ' + name)
             return real(name, *a, **k)
         builtins.__import__ = guarded
@@ -91,6 +91,9 @@ def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_
         rep = run_bench([Path({str(model_dir / 'm.onnx')!r}), Path({str(model_dir / 'm.int8.onnx')!r})],
                         cfg=BenchConfig(seconds=0.05, windows=5, warmup_s=0.01, steps=10_000, rss=False),
                         progress=False)
+        from edgerf.bench.render import write_report
+        written = sorted(p.name for p in write_report(rep, Path({str(tmp_path / 'rep')!r})))
+        assert written == ["bench.json", "bench.md"], written      # no plots without matplotlib
         print(json.dumps({{"ref": rep["reference"], "steps": rep["accuracy_steps"],
                           "targets": [t["target"] for t in rep["targets"]],
                           "agree": rep["targets"][0]["accuracy"]["argmax_agreement"],
