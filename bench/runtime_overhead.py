@@ -47,9 +47,9 @@ def _onnx_loops(model, x) -> dict:
 
 
 def _litert_loops(model, x) -> dict:
-    from edgerf.runtime.backends import _quantize
+    from edgerf.runtime.backends import quantize_tensor
     b, T = model.backend, len(x)
-    xq = _quantize(b._x, x[:, None, :])          # quantised once, outside the timed call
+    xq = quantize_tensor(b._x, x[:, None, :])          # quantised once, outside the timed call
     it, xi, links = b.it, b._x["index"], b._links
 
     def bare(i):

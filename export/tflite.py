@@ -424,17 +424,12 @@ def interpreter(path_or_bytes, threads: int = 1):
 
 
 def run_stream(it, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Closed-loop run of a TFLite step model over x [T, D]; float logits and states out."""
+    """Closed-loop run of a TFLite step model over x [T, D]; float logits and states out.
+    Quantises with the runtime's own helpers, so this reference and StepModel agree bit for bit."""
+    from edgerf.runtime.backends import dequantize_tensor as dq, quantize_tensor as q
+
     ins = {d["name"]: d for d in it.get_input_details()}
     outs = {d["name"]: d for d in it.get_output_details()}
-
-    def q(d, v):
-        s, z = d["quantization"]
-        return v if d["dtype"] == np.float32 else np.clip(np.round(v / s) + z, *_limits(d["dtype"].__name__)).astype(d["dtype"])
-
-    def dq(d, v):
-        s, z = d["quantization"]
-        return v if d["dtype"] == np.float32 else (v.astype(np.float32) - z) * s
 
     xi = ins[INPUT]
     pairs = [(ins[state_io_names(n)[0]], outs[state_io_names(n)[1]]) for n in state_names]

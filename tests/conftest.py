@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -38,3 +42,18 @@ def sfmnist():
 def test_stream(sfmnist):
     """A short real unreset test stream (about 2,000 steps)."""
     return sfmnist.stream("test", 40, seed=SEED)
+
+
+def run_blocked(code: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where importing any of ``blocked`` fails, as on
+    a device that has only the runtime extra installed."""
+    prologue = textwrap.dedent(f"""
+        import builtins
+        _real_import = builtins.__import__
+        def _guarded(name, *a, **k):
+            if name.split('.')[0] in {blocked!r}:
+                raise ImportError('blocked ' + name)
+            return _real_import(name, *a, **k)
+        builtins.__import__ = _guarded
+    """)
+    return subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(code)], capture_output=True, text=True)

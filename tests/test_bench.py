@@ -1,15 +1,13 @@
 """edgerf bench: latency maths, report schema, reference fallbacks, bad input."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from edgerf import checkpoint
+from conftest import run_blocked
 from edgerf.bench.latency import LatencyStats, measure_latency
 from edgerf.bench.run import BenchConfig, run_bench
 from edgerf.cells import ModelConfig, RecurrentClassifier
@@ -78,14 +76,8 @@ def test_bench_report_schema(model_dir, tmp_path):
 
 
 def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_path):
-    code = textwrap.dedent(f"""
-        import builtins, json
-        real = builtins.__import__
-        def guarded(name, *a, **k):
-            if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'matplotlib'):
-                raise ImportError('blocked ' + name)
-            return real(name, *a, **k)
-        builtins.__import__ = guarded
+    code = f"""
+        import json
         from pathlib import Path
         from edgerf.bench.run import BenchConfig, run_bench
         rep = run_bench([Path({str(model_dir / 'm.onnx')!r}), Path({str(model_dir / 'm.int8.onnx')!r})],
@@ -98,8 +90,8 @@ def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_
                           "targets": [t["target"] for t in rep["targets"]],
                           "agree": rep["targets"][0]["accuracy"]["argmax_agreement"],
                           "drift": rep["targets"][0]["accuracy"]["max_abs_logits_drift"]}}))
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    """
+    r = run_blocked(code, ("torch", "onnx", "onnxscript", "matplotlib"))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["ref"].startswith("evaluation bundle m.bundle.npz") and out["steps"] == 800

@@ -1,12 +1,10 @@
 """The device-side runtime against the reference path, its watchdog and persistence."""
 
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import run_blocked
 from edgerf import checkpoint
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
@@ -170,14 +168,8 @@ def test_event_detector():
 def test_runtime_works_without_torch_onnx_or_typer(exported, test_stream, tmp_path):
     _, d = exported["gru"]
     np.save(tmp_path / "x.npy", test_stream.x[:200])
-    code = textwrap.dedent(f"""
-        import sys, builtins
-        real_import = builtins.__import__
-        def guarded(name, *a, **k):
-            if name.split('.')[0] in ('torch', 'onnx', 'typer', 'onnxscript'):
-                raise ImportError('blocked ' + name)
-            return real_import(name, *a, **k)
-        builtins.__import__ = guarded
+    code = f"""
+        import sys
         import numpy as np
         from edgerf.runtime import StepModel, EventDetector
         m = StepModel.load({str(d / 'gru.int8.onnx')!r})
@@ -186,8 +178,8 @@ def test_runtime_works_without_torch_onnx_or_typer(exported, test_stream, tmp_pa
         assert logits.shape == (200, 10) and np.isfinite(logits).all()
         assert not any(k.split('.')[0] in ('torch', 'onnx', 'typer') for k in sys.modules)
         print('ok')
-    """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    """
+    r = run_blocked(code, ("torch", "onnx", "typer", "onnxscript"))
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 

@@ -152,11 +152,11 @@ class TFLiteBackend:
         return self.logits
 
     def read_state(self) -> list[np.ndarray]:
-        return [_dequantize(i, self.it.get_tensor(i["index"])) for i, _ in self._pairs]
+        return [dequantize_tensor(i, self.it.get_tensor(i["index"])) for i, _ in self._pairs]
 
     def write_state(self, values: list[np.ndarray]) -> None:
         for (i, _), val in zip(self._pairs, values):
-            self.it.set_tensor(i["index"], _quantize(i, np.asarray(val, np.float32)))
+            self.it.set_tensor(i["index"], quantize_tensor(i, np.asarray(val, np.float32)))
 
 
 class _Quantizer:
@@ -181,7 +181,8 @@ class _Quantizer:
         return self.out
 
 
-def _quantize(detail: dict, v: np.ndarray) -> np.ndarray:
+def quantize_tensor(detail: dict, v: np.ndarray) -> np.ndarray:
+    """float -> the tensor's dtype with its (scale, zero point); float tensors pass through."""
     if detail["dtype"] == np.float32:
         return v
     scale, zp = detail["quantization"]
@@ -189,7 +190,7 @@ def _quantize(detail: dict, v: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(v / scale) + zp, info.min, info.max).astype(detail["dtype"])
 
 
-def _dequantize(detail: dict, v: np.ndarray) -> np.ndarray:
+def dequantize_tensor(detail: dict, v: np.ndarray) -> np.ndarray:
     if detail["dtype"] == np.float32:
         return v
     scale, zp = detail["quantization"]
