@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test grid arm64 results clean
+.PHONY: setup demo test grid arm64 results builtin clean
 
 GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
 
@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## Main job on the built-in default model: export it (fp32 + int8, first use only) and
-## benchmark every artifact beside torch eager: latency and no-reset accuracy.
+## Main job on the built-in models (shipped exported; no dataset needed): benchmark every
+## artifact of the default model beside torch eager (latency, no-reset accuracy), then find
+## the keywords in the built-in demo recording with the keyword model, and plot both.
 demo: $(STAMP)
-	$(BIN)/edgerf bench --device cpu --report runs/demo
+	$(BIN)/edgerf bench --device cpu --report runs/demo --force
+	@echo "keywords found in the demo recording ($$($(BIN)/python -c 'from edgerf.models import DEMO_RECORDING as d; print(d)')):"
+	$(BIN)/edgerf stream kws-gru --plot runs/demo/kws-demo.png --force
 
 ## The test suite (what CI runs).
 test: $(STAMP)
@@ -46,6 +49,10 @@ results: $(STAMP)
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64
+
+## The shipped built-in models (exports, bundles, demo recording) from their checkpoints (full data).
+builtin: $(STAMP)
+	$(BIN)/python -m edgerf.models.build
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -179,6 +179,40 @@ def plot_stream_excerpt(stream, logits: np.ndarray, who: str, path: Path, thresh
     return _save(fig, path)
 
 
+def plot_detections(frames: np.ndarray, probs: np.ndarray, events: list[dict], classes: list[str], path: Path,
+                    threshold: float, period_s: float | None = None, truth: list[dict] | None = None) -> Path:
+    """What ``edgerf stream`` heard: input frames, each class's probability over time (never
+    reset), the detected events and, when known, where the words really are."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = period_s or 1.0
+    T = len(frames)
+    fig, axes = plt.subplots(2, 1, figsize=(13, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 2]})
+    axes[0].imshow(frames.T, aspect="auto", cmap="magma", interpolation="nearest", origin="lower",
+                   extent=(0, T * k, -0.5, frames.shape[1] - 0.5))
+    axes[0].set_ylabel("input feature")
+    for w in truth or []:
+        axes[0].axvspan(w["start_s"], w["end_s"], color="w", alpha=0.12)
+        axes[0].text(w["start_s"], frames.shape[1] - 1, w["word"], color="w", fontsize=8, va="top")
+    t = np.arange(T) * k
+    cmap = plt.get_cmap("tab20")
+    for c, name in enumerate(classes):
+        axes[1].plot(t, probs[:, c], lw=0.8, color=cmap(c % 20), label=name)
+    for ev in events:
+        axes[1].axvspan(ev["start"] * k, (ev["end"] + 1) * k, color=cmap(ev["label"] % 20), alpha=0.25)
+        axes[1].text(ev["start"] * k, 1.03, ev["name"], fontsize=8, color=cmap(ev["label"] % 20))
+    axes[1].axhline(threshold, ls="--", color="k", lw=0.6)
+    axes[1].set_ylim(0, 1.1)
+    axes[1].set_ylabel("class probability")
+    axes[1].set_xlabel("time (s), state never reset" if period_s else "step, state never reset")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
+    found = f"{len(events)} events" + (f", {len(truth)} words spoken" if truth else "")
+    fig.suptitle(f"stream: input and per-step class probabilities ({found})")
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
     tmp = path.with_name("." + path.name + ".tmp.png")

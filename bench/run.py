@@ -24,12 +24,12 @@ import numpy as np
 from edgerf import bundle as bundle_io
 from edgerf.bench.latency import Latency, measure_latency
 from edgerf.bench.machine import machine_info
+from edgerf.choices import DEVICES
 from edgerf.errors import ArtifactError, DataError, EdgerfError
 from edgerf.manifest import read as read_manifest
 from edgerf.metrics import agreement, stream_metrics
 from edgerf.progress import bar
 
-DEVICES = ("cpu", "arm64")
 ARTIFACT_SUFFIXES = (".onnx", ".tflite")
 
 

@@ -71,8 +71,12 @@ def load(path: str | os.PathLike) -> Checkpoint:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/foreign files
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, or not written by "
-                              f"torch.save): {str(e).splitlines()[0][:200]}") from e
+        # torch's own message may advise weights_only=False, i.e. running the file's
+        # code: never pass that on; say what the file is not, and what to do instead.
+        why = "it holds Python objects beyond tensors, which edgerf never unpickles" \
+            if "weights_only" in str(e) or "Weights only" in str(e) else "truncated, empty or not a torch file"
+        raise CheckpointError(f"{path} is not an edgerf checkpoint ({why}). Pass a .pt file written by "
+                              "`edgerf train`.") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgerf checkpoint (expected format {FORMAT}). "
                               "Use a file written by `edgerf train`.")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from edgerf.choices import DEVICES, FAMILY_NAMES, TRAINING_MODE_NAMES
 from edgerf.errors import EdgerfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,16 +42,48 @@ def _fail(e: EdgerfError) -> None:
     raise typer.Exit(e.exit_code)
 
 
-def _choices(names) -> str:
-    return ", ".join(names)
+def _choice(name: str, values) -> type[Enum]:
+    """A typer choice type built from a table's row names (help lists them, completion offers them)."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+def _task_names() -> tuple[str, ...]:
+    from edgerf.tasks import TASKS
+    return tuple(TASKS)
+
+
+def _need_host(command: str) -> None:
+    """Host-only commands on a device install: say which extra is missing, exit 2."""
+    missing = []
+    for module in ("torch", "onnx"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        _fail(EdgerfError(f"`edgerf {command}` runs on the host and needs {' and '.join(missing)}, which this "
+                          "installation lacks (a device install has only the runtime). "
+                          "Install the host extra: pip install 'edgerf[host]'."))
+
+
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    if path.exists() and not force and (path.is_file() or any(path.iterdir())):
+        _fail(EdgerfError(f"{path} exists; pass --force to overwrite it."))
+
+
+Task = _choice("Task", _task_names())
+Family = _choice("Family", FAMILY_NAMES)
+Mode = _choice("Mode", TRAINING_MODE_NAMES)
+BadFrame = _choice("BadFrame", ("raise", "skip"))
+Device = _choice("Device", DEVICES)
 
 
 @app.command()
 def train(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint file to write (atomically)."),
-    task: str = typer.Option("sfmnist", help="Task: sfmnist."),
-    model: str = typer.Option("gru", help="Model family: rnn, gru, ssm, lif."),
-    loss: str = typer.Option("reset-free", help="reset-free (the paper), periodic-reset or ce (baselines)."),
+    task: Task = typer.Option("sfmnist", help="Task: sfmnist (Sequential Fashion-MNIST) or gsc (Speech Commands keywords)."),
+    model: Family = typer.Option("gru", help="Model family."),
+    loss: Mode = typer.Option("reset-free", help="reset-free (the paper), periodic-reset or ce (baselines)."),
     hidden: int = typer.Option(128, help="Width of the recurrent layers."),
     layers: int = typer.Option(1, help="Stacked recurrent layers."),
     epochs: int = typer.Option(6, help="Passes over the training split."),
@@ -66,18 +100,12 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a recurrent classifier on an unreset stream and write a checkpoint."""
+    _need_host("train")
     from edgerf import checkpoint
-    from edgerf.cells import FAMILIES
-    from edgerf.loss import TRAINING_MODES
-    from edgerf.tasks import TASKS
     from edgerf.train import TrainConfig, train as run
 
-    for name, value, known in (("task", task, TASKS), ("model", model, FAMILIES), ("loss", loss, TRAINING_MODES)):
-        if value not in known:
-            raise typer.BadParameter(f"{value!r} is not one of {_choices(known)}", param_hint=f"--{name}")
-    if output.exists() and not force:
-        _fail(EdgerfError(f"{output} exists; pass --force to overwrite it."))
-    cfg = TrainConfig(task=task, model=model, loss=loss, hidden=hidden, layers=layers, epochs=epochs,
+    _refuse_overwrite(output, force)
+    cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers, epochs=epochs,
                       batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                       val_samples=val_samples, test_steps=test_steps, threads=threads,
                       data=str(data) if data else None)
@@ -110,6 +138,7 @@ def export(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
 ) -> None:
     """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
+    _need_host("export")
     from edgerf import atomic
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf.export.quantize import Budget
@@ -120,7 +149,7 @@ def export(
                        data=str(data) if data else None)
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     try:
-        rep = export_checkpoint(checkpoint, output, cfg, log=log)
+        rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
         if report:
             atomic.write_text(report, json.dumps(rep.to_dict(), indent=2))
     except EdgerfError as e:
@@ -203,31 +232,54 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
 
 @app.command()
 def stream(
-    model: Path = typer.Argument(..., help="An exported step model (.onnx) with its manifest."),
-    source: str = typer.Argument(..., help="A .wav recording (audio models: featurized as a live stream), frames "
-                                           "[T, D] as .npy (float: model frames; uint8: raw pixel rows), or - "
-                                           "to read float32 frames from stdin."),
+    model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
+                                          "or a built-in name: default-gru, kws-gru (runs its int8 TFLite)."),
+    source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
+                                           "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
+                                           "uint8: raw pixel rows), or - for float32 frames on stdin. Default for "
+                                           "kws-gru: its built-in demo recording."),
     state: Optional[Path] = typer.Option(None, help="Resume from this state file and save to it at the end."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
     window: int = typer.Option(3, help="Steps of probability smoothing."),
-    on_bad_frame: str = typer.Option("raise", help="raise or skip frames with NaN/Inf/wrong shape."),
+    on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
+                                                        "frames with NaN/Inf or a wrong shape."),
+    plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "
+                                                   "into this PNG (needs matplotlib, part of the host extra)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
 ) -> None:
-    """Run a model over a recording or stdin and print events as JSON lines as they happen."""
+    """Run a model over a recording or stdin and print events as JSON lines as they happen
+    (class, first and last step, times in seconds for timed frames, peak confidence)."""
     import numpy as np
 
+    from edgerf.models import BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
     from edgerf.runtime import EventDetector, StepModel
 
-    npy = None if source == "-" else Path(source)
+    if plot:
+        _refuse_overwrite(plot, force)
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            _fail(EdgerfError("--plot needs matplotlib, which this installation lacks: pip install matplotlib "
+                              "(or drop --plot)."))
+    seen, events = [], []     # frames and probabilities, kept only for --plot
     try:
-        m = StepModel.load(model, on_bad_frame=on_bad_frame)
+        path = builtin_artifact(model) if model in BUILTINS else Path(model)
+        if source is None:
+            if model != "kws-gru":
+                raise EdgerfError("give a SOURCE (.wav, .npy or -); only the built-in kws-gru has a default "
+                                  "recording.")
+            source = str(DEMO_RECORDING)
+        npy = None if source == "-" else Path(source)
+        m = StepModel.load(path, on_bad_frame=on_bad_frame.value)
         if state and state.exists():
             m.load_state(state)
         det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
+        period = m.manifest["frame"].get("period_s")
 
         def frames():
             if npy is not None and npy.suffix == ".wav":
                 if m.manifest["frame"].get("frame_kind") != "log-mel":
-                    raise EdgerfError(f"{model} takes {m.manifest['frame'].get('frame_kind')} frames, not audio")
+                    raise EdgerfError(f"{path} takes {m.manifest['frame'].get('frame_kind')} frames, not audio")
                 from edgerf.data.speech import read_wav
                 pcm = read_wav(npy, int(m.manifest["frame"].get("sample_rate", 16000)))
                 for k in range(0, len(pcm), 1600):          # 100 ms chunks, as a microphone delivers them
@@ -246,14 +298,34 @@ def stream(
                         raise EdgerfError(f"stdin ended inside a frame ({len(chunk)} of {size} bytes)")
                     yield np.frombuffer(chunk, np.float32)
 
+        def emit(ev) -> None:
+            d = ev.to_dict()
+            events.append(d)
+            if period:
+                d |= {"start_s": round(ev.start * period, 3), "end_s": round((ev.end + 1) * period, 3)}
+            typer.echo(json.dumps(d))
+
         for frame in frames():
             logits = m.step(frame)
-            if logits is not None and (ev := det.update(m.probs(logits))) is not None:
-                typer.echo(json.dumps(ev.to_dict()))
+            if logits is None:
+                continue
+            probs = m.probs(logits)
+            if plot:
+                seen.append((np.array(frame, np.float32).reshape(-1), probs.reshape(-1).copy()))
+            if (ev := det.update(probs)) is not None:
+                emit(ev)
         if (ev := det.flush()) is not None:
-            typer.echo(json.dumps(ev.to_dict()))
+            emit(ev)
         if state:
             m.save_state(state)
+        if plot and seen:
+            from edgerf.bench.render import plot_detections
+            truth = None
+            if npy is not None and npy.resolve() == DEMO_RECORDING:
+                truth = json.loads(DEMO_TRUTH.read_text())["words"]
+            plot_detections(np.stack([f for f, _ in seen]), np.stack([p for _, p in seen]), events, m.classes,
+                            plot, det.threshold, period, truth)
+            typer.secho(f"wrote {plot}", err=True)
     except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
         sys.stderr.close()
         raise typer.Exit(0)
@@ -261,19 +333,21 @@ def stream(
         _fail(e)
     except (ValueError, OSError) as e:
         _fail(EdgerfError(str(e)))
-    typer.secho(f"{m.steps:,} steps; health {m.health}", err=True)
+    seconds = f" ({m.steps * period:.1f} s)" if period else ""
+    typer.secho(f"{m.steps:,} steps{seconds}; health {m.health}", err=True)
 
 
 @app.command()
 def bench(
     artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model (default: all beside --ckpt, or the built-in model)."),
     ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint: torch eager reference and the artifacts beside it."),
-    device: str = typer.Option("cpu", help="cpu (this machine, or run it on the Pi itself) or arm64 (aarch64 under qemu emulation)."),
+    device: Device = typer.Option("cpu", help="cpu (this machine, or run it on the Pi itself) or arm64 (aarch64 under qemu emulation)."),
     seconds: float = typer.Option(2.0, help="Length of each latency window."),
     windows: int = typer.Option(5, help="Latency windows after warm-up."),
     steps: int = typer.Option(10_000, help="Length of the unreset accuracy stream."),
     threads: int = typer.Option(1, help="Intra-op threads for every backend."),
     report: Optional[Path] = typer.Option(None, help="Write bench.json, bench.md and PNG plots into this folder."),
+    force: bool = typer.Option(False, "--force", help="Write --report into a folder that is not empty."),
     no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Latency only (no dataset or bundle needed)."),
     no_rss: bool = typer.Option(False, "--no-rss", help="Skip the per-backend peak-RSS probes."),
     setup: bool = typer.Option(False, "--setup", help="With --device arm64: build the emulation sysroot (once)."),
@@ -285,19 +359,21 @@ def bench(
     from edgerf.bench import render
 
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
+    if report:
+        _refuse_overwrite(report, force)
     try:
         if setup:
-            if device != "arm64":
+            if device.value != "arm64":
                 raise EdgerfError("--setup is for --device arm64")
             from edgerf.bench.arm64 import setup_sysroot
             setup_sysroot(log=log)
             return
         artifacts = list(artifacts or [])
         if not artifacts and ckpt is None:
-            from edgerf.models import default_checkpoint
-            ckpt = default_checkpoint(log)
-            log(f"benchmarking the built-in model {ckpt}")
-        cfg = BenchConfig(device=device, seconds=seconds, windows=windows, steps=steps, threads=threads,
+            from edgerf.models import builtin_checkpoint
+            ckpt = builtin_checkpoint("default-gru")
+            log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
+        cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
                           accuracy=not no_accuracy, rss=not no_rss, data=str(data) if data else None)
         rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
         if report:
@@ -312,11 +388,14 @@ def bench(
 def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
     steps: int = typer.Option(600, help="Steps of the excerpt."),
     seed: int = typer.Option(3, help="Which test stream (seed)."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
 ) -> None:
     """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
+    _need_host("plot")
+    _refuse_overwrite(output, force)
     from edgerf import checkpoint as ckpt_io
     from edgerf.bench.render import plot_stream_excerpt
     from edgerf.tasks import get_task

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from edgerf.choices import TRAINING_MODE_NAMES, check_table
+
 
 @dataclass(frozen=True)
 class TrainingMode:
@@ -35,6 +37,7 @@ TRAINING_MODES = {
     "periodic-reset": TrainingMode(loss="ce", oracle_reset=True),
     "ce": TrainingMode(loss="ce", oracle_reset=False),
 }
+check_table(TRAINING_MODES, TRAINING_MODE_NAMES, "TRAINING_MODES")
 
 
 def kl_uniform(logits: torch.Tensor) -> torch.Tensor:

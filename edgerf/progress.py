@@ -23,6 +23,17 @@ class _Bar:
         self._p.update(self._t, advance=n, **fields)
 
 
+def ticks(n: int, advance=None, every: int = 500) -> Iterator[int]:
+    """``range(n)`` that advances a progress bar by ``every`` steps at a time (a bar
+    update per step would cost as much as a step of a small model)."""
+    for t in range(n):
+        if advance is not None and t % every == every - 1:
+            advance(every)
+        yield t
+    if advance is not None and n % every:
+        advance(n % every)
+
+
 @contextlib.contextmanager
 def bar(description: str, total: int, enabled: bool = True,
         fields: str = "", **initial) -> Iterator[_Bar | _Null]:

@@ -18,6 +18,7 @@ import numpy as np
 from edgerf.data import Stream, concat_samples
 from edgerf.data import fashion, speech
 from edgerf.data.stream import NO_LABEL
+from edgerf.errors import DataError
 from edgerf.features import ActivityMask, LogMelStream, normalise_rows
 
 SPLITS = ("train", "val", "test")
@@ -32,7 +33,8 @@ class SeqFashionMNIST:
     rows of i.i.d. Gaussian noise N(0, noise_std^2) in the normalised space (so noise
     is as loud as the images but carries no class). Mask: 1 on the 28 image rows,
     0 on gap rows. Splits: 'train' = first 55,000 training images, 'val' = last
-    5,000 training images, 'test' = the 10,000 test images.
+    5,000 training images, 'test' = the 10,000 test images (on a subset of the files, the
+    same shares).
     """
 
     name: str = "sfmnist"
@@ -46,7 +48,7 @@ class SeqFashionMNIST:
     noise_std: float = 1.0              # noise as loud as normalised pixels
     threshold: float = 0.9              # decision threshold for events and false alarms
     classes: tuple[str, ...] = field(default=fashion.CLASSES)
-    val_size: int = 5000
+    val_fraction: float = 1 / 12        # the last 5,000 of the 60,000 training images (any subset: the same share)
 
     @property
     def steps_per_sample(self) -> float:
@@ -64,11 +66,12 @@ class SeqFashionMNIST:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
         images, labels = fashion.load("test" if split == "test" else "train", data)
-        if split == "train":
-            return images[: -self.val_size], labels[: -self.val_size]
-        if split == "val":
-            return images[-self.val_size:], labels[-self.val_size:]
-        return images, labels
+        if split == "test":
+            return images, labels
+        cut = len(images) - max(1, round(len(images) * self.val_fraction))
+        if cut < 1:
+            raise DataError(f"{len(images)} training images cannot make both a train and a val split.")
+        return (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
                data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:

@@ -20,11 +20,11 @@ CALIBRATION_STEPS = 20_000   # 2,000 steps clipped rare extremes here; 20,000 di
 
 
 def calibration_feeds(model: RecurrentClassifier, task, steps: int = CALIBRATION_STEPS,
-                      seed: int = 7, data=None) -> dict[str, np.ndarray]:
+                      seed: int = 7, data=None, progress=None) -> dict[str, np.ndarray]:
     """Graph inputs [steps, ...] visited by the fp32 model on an unreset training stream."""
     stream = task.stream("train", task.samples_for_steps(steps), seed=seed, data=data)
     x = stream.x[:steps]
-    _, states = torch_trajectory(model, x)
+    _, states = torch_trajectory(model, x, progress)
     feeds = {INPUT: x}
     for name, traj, size in zip(model.state_names, states, model.state_sizes()):
         # the state fed into step t is the state out of step t-1 (initial state at t=0)

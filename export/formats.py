@@ -35,9 +35,9 @@ class OnnxFormat:
         else:
             quantize.quantize(self.fp32, path, self.feeds, plan)
 
-    def run(self, path, x, names):
+    def run(self, path, x, names, progress=None):
         from edgerf.export import onnx as onnx_export
-        return onnx_export.run_stream(onnx_export.session(path), x, names)
+        return onnx_export.run_stream(onnx_export.session(path), x, names, progress)
 
     def embed(self, path: Path, manifest: dict) -> None:
         import onnx
@@ -70,9 +70,9 @@ class TFLiteFormat:
         data, self._io[plan] = tflite.emit(self.graph, plan, self.family, metadata)
         write_bytes(path, data)
 
-    def run(self, path, x, names):
+    def run(self, path, x, names, progress=None):
         from edgerf.export import tflite
-        return tflite.run_stream(tflite.interpreter(path), x, names)
+        return tflite.run_stream(tflite.interpreter(path), x, names, progress)
 
     def embed(self, path: Path, manifest: dict) -> None:
         self.build(manifest["precision"]["plan"], path, {METADATA_KEY: embedded_json(manifest).encode()})

@@ -23,6 +23,7 @@ import torch
 from edgerf.atomic import atomic_path
 from edgerf.cells import RecurrentClassifier
 from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
+from edgerf.progress import ticks
 
 OPSET = 18
 
@@ -111,7 +112,7 @@ def session(path_or_bytes, threads: int = 1):
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
-def run_stream(sess, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+def run_stream(sess, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run a session over frames x [T, D] with batch 1, state fed back.
 
     Returns logits [T, C] and the state trajectory, one [T, S_k] array per state
@@ -124,7 +125,7 @@ def run_stream(sess, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray,
     traj: list[list[np.ndarray]] = [[] for _ in ins]
     rows = []
     x = np.ascontiguousarray(x, np.float32)
-    for t in range(len(x)):
+    for t in ticks(len(x), progress):
         res = sess.run(outs, {INPUT: x[t:t + 1], **dict(zip(ins, state))})
         rows.append(res[0][0])
         state = res[1:]

@@ -14,17 +14,19 @@ import torch
 
 from edgerf.cells import RecurrentClassifier
 from edgerf.metrics import agreement
+from edgerf.progress import ticks
 
 
 @torch.no_grad()
-def torch_trajectory(model: RecurrentClassifier, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The fp32 reference: logits [T, C] and each state after each step [T, S_k], batch 1."""
+def torch_trajectory(model: RecurrentClassifier, x: np.ndarray, progress=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The fp32 reference: logits [T, C] and each state after each step [T, S_k], batch 1.
+    ``progress(n)`` is told every few hundred steps."""
     model.eval()
     state = model.init_state(1)
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     logits = torch.empty(len(x), model.config.classes)
     traj = [torch.empty(len(x), n) for n in model.state_sizes()]
-    for t in range(len(x)):
+    for t in ticks(len(x), progress):
         y, state = model.step(xt[t:t + 1], state)
         logits[t] = y[0]
         for k, s in enumerate(state):

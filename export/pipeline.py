@@ -22,6 +22,7 @@ from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
 from edgerf.metrics import stream_metrics
+from edgerf.progress import bar
 from edgerf.tasks import get_task
 
 
@@ -86,9 +87,10 @@ def _names(base: str, formats, int8: bool) -> list[str]:
 
 
 def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                      cfg: ExportConfig = ExportConfig(), log=lambda s: None) -> ExportReport:
-    """Export ``ckpt_path`` per ``cfg``; ``log`` receives one line per stage (the CLI prints
-    them to stderr: each stage is seconds long, so lines say more than a bar would)."""
+                      cfg: ExportConfig = ExportConfig(), log=lambda s: None, progress: bool = False) -> ExportReport:
+    """Export ``ckpt_path`` per ``cfg``; ``log`` receives one line per stage result, and with
+    ``progress`` each long stage (reference, calibration, parity, each int8 plan tried) shows
+    a bar on stderr."""
     t_start = time.perf_counter()
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
@@ -108,7 +110,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
         raise ArtifactError(f"cannot write to {out_dir}: {e.strerror}. Choose a writable directory.") from e
 
     try:
-        report = _export(ckpt, ckpt_path, stage, base, cfg, log)
+        report = _export(ckpt, ckpt_path, stage, base, cfg, log, _Stages(progress))
         for t in targets:                              # every gate passed: move into place
             os.replace(stage / t.name, t)
     except OSError as e:
@@ -120,14 +122,25 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     return report
 
 
-def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log) -> ExportReport:
+class _Stages:
+    """``run(label, steps, fn, *args)`` calls ``fn(*args, progress=advance)`` under a bar."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def run(self, label: str, steps: int, fn, *args):
+        with bar(label, steps, self.enabled) as pb:
+            return fn(*args, progress=pb.advance)
+
+
+def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log, stages: _Stages) -> ExportReport:
     model, task = ckpt.model, get_task(ckpt.task)
     names = list(model.state_names)
     versions = _versions()
 
     test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=11, data=cfg.data)
     log(f"torch reference over {len(test):,} test steps ...")
-    ref_logits, ref_states = parity.torch_trajectory(model, test.x)
+    ref_logits, ref_states = stages.run("torch reference", len(test), parity.torch_trajectory, model, test.x)
 
     def score(logits):
         return stream_metrics(logits, test.labels, test.mask, test.ends, task.threshold)
@@ -135,7 +148,8 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
     # State ranges over a long unreset training stream: the int8 calibration, and in
     # every manifest the reference the runtime's watchdog checks the state against.
     log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
-    feeds = calibrate.calibration_feeds(model, task, cfg.calibration_steps, data=cfg.data)
+    feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
+                       cfg.calibration_steps, 7, cfg.data)
     common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
                          "layers": model.config.layers},
                   classes=list(task.classes), input_size=model.config.input_size, state_names=names,
@@ -154,7 +168,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
         fmt.prepare(model, feeds, stage)
         path = stage / f"{base}{fmt.suffix}"
         fmt.build("fp32", path)
-        logits, states = fmt.run(path, test.x, names)
+        logits, states = stages.run(f"{fmt_name} fp32 parity", len(test), fmt.run, path, test.x, names)
         gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
         log(f"{fmt_name} fp32 parity: {gate.summary()}")
         if not gate.passed:
@@ -169,17 +183,17 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
             continue
         if check is None:
             check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13, data=cfg.data)
-            check_ref = parity.torch_trajectory(model, check.x)
+            check_ref = stages.run("torch on val", len(check), parity.torch_trajectory, model, check.x)
         # each format climbs the ladder from where the previous one stopped: the same
         # plan for ONNX and TFLite whenever both meet the budget with it
         chosen, plan_report = _choose_plan(fmt, fmt_name, model, task, stage, base, check, check_ref,
-                                           start_rung, cfg, log)
+                                           start_rung, cfg, log, stages)
         if plan_report["plan"] in quantize.PLANS:
             start_rung = quantize.PLANS.index(plan_report["plan"])
         plans[fmt_name] = plan_report
         int8_path = stage / f"{base}.int8{fmt.suffix}"
         os.replace(chosen, int8_path)
-        logits, states = fmt.run(int8_path, test.x, names)
+        logits, states = stages.run(f"{fmt_name} int8 drift", len(test), fmt.run, int8_path, test.x, names)
         drift = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, test.mask)
         log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
         q = fmt.io_quant(plan_report["plan"], int8_path, names) if plan_report["plan"] != "fp32" \
@@ -209,7 +223,7 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
 
 
 def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check, check_ref, start: int,
-                 cfg: ExportConfig, log) -> tuple[Path, dict]:
+                 cfg: ExportConfig, log, stages: _Stages) -> tuple[Path, dict]:
     """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
     names = list(model.state_names)
     ref_logits, ref_states = check_ref
@@ -219,7 +233,7 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
         path = stage / f"{base}.{plan}.candidate{fmt.suffix}"
         try:
             fmt.build(plan, path)
-            logits, states = fmt.run(path, check.x, names)
+            logits, states = stages.run(f"{fmt_name} plan {plan}", len(check), fmt.run, path, check.x, names)
         except NotImplementedError as e:
             tried.append({"plan": plan, "error": str(e), "within_budget": False})
             log(f"  {fmt_name} plan {plan:10s}: not available ({e})")

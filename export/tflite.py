@@ -25,6 +25,7 @@ import torch
 
 from edgerf.cells import RecurrentClassifier
 from edgerf.manifest import INPUT, OUTPUT, state_io_names
+from edgerf.progress import ticks
 
 
 # ---------------------------------------------------------------------------------
@@ -423,7 +424,7 @@ def interpreter(path_or_bytes, threads: int = 1):
     return it
 
 
-def run_stream(it, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+def run_stream(it, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Closed-loop run of a TFLite step model over x [T, D]; float logits and states out.
     Quantises with the runtime's own helpers, so this reference and StepModel agree bit for bit."""
     from edgerf.runtime.backends import dequantize_tensor as dq, quantize_tensor as q
@@ -437,7 +438,7 @@ def run_stream(it, x: np.ndarray, state_names: list[str]) -> tuple[np.ndarray, l
     for (d_in, _), s in zip(pairs, states):
         s[...] = q(d_in, np.zeros(d_in["shape"], np.float32))
     logits, traj = [], [[] for _ in pairs]
-    for t in range(len(x)):
+    for t in ticks(len(x), progress):
         it.set_tensor(xi["index"], q(xi, x[t:t + 1].astype(np.float32)))
         for (d_in, _), s in zip(pairs, states):
             it.set_tensor(d_in["index"], s)

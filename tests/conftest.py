@@ -2,14 +2,54 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 SEED = 1234
+# The committed real-data subsets (tests/data/make_subsets.py says what they hold).
+SUBSET = Path(__file__).resolve().parent / "data"
+
+
+def _choose_data() -> dict[str, str]:
+    """Which data the data-dependent tests read: $EDGERF_DATA if set, else the full datasets
+    where edgerf finds both, else the committed subsets (set as $EDGERF_DATA, so subprocesses
+    and the CLI read the same). Returns dataset -> where it comes from, for the report."""
+    from edgerf.data import fashion, speech
+    from edgerf.errors import DataError
+
+    if not os.environ.get("EDGERF_DATA"):
+        try:
+            found = {"Fashion-MNIST": fashion.find_dir(), "Speech Commands": speech.find_dir()}
+            return {k: f"full data at {v}" for k, v in found.items()}
+        except DataError:
+            os.environ["EDGERF_DATA"] = str(SUBSET)
+    kind = "committed subset" if Path(os.environ["EDGERF_DATA"]).resolve() == SUBSET else "$EDGERF_DATA"
+    return {"Fashion-MNIST": f"{kind} at {fashion.find_dir()}", "Speech Commands": f"{kind} at {speech.find_dir()}"}
+
+
+DATA = _choose_data()
+FULL_DATA = all(v.startswith("full") for v in DATA.values())
+# Fashion-MNIST test images in the data this run reads (make_subsets.py keeps 1,000).
+FASHION_TEST_IMAGES = 10_000 if FULL_DATA else 1_000
+# Tests whose claim needs the full datasets (e.g. retraining the built-in model with its
+# recorded command): on the subsets they skip, and -ra prints this reason.
+needs_full_data = pytest.mark.skipif(not FULL_DATA, reason="needs the full datasets; this run uses "
+                                     + "; ".join(f"{k}: {v}" for k, v in DATA.items()))
+
+
+def pytest_report_header(config):
+    return [f"data: {k} from {v}" for k, v in DATA.items()]
+
+
+def pytest_terminal_summary(terminalreporter):
+    for k, v in DATA.items():
+        terminalreporter.write_line(f"data: {k} from {v}")
 # fp32 step loop vs sequence forward: the same ops in the same order except that the
 # input projection is one batched matmul instead of T small ones, so only matmul
 # blocking differs: errors stay at a few ulp (fp32 eps 1.2e-7) relative to the values,

@@ -33,7 +33,7 @@ def test_missing_file(tmp_path):
 def test_truncated_file(saved):
     path, _ = saved
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not an edgerf checkpoint"):
         checkpoint.load(path)
 
 

@@ -5,9 +5,10 @@ import shlex
 import pytest
 from typer.testing import CliRunner
 
+from conftest import needs_full_data
 from edgerf import checkpoint
 from edgerf.cli import app
-from edgerf.models import DEFAULT_CHECKPOINT
+from edgerf.models import BUILTIN_DIR, DEFAULT_CHECKPOINT
 
 ACC_P_BAND = 0.03   # a retrain on another machine may round differently; this much is noise
 
@@ -20,6 +21,7 @@ def test_default_checkpoint_records_how_it_was_made():
     assert rec["eval"] == "no-reset" and rec["steps"] >= 10_000 and rec["acc_p"] > 0.75
 
 
+@needs_full_data
 @pytest.mark.slow
 def test_retraining_with_the_recorded_command_lands_in_the_recorded_band(tmp_path):
     ck = checkpoint.load(DEFAULT_CHECKPOINT)
@@ -33,16 +35,15 @@ def test_retraining_with_the_recorded_command_lands_in_the_recorded_band(tmp_pat
 
 
 @pytest.mark.slow
-def test_bench_with_no_arguments_uses_the_built_in_model(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path))
-    args = ["bench", "--seconds", "0.05", "--steps", "2000", "--no-rss", "-q"]
-    r = CliRunner().invoke(app, args)
+def test_bench_with_no_arguments_uses_the_shipped_built_in_model(tmp_path, monkeypatch):
+    """No dataset, no export step, nothing written beside the package."""
+    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EDGERF_DATA", str(tmp_path / "no-data-here"))
+    before = sorted(p.name for p in BUILTIN_DIR.iterdir())
+    r = CliRunner().invoke(app, ["bench", "--seconds", "0.05", "--steps", "2000", "--no-rss", "-q"])
     assert r.exit_code == 0, r.output
     for target in ("torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"):
         assert target in r.stdout
-    made = sorted(p.name for p in (tmp_path / "default-gru").iterdir())
-    assert made == ["default-gru.bundle.npz", "default-gru.int8.onnx", "default-gru.int8.onnx.json",
-                    "default-gru.int8.tflite", "default-gru.int8.tflite.json", "default-gru.onnx",
-                    "default-gru.onnx.json", "default-gru.pt", "default-gru.tflite", "default-gru.tflite.json"]
-    r = CliRunner().invoke(app, args)     # second run reuses the cache
-    assert r.exit_code == 0 and "first use" not in r.output
+    assert "evaluation bundle default-gru.bundle.npz" in r.stdout
+    assert sorted(p.name for p in BUILTIN_DIR.iterdir()) == before
+    assert not (tmp_path / "cache").exists()

@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
+from conftest import FASHION_TEST_IMAGES
 from edgerf.data import fashion
 from edgerf.errors import DataError
 
@@ -42,7 +43,7 @@ def test_corrupt_idx_is_a_clear_error(tmp_path, damage):
 
 def test_real_files_load():
     images, labels = fashion.load("test")
-    assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
+    assert images.shape == (FASHION_TEST_IMAGES, 28, 28) and labels.shape == (FASHION_TEST_IMAGES,)
     assert set(np.unique(labels)) == set(range(10))
 
 
@@ -59,6 +60,6 @@ def test_env_var_and_missing_single_file(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERF_DATA", str(tmp_path))
     assert fashion.find_dir() == tmp_path
     images, _ = fashion.load("test")
-    assert len(images) == 10000
+    assert len(images) == FASHION_TEST_IMAGES
     with pytest.raises(DataError, match="missing .*train-images"):
         fashion.load("train")

@@ -1,5 +1,7 @@
 import numpy as np
 
+from conftest import FULL_DATA
+from edgerf.data import fashion
 from edgerf.data.stream import NO_LABEL, concat_samples
 from edgerf.metrics import stream_metrics
 
@@ -38,7 +40,11 @@ def test_sfmnist_streams_are_deterministic_and_splits_differ(sfmnist):
     train_imgs, _ = sfmnist.split_arrays("train")
     val_imgs, _ = sfmnist.split_arrays("val")
     test_imgs, _ = sfmnist.split_arrays("test")
-    assert len(train_imgs) == 55000 and len(val_imgs) == 5000 and len(test_imgs) == 10000
+    n_train = len(fashion.load("train")[0])
+    assert len(train_imgs) + len(val_imgs) == n_train and len(val_imgs) == round(n_train / 12)
+    assert len(test_imgs) == len(fashion.load("test")[0])
+    if FULL_DATA:
+        assert (len(train_imgs), len(val_imgs), len(test_imgs)) == (55_000, 5_000, 10_000)
 
 
 def test_metrics_hand_computed():

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from edgerf.cells.base import Cell, State
+from edgerf.choices import FAMILY_NAMES, check_table
 from edgerf.cells.gru import GRUCell
 from edgerf.cells.lif import LIFCell
 from edgerf.cells.rnn import ElmanCell
@@ -22,6 +23,7 @@ FAMILIES: dict[str, type[Cell]] = {
     "ssm": DiagSSMCell,
     "lif": LIFCell,
 }
+check_table(FAMILIES, FAMILY_NAMES, "FAMILIES")
 
 
 @dataclass(frozen=True)

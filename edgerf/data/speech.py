@@ -26,6 +26,8 @@ UNKNOWN, SILENCE = "_unknown_", "_silence_"
 _REPO = Path(__file__).resolve().parents[2]
 DEV_DIRS = (Path.cwd() / "../shared/data/speech_commands_v0.02_test",
             _REPO / "../shared/data/speech_commands_v0.02_test")
+# Folder names under which --data/$EDGERF_DATA may hold the dataset (or it is the dataset).
+LAYOUT_NAMES = ("speech_commands_v0.02_test", "speech_commands")
 HOW_TO_GET = ("Put Speech Commands (v0.02, the standard <word>/<speaker>_nohash_<n>.wav layout) in a folder "
               "and pass it with --data or $EDGERF_DATA.")
 SPLIT_PERCENT = {"train": (0, 70), "val": (70, 80), "test": (80, 100)}   # speaker-hash buckets
@@ -38,15 +40,23 @@ class Clip:
     speaker: str       # speaker hash, or the file stem for _silence_
 
 
+def _is_root(d: Path) -> bool:
+    """A dataset root holds word folders of WAV files (any words: the vocabulary comes from the data)."""
+    try:
+        return d.is_dir() and any(p.is_dir() and any(p.glob("*.wav*")) for p in d.iterdir())
+    except OSError:
+        return False
+
+
 def find_dir(data: str | os.PathLike | None = None) -> Path:
     for given in (data, os.environ.get("EDGERF_DATA")):
         if given:
-            for d in (Path(given), Path(given) / "speech_commands_v0.02_test"):
-                if (d / "yes").is_dir():
+            for d in (*(Path(given) / n for n in LAYOUT_NAMES), Path(given)):
+                if _is_root(d):
                     return d
-            raise DataError(f"no Speech Commands folders (yes/, no/, ...) in {given}. {HOW_TO_GET}")
+            raise DataError(f"no Speech Commands word folders (<word>/*.wav) in {given}. {HOW_TO_GET}")
     for d in DEV_DIRS:
-        if (d / "yes").is_dir():
+        if _is_root(d):
             return d.resolve()
     raise DataError(f"Speech Commands not found. {HOW_TO_GET}")
 

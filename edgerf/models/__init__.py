@@ -1,34 +1,57 @@
-"""The built-in default model, so ``edgerf bench`` works out of the box.
+"""The built-in models, shipped already exported so a fresh install works with no dataset.
 
-``default-gru.pt`` is a small reset-free GRU trained by this project's own
-``edgerf train`` (the exact command, seed, data and accuracy are inside it: see
-``edgerf inspect`` on its exports, or ``training`` in the checkpoint). Its exported
-artifacts and evaluation bundle are made on first use into the cache folder
-(``$EDGERF_CACHE``, default ``~/.cache/edgerf``).
+Each built-in is a checkpoint trained by this project's own ``edgerf train`` (the exact
+command, seed, data and accuracy are inside it and in every manifest: ``edgerf inspect``)
+beside its exports (fp32 and int8, ONNX and TFLite, manifests) and its evaluation
+bundle, so ``edgerf bench`` needs neither a dataset nor an export step:
+
+- ``default-gru``: Sequential Fashion-MNIST, GRU-48, reset-free; what ``edgerf bench``
+  runs with no arguments.
+- ``kws-gru``: keyword spotting on Speech Commands (10 keywords + ``_unknown_``), GRU,
+  reset-free; with ``kws-demo.wav``, a real 20 s recording of test-split clips with real
+  background between them (``kws-demo.json`` says which word is where; ATTRIBUTION.md).
+
+``python -m edgerf.models.build`` (host side, needs the full data) rebuilds every file
+here from the checkpoints; a test checks that the shipped files match each other.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).with_name("default-gru.pt")
+from edgerf.errors import ArtifactError
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+BUILTINS = {
+    "default-gru": "Sequential Fashion-MNIST GRU-48 (the `edgerf bench` default)",
+    "kws-gru": "keyword spotter: Speech Commands, 10 keywords + _unknown_",
+}
+DEFAULT_CHECKPOINT = BUILTIN_DIR / "default-gru.pt"
+KWS_CHECKPOINT = BUILTIN_DIR / "kws-gru.pt"
+DEMO_RECORDING = BUILTIN_DIR / "kws-demo.wav"
+DEMO_TRUTH = BUILTIN_DIR / "kws-demo.json"
+# What `edgerf stream <built-in>` runs: the int8 TFLite graph, the smallest and fastest.
+STREAM_ARTIFACT = "{name}.int8.tflite"
 
 
 def cache_dir() -> Path:
+    """Where edgerf keeps what it builds on this machine (the arm64 emulation sysroot):
+    ``$EDGERF_CACHE``, default ``~/.cache/edgerf``."""
     return Path(os.environ.get("EDGERF_CACHE", Path.home() / ".cache" / "edgerf"))
 
 
-def default_checkpoint(log=lambda s: None) -> Path:
-    """The default checkpoint in the cache, exported (fp32 + int8 + bundle) on first use."""
-    d = cache_dir() / "default-gru"
-    ckpt = d / DEFAULT_CHECKPOINT.name
-    if not ckpt.exists() or ckpt.read_bytes() != DEFAULT_CHECKPOINT.read_bytes():
-        d.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DEFAULT_CHECKPOINT, ckpt)
-    if not (d / "default-gru.int8.onnx").exists() or not (d / "default-gru.bundle.npz").exists():
-        from edgerf.export.pipeline import ExportConfig, export_checkpoint
-        log(f"first use: exporting the built-in model into {d} (once) ...")
-        export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True), log=log)
+def builtin_checkpoint(name: str = "default-gru") -> Path:
+    """The shipped checkpoint of a built-in; its exports sit beside it."""
+    if name not in BUILTINS:
+        raise ArtifactError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTINS)}.")
+    ckpt = BUILTIN_DIR / f"{name}.pt"
+    if not (BUILTIN_DIR / STREAM_ARTIFACT.format(name=name)).exists():
+        raise ArtifactError(f"the built-in {name} is not exported in {BUILTIN_DIR}; this installation is "
+                            "incomplete: reinstall edgerf (or run `python -m edgerf.models.build`).")
     return ckpt
+
+
+def builtin_artifact(name: str) -> Path:
+    """The artifact ``edgerf stream`` runs for a built-in name."""
+    return builtin_checkpoint(name).with_name(STREAM_ARTIFACT.format(name=name))

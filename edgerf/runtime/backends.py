@@ -26,7 +26,11 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise ArtifactError(f"{path} needs ONNX Runtime: pip install onnxruntime (or 'edgerf[runtime]'), "
+                                "or run the .tflite artifact with LiteRT.") from e
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -1,0 +1,16 @@
+"""The names the CLI offers as choices, importable without torch.
+
+The tables themselves (``edgerf.cells.FAMILIES``, ``edgerf.loss.TRAINING_MODES``) hold
+torch classes; the CLI must build its ``--help`` and completion on a device that has no
+torch, so the row names live here and each table checks at import that its keys are
+exactly these (a new row is one name here plus its row there).
+"""
+
+FAMILY_NAMES = ("rnn", "gru", "ssm", "lif")
+TRAINING_MODE_NAMES = ("reset-free", "periodic-reset", "ce")
+DEVICES = ("cpu", "arm64")      # edgerf bench: this machine, or aarch64 under qemu emulation
+
+
+def check_table(table: dict, names: tuple[str, ...], what: str) -> None:
+    if tuple(table) != names:
+        raise RuntimeError(f"{what} rows {tuple(table)} differ from edgerf.choices {names}; update both")

@@ -1,0 +1,114 @@
+"""Rebuild the shipped built-in files (host side: torch and the full datasets).
+
+    python -m edgerf.models.build [--kws-checkpoint runs/kws/kws-gru.pt] [--data DIR]
+
+Exports every built-in checkpoint (fp32 + int8, ONNX + TFLite, manifests, evaluation
+bundle) into this package folder, and cuts the demo recording ``kws-demo.wav`` from the
+Speech Commands *test* split (speakers the keyword model never heard): one clip of each
+keyword in a seeded order, with 0.8-1.0 s of the split's real recorded background
+before each, and 1 s after the last. ``kws-demo.json`` records which word starts where
+and which files it came from; ATTRIBUTION.md carries the licence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_RECORDING, DEMO_TRUTH
+
+DEMO_SEED = 7
+SAMPLE_RATE = 16_000
+
+
+def build_demo_recording(data: str | None = None, out: Path = DEMO_RECORDING, truth: Path = DEMO_TRUTH) -> dict:
+    from edgerf import atomic
+    from edgerf.data import speech
+
+    root = speech.find_dir(data)
+    clips = speech.list_clips(root, "test")
+    rng = np.random.default_rng(DEMO_SEED)
+    background = [c for c in clips if c.word == speech.SILENCE]
+    words = list(speech.WORDS)
+    rng.shuffle(words)
+    pieces, placed, t = [], [], 0
+    for word in words:
+        options = [c for c in clips if c.word == word]
+        clip = options[rng.integers(len(options))]
+        bg = background[rng.integers(len(background))]
+        gap = speech.read_wav(bg.path)[: int(rng.uniform(0.8, 1.0) * SAMPLE_RATE)]
+        pcm = speech.read_wav(clip.path)
+        placed.append({"word": word, "start_s": round((t + len(gap)) / SAMPLE_RATE, 3),
+                       "end_s": round((t + len(gap) + len(pcm)) / SAMPLE_RATE, 3),
+                       "file": f"{word}/{clip.path.name}", "background": f"{speech.SILENCE}/{bg.path.name}"})
+        pieces += [gap, pcm]
+        t += len(gap) + len(pcm)
+    tail = background[rng.integers(len(background))]
+    pieces.append(speech.read_wav(tail.path)[:SAMPLE_RATE])
+    pcm16 = np.clip(np.round(np.concatenate(pieces) * 32768.0), -32768, 32767).astype("<i2")
+    with atomic.atomic_path(out) as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(SAMPLE_RATE)
+            w.writeframes(pcm16.tobytes())
+    meta = {"recording": out.name, "seconds": round(len(pcm16) / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
+            "source": "Speech Commands v0.02 test set, test speaker split (CC BY 4.0)",
+            "made_by": "python -m edgerf.models.build", "words": placed,
+            "tail_background": f"{speech.SILENCE}/{tail.path.name}"}
+    atomic.write_text(truth, json.dumps(meta, indent=1) + "\n")
+    atomic.write_text(truth.with_name("ATTRIBUTION.md"), attribution(meta))
+    return meta
+
+
+def attribution(meta: dict) -> str:
+    files = "\n".join(f"- `{w['file']}` at {w['start_s']:.2f} s, after background `{w['background']}`"
+                      for w in meta["words"])
+    return f"""# Attribution of the built-in demo recording
+
+`{meta['recording']}` ({meta['seconds']} s, 16 kHz mono) is cut from the **Speech Commands
+dataset v0.02** by Pete Warden (Google), "Speech Commands: A Dataset for Limited-Vocabulary
+Speech Recognition", arXiv:1804.03209, 2018, released under the **Creative Commons
+Attribution 4.0 International licence (CC BY 4.0)**, https://creativecommons.org/licenses/by/4.0/.
+
+Changes: whole clips are concatenated unchanged (16-bit PCM, as released), each after a
+0.8-1.0 s piece of a recorded `_silence_` background clip of the same release, with 1 s of
+`{meta['tail_background']}` at the end. Made by `{meta['made_by']}`; `{DEMO_TRUTH.name}` lists
+where each word is. Clips used:
+
+{files}
+
+The keyword model `kws-gru` was trained on other speakers of the same release (the
+speaker-hash train split); these clips come from its test split.
+"""
+
+
+def main(argv=None) -> int:
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kws-checkpoint", type=Path, help="a newly trained keyword checkpoint to ship as kws-gru.pt")
+    p.add_argument("--data", help="dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)")
+    p.add_argument("--only", choices=sorted(BUILTINS), action="append", help="rebuild only these built-ins")
+    a = p.parse_args(argv)
+    if a.kws_checkpoint:
+        shutil.copyfile(a.kws_checkpoint, BUILTIN_DIR / "kws-gru.pt")
+    for name in a.only or BUILTINS:
+        print(f"exporting {name} ...", flush=True)
+        export_checkpoint(BUILTIN_DIR / f"{name}.pt", BUILTIN_DIR, ExportConfig(int8=True, force=True, data=a.data),
+                          log=print)
+    if not a.only or "kws-gru" in a.only:
+        meta = build_demo_recording(a.data)
+        print(f"wrote {DEMO_RECORDING.name}: {meta['seconds']} s, words {[w['word'] for w in meta['words']]}")
+    total = sum(f.stat().st_size for f in BUILTIN_DIR.iterdir() if f.is_file() and f.suffix != ".py")
+    print(f"built-in files: {total / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

