@@ -199,7 +199,7 @@ def plot_detections(frames: np.ndarray, probs: np.ndarray, events: list[dict], c
     t = np.arange(T) * k
     cmap = plt.get_cmap("tab20")
     for c, name in enumerate(classes):
-        axes[1].plot(t, probs[:, c], lw=0.8, color=cmap(c % 20), label=name)
+        axes[1].plot(t, probs[:, c], lw=0.8, color=cmap(c % 20), label=name.strip("_"))  # "_x" hides a legend entry
     for ev in events:
         axes[1].axvspan(ev["start"] * k, (ev["end"] + 1) * k, color=cmap(ev["label"] % 20), alpha=0.25)
         axes[1].text(ev["start"] * k, 1.03, ev["name"], fontsize=8, color=cmap(ev["label"] % 20))

@@ -59,6 +59,10 @@ class SeqFashionMNIST:
         d["classes"] = list(self.classes)
         return d
 
+    def data_dir(self, data=None) -> str:
+        """The folder this task's files are read from (recorded in checkpoints)."""
+        return str(fashion.find_dir(data))
+
     def normalise(self, images: np.ndarray) -> np.ndarray:
         return normalise_rows(images, self.mean, self.std)
 
@@ -136,6 +140,10 @@ class SpeechCommands:
         d = asdict(self)
         d["classes"] = list(self.classes)
         return d
+
+    def data_dir(self, data=None) -> str:
+        """The folder this task's files are read from (recorded in checkpoints)."""
+        return str(speech.find_dir(data))
 
     def split_arrays(self, split: str, data=None):
         """Word clips of a split (object array of waveforms) and their labels."""

@@ -185,5 +185,7 @@ def train(cfg: TrainConfig, progress: bool = True,
     return Checkpoint(
         model=model, task=task.spec(),
         training={"config": asdict(cfg), "command": cfg.command(), "history": history,
+                  "data": {"dir": task.data_dir(cfg.data), "train_samples": n_train,
+                           "val_samples": len(val.ends), "test_steps": len(test)},
                   "train_seconds": round(train_seconds, 1)},
         results={"test": records}, versions=versions())

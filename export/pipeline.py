@@ -156,6 +156,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
                   state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
                   source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
                           "train_command": ckpt.training.get("command", ""),
+                          "train_data": ckpt.training.get("data"),
                           "test": ckpt.results.get("test", [])},
                   versions=versions, state_ranges=calibrate.ranges(feeds))
     _write_bundle(model, task, ckpt, stage / f"{base}.bundle.npz", cfg)
