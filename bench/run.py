@@ -26,7 +26,7 @@ from edgerf.bench.latency import Latency, measure_latency
 from edgerf.bench.machine import machine_info
 from edgerf.choices import DEVICES
 from edgerf.errors import ArtifactError, DataError, EdgerfError
-from edgerf.manifest import read as read_manifest
+from edgerf.manifest import read as read_manifest, verify_export
 from edgerf.metrics import agreement, stream_metrics
 from edgerf.progress import bar
 
@@ -119,6 +119,10 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
                         f"no evaluation bundle ({b_path.name}) beside the artifacts. Copy the bundle that "
                         "`edgerf export` wrote, or pass --no-accuracy.")
     b = bundle_io.read(b_path)
+    if b.meta.get("checkpoint_sha256") != manifest.get("source", {}).get("checkpoint_sha256"):
+        raise ArtifactError(f"{b_path.name} was made for another checkpoint than {artifacts[0].name} (an "
+                            "interrupted or mixed export?); its reference would be meaningless. Re-export, "
+                            "or copy the artifacts and the bundle of one export together.")
     stream = b.stream.head(min(cfg.steps, len(b.stream)))
     if cfg.steps > len(b.stream):
         log(f"the bundle holds {len(b.stream):,} steps; --steps {cfg.steps:,} capped to it")
@@ -137,6 +141,8 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     if not artifacts:
         raise ArtifactError("nothing to benchmark: give artifacts, --ckpt, or neither for the built-in model.")
     from edgerf.runtime import StepModel
+    for a in artifacts:
+        verify_export(a)
     manifests = {a: read_manifest(a) for a in artifacts}
     first = manifests[artifacts[0]]
     for a, m in manifests.items():

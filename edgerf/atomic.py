@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -16,17 +17,53 @@ from typing import Iterator
 from edgerf.errors import ArtifactError
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True      # someone else's live process (or nonsense: leave it)
+    return True
+
+
+def temp_prefix(name: str) -> str:
+    """Temporaries carry their writer's pid, so a later run can tell a dead writer's
+    leftovers (removed) from a live writer's work in progress (left alone)."""
+    return f".{name}.edgerf-{os.getpid()}-"
+
+
+def clean_stale(folder: Path, name: str) -> int:
+    """Remove temporaries for ``name`` in ``folder`` left by processes that no longer run
+    (a kill or power loss mid-write). Returns how many were removed."""
+    removed = 0
+    for p in folder.glob(f".{name}.edgerf-*-*"):
+        try:
+            pid = int(p.name[len(f".{name}.edgerf-"):].split("-")[0])
+        except ValueError:
+            continue
+        if not _pid_alive(pid):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temp file lives in the same directory so the final ``os.replace`` is atomic.
-    On any exception the temp file is removed and ``path`` is untouched.
+    On any exception the temp file is removed and ``path`` is untouched; a temp file
+    left by a killed writer is removed by the next write of the same file.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        clean_stale(path.parent, path.name)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise ArtifactError(f"cannot write to {path.parent}: {e.strerror}. "
                             "Choose a writable output directory.") from e

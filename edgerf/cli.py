@@ -238,7 +238,8 @@ def stream(
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
                                            "uint8: raw pixel rows), or - for float32 frames on stdin. Default for "
                                            "kws-gru: its built-in demo recording."),
-    state: Optional[Path] = typer.Option(None, help="Resume from this state file and save to it at the end."),
+    state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "
+                                                    "initial state, and say why) and save to it at the end."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
     window: int = typer.Option(3, help="Steps of probability smoothing."),
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
@@ -271,8 +272,9 @@ def stream(
             source = str(DEMO_RECORDING)
         npy = None if source == "-" else Path(source)
         m = StepModel.load(path, on_bad_frame=on_bad_frame.value)
-        if state and state.exists():
-            m.load_state(state)
+        if state and not m.resume(state) and "last_refusal" in m.health:
+            typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
+                        fg=typer.colors.YELLOW)
         det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
         period = m.manifest["frame"].get("period_s")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -69,21 +70,111 @@ def write(artifact: str | os.PathLike, manifest: dict) -> Path:
     return path
 
 
-def validate(manifest: dict, where: str = "manifest") -> dict:
-    """Check the fields the runtime relies on; raise ArtifactError naming what is wrong."""
+# Upper bounds far above any model edgerf makes, far below what would exhaust a device:
+# a manifest is read before anything is allocated from it.
+MAX_FEATURES = 1 << 16
+MAX_CLASSES = 1 << 14
+MAX_STATES = 64
+MAX_STATE_SIZE = 1 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+RUNTIMES = ("onnx", "tflite")
+
+
+def _bad(where: str, field: str, why: str) -> ArtifactError:
+    return ArtifactError(f"{where}: {field} {why}. Re-export the model with `edgerf export` "
+                         "(a manifest is written by edgerf, never edited by hand).")
+
+
+def _get(d: dict, key: str, kind, where: str, field: str):
+    v = d.get(key) if isinstance(d, dict) else None
+    if kind is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    elif kind is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    else:
+        ok = isinstance(v, kind)
+    if not ok:
+        name = getattr(kind, "__name__", str(kind)).replace("float", "finite number")
+        raise _bad(where, f"{field}.{key}", f"must be a {name}, not {v!r:.60}")
+    return v
+
+
+def _size(shape, where: str, field: str, limit: int) -> int:
+    """A [null, N] shape (batch first, any size) with 1 <= N <= limit."""
+    if not (isinstance(shape, list) and len(shape) == 2 and shape[0] is None and isinstance(shape[1], int)
+            and not isinstance(shape[1], bool) and 1 <= shape[1] <= limit):
+        raise _bad(where, f"{field}.shape", f"must be [null, N] with 1 <= N <= {limit}, not {shape!r:.60}")
+    return shape[1]
+
+
+def _quant(q, where: str, field: str) -> None:
+    if q is None:
+        return
+    scale = _get(q, "scale", float, where, field)
+    zp = _get(q, "zero_point", int, where, field)
+    if not scale > 0 or abs(zp) > 1 << 16:
+        raise _bad(where, field, f"needs scale > 0 and a small zero point, not {scale}, {zp}")
+
+
+def validate(manifest, where: str = "manifest") -> dict:
+    """Check every field a reader relies on (types, shapes, ranges, names, sizes); raise
+    ArtifactError naming the field. Every reader of a manifest goes through here."""
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{where} is not an edgerf step manifest (expected format {FORMAT}, "
-                            f"got {manifest.get('format') if isinstance(manifest, dict) else type(manifest).__name__}). "
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ArtifactError(f"{where} is not an edgerf step manifest (expected format {FORMAT}, got {got!r:.40}). "
                             "Re-export the model with `edgerf export`.")
-    for key in ("inputs", "outputs", "states", "model", "frame"):
-        if key not in manifest:
-            raise ArtifactError(f"{where} has no '{key}' section; re-export the model.")
-    if INPUT not in manifest["inputs"] or OUTPUT not in manifest["outputs"]:
-        raise ArtifactError(f"{where} must name input '{INPUT}' and output '{OUTPUT}'.")
-    for s in manifest["states"]:
-        for key in ("name", "input", "output", "shape", "dtype"):
-            if key not in s:
-                raise ArtifactError(f"{where}: state {s.get('name', '?')} lacks '{key}'.")
+    for key in ("artifact", "inputs", "outputs", "model", "frame", "decision", "source"):
+        _get(manifest, key, dict, where, "manifest")
+    art = manifest["artifact"]
+    if _get(art, "runtime", str, where, "artifact") not in RUNTIMES:
+        raise _bad(where, "artifact.runtime", f"must be one of {RUNTIMES}")
+    _get(art, "file", str, where, "artifact")
+    _get(art, "precision", str, where, "artifact")
+    if "sha256" in art and not (isinstance(art["sha256"], str) and len(art["sha256"]) == 64):
+        raise _bad(where, "artifact.sha256", "must be 64 hex digits")
+    classes = _get(manifest["model"], "classes", list, where, "model")
+    if not (2 <= len(classes) <= MAX_CLASSES and all(isinstance(c, str) and c for c in classes)
+            and len(set(classes)) == len(classes)):
+        raise _bad(where, "model.classes", f"must be 2..{MAX_CLASSES} distinct non-empty names")
+    x = _get(manifest["inputs"], INPUT, dict, where, "inputs")
+    y = _get(manifest["outputs"], OUTPUT, dict, where, "outputs")
+    for io, field in ((x, f"inputs.{INPUT}"), (y, f"outputs.{OUTPUT}")):
+        _get(io, "name", str, where, field)
+        if io.get("dtype") != "float32":
+            raise _bad(where, f"{field}.dtype", "must be float32 (quantisation is described by 'quant')")
+        _quant(io.get("quant"), where, f"{field}.quant")
+    _size(x.get("shape"), where, f"inputs.{INPUT}", MAX_FEATURES)
+    if _size(y.get("shape"), where, f"outputs.{OUTPUT}", MAX_CLASSES) != len(classes):
+        raise _bad(where, f"outputs.{OUTPUT}.shape", f"must have one logit per class ({len(classes)})")
+    states = _get(manifest, "states", list, where, "manifest")
+    if not 1 <= len(states) <= MAX_STATES:
+        raise _bad(where, "states", f"must list 1..{MAX_STATES} state tensors")
+    seen = {x["name"], y["name"]}
+    for k, st in enumerate(states):
+        field = f"states[{k}]"
+        for key in ("name", "input", "output"):
+            if _get(st, key, str, where, field) in seen and key != "name":
+                raise _bad(where, f"{field}.{key}", "names a tensor twice")
+            seen.add(st[key])
+        if st.get("dtype") != "float32":
+            raise _bad(where, f"{field}.dtype", "must be float32")
+        _size(st.get("shape"), where, field, MAX_STATE_SIZE)
+        if "init" in st:
+            _get(st, "init", float, where, field)
+        if "range" in st:
+            r = st["range"]
+            if not (isinstance(r, list) and len(r) == 2
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r)
+                    and r[0] < r[1]):
+                raise _bad(where, f"{field}.range", f"must be [lo, hi] with finite lo < hi, not {r!r:.60}")
+            if "init" in st and not r[0] <= st["init"] <= r[1]:
+                raise _bad(where, f"{field}.init", f"{st['init']} lies outside its range {r}")
+        _quant(st.get("quant"), where, f"{field}.quant")
+    t = _get(manifest["decision"], "threshold", float, where, "decision")
+    if not 0 < t < 1:
+        raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
+    if "checkpoint_sha256" in manifest["source"]:
+        _get(manifest["source"], "checkpoint_sha256", str, where, "source")
     return manifest
 
 
@@ -92,10 +183,12 @@ def read(artifact: str | os.PathLike) -> dict:
     artifact = Path(artifact)
     side = sidecar_path(artifact)
     if side.exists():
+        if side.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ArtifactError(f"{side} is {side.stat().st_size:,} bytes, far more than a manifest; re-export the model.")
         try:
             return validate(json.loads(side.read_text()), str(side))
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{side} is not valid JSON ({e}); re-export the model.") from e
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ArtifactError(f"{side} is not valid JSON ({str(e)[:120]}); re-export the model.") from e
     embedded = read_embedded(artifact)
     if embedded is None:
         raise ArtifactError(f"{artifact} has no manifest (no {side.name} beside it and none embedded). "
@@ -119,6 +212,56 @@ def read_embedded(artifact: Path) -> dict | None:
         return obj
     except json.JSONDecodeError:
         return None
+
+
+# -- the export index ------------------------------------------------------------------
+# ``<base>.export.json`` lists every file of one export with its SHA-256. Export removes
+# the old index first, moves the new files in, and writes the index last: an index that
+# is present and matches proves a complete set from one export; a folder whose files do
+# not match it (a kill during the moves, a hand copy that mixed two exports) is refused.
+INDEX_FORMAT = "edgerf-export/1"
+STAGING_PREFIX = ".edgerf-export"
+
+
+def index_path(folder: Path, base: str) -> Path:
+    return Path(folder) / f"{base}.export.json"
+
+
+def write_index(folder: Path, base: str, files: dict[str, str], checkpoint_sha256: str) -> Path:
+    path = index_path(folder, base)
+    write_text(path, json.dumps({"format": INDEX_FORMAT, "checkpoint_sha256": checkpoint_sha256,
+                                 "files": files}, indent=1) + "\n")
+    return path
+
+
+def verify_export(artifact: Path) -> str:
+    """Check the export an artifact belongs to: every file its index lists that is here is
+    unchanged (a device may hold only the files it runs). Without an index (an export older than indices, or files copied alone)
+    only the per-artifact checks apply, unless an interrupted export left its staging
+    folder here, which is refused."""
+    folder, base = artifact.parent, artifact.name.split(".")[0]
+    path = index_path(folder, base)
+    if not path.exists():
+        if any(folder.glob(f"{STAGING_PREFIX}*")):
+            raise ArtifactError(f"an export into {folder} was interrupted (its staging folder is still there and "
+                                f"{path.name} is missing); run `edgerf export` again, which also cleans up.")
+        return "no export index"
+    try:
+        index = json.loads(path.read_text()) if path.stat().st_size <= MAX_MANIFEST_BYTES else None
+        files = index["files"] if isinstance(index, dict) and index.get("format") == INDEX_FORMAT else None
+        if not isinstance(files, dict):
+            raise ValueError("not an export index")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is damaged ({str(e)[:80]}); re-export.") from e
+    if artifact.name not in files:
+        raise ArtifactError(f"{artifact.name} is not part of the export {path.name} lists; re-export.")
+    for name, digest in files.items():
+        f = folder / str(name)
+        if f.is_file() and file_sha256(f) != digest:
+            raise ArtifactError(f"{f} is not the file the export index {path.name} lists: an interrupted export "
+                                "or a copy that mixed two exports. Re-export, or copy the files of one export "
+                                "together.")
+    return "export index verified"
 
 
 def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: list[str],

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf import __version__, bundle, manifest
+from edgerf.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
@@ -105,14 +106,23 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
         raise ArtifactError(f"{', '.join(clash)} already exist; pass --force to overwrite.")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".edgerf-export-", dir=out_dir))
+        removed = clean_stale(out_dir, manifest.STAGING_PREFIX.lstrip("."))
+        if removed:
+            log(f"removed {removed} staging folder(s) left by an interrupted export")
+        stage = Path(tempfile.mkdtemp(prefix=temp_prefix(manifest.STAGING_PREFIX.lstrip(".")), dir=out_dir))
     except OSError as e:
         raise ArtifactError(f"cannot write to {out_dir}: {e.strerror}. Choose a writable directory.") from e
 
     try:
         report = _export(ckpt, ckpt_path, stage, base, cfg, log, _Stages(progress))
-        for t in targets:                              # every gate passed: move into place
+        # every gate passed: the old index goes first, the files move in, the new index
+        # comes last, so a kill in between leaves a set that readers refuse, never one
+        # they trust (edgerf.manifest.verify_export)
+        files = {t.name: manifest.file_sha256(stage / t.name) for t in targets}
+        manifest.index_path(out_dir, base).unlink(missing_ok=True)
+        for t in targets:
             os.replace(stage / t.name, t)
+        manifest.write_index(out_dir, base, files, ckpt.sha256)
     except OSError as e:
         raise ArtifactError(f"could not write the export to {out_dir}: {e.strerror or e}. "
                             "Nothing was changed; free some space or choose another directory.") from e

@@ -161,8 +161,8 @@ def test_existing_artifacts_need_force_and_failed_writes_keep_them(tmp_path, sfm
     with pytest.raises(ArtifactError, match="No space left"):
         export_checkpoint(ck, tmp_path, ExportConfig(**{**QUICK.__dict__, "force": True}))
     assert (tmp_path / "rnn.onnx").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.onnx", "rnn.onnx.json", "rnn.pt",
-                                                          "rnn.tflite", "rnn.tflite.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rnn.bundle.npz", "rnn.export.json", "rnn.onnx",
+                                                          "rnn.onnx.json", "rnn.pt", "rnn.tflite", "rnn.tflite.json"]
 
 
 def test_unwritable_output_dir(tmp_path, sfmnist):

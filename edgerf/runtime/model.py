@@ -43,6 +43,47 @@ class StateError(EdgerfError):
     """A saved state that does not belong to this model or is damaged."""
 
 
+MAX_STATE_META_BYTES = 1 << 16
+
+
+def _check_state_file(path: Path, state_bytes: int) -> None:
+    """Bound what loading a state file can allocate before anything is read: the npz
+    members must be about the size of this model's state (a small compressed file may
+    claim gigabytes)."""
+    import zipfile
+
+    if not path.exists():
+        raise FileNotFoundError(path)
+    limit = 2 * state_bytes + MAX_STATE_META_BYTES
+    if path.stat().st_size > limit:
+        raise StateError(f"{path} is {path.stat().st_size:,} bytes; this model's state is {state_bytes:,}. "
+                         "Not a state of this model; start from the initial state.")
+    try:
+        with zipfile.ZipFile(path) as z:
+            claimed = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise StateError(f"{path} is not a readable edgerf state ({e}); start from the initial state.") from e
+    if claimed > limit:
+        raise StateError(f"{path} unpacks to {claimed:,} bytes; this model's state is {state_bytes:,}. "
+                         "Refusing to load it; start from the initial state.")
+
+
+def verify_artifact(path: Path, manifest: dict) -> str:
+    """Check the artifact against the SHA-256 its manifest records (a tampered, truncated or
+    mixed-up file is refused). Costs one read of the file at load (about 1 ms per MB)."""
+    from edgerf.manifest import file_sha256, sidecar_path
+
+    want = manifest.get("artifact", {}).get("sha256")
+    if want is None:
+        return "unverified: the manifest records no artifact hash (embedded manifest only)"
+    got = file_sha256(path)
+    if got != want:
+        raise ArtifactError(f"{path} does not match its manifest {sidecar_path(path).name} (SHA-256 {got[:12]}... "
+                            f"vs recorded {want[:12]}...): the file was changed, truncated or comes from another "
+                            "export. Copy the artifact and its .json from one export together, or re-export.")
+    return "sha256 verified"
+
+
 class StepModel:
     def __init__(self, path: Path, manifest: dict, backend, batch: int, on_bad_frame: str,
                  check_every: int, range_margin: float):
@@ -60,6 +101,7 @@ class StepModel:
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
+        self.integrity = "unverified"
 
     # -- loading -------------------------------------------------------------------
     @classmethod
@@ -79,8 +121,11 @@ class StepModel:
             raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; "
                                 f"supported: {', '.join(BACKENDS)}.")
         manifest = read_manifest(path)
+        integrity = verify_artifact(path, manifest)
         backend = backend_cls(path, manifest, batch, threads)
-        return cls(path, manifest, backend, batch, on_bad_frame, check_every, range_margin)
+        model = cls(path, manifest, backend, batch, on_bad_frame, check_every, range_margin)
+        model.integrity = integrity
+        return model
 
     def _state_bounds(self, margin: float) -> list[tuple[float, float]]:
         out = []
@@ -101,11 +146,20 @@ class StepModel:
         turns logits into class probabilities; they are not computed here because a
         softmax costs more than the rest of this wrapper on a small model.
         """
-        x = frame if type(frame) is np.ndarray else np.asarray(frame, np.float32)
+        # Checked as the graph will see it: float32 (a float64 1e300 is Inf there).
+        if type(frame) is not np.ndarray or frame.dtype != np.float32:
+            try:
+                if np.asarray(frame).dtype.kind not in "fiu":
+                    return self._bad(f"frame has dtype {np.asarray(frame).dtype}; frames are real numbers")
+                with np.errstate(over="ignore", invalid="ignore"):
+                    frame = np.asarray(frame, np.float32)
+            except (TypeError, ValueError) as e:
+                return self._bad(f"frame is not an array of numbers ({str(e)[:80]})")
+        x = frame
         if x.shape not in self._shapes:
             return self._bad(f"frame has shape {x.shape}; this model takes {self._shapes[-1]}")
         if not math.isfinite(x.sum()):
-            return self._bad("frame contains NaN or Inf")
+            return self._bad("frame contains NaN or Inf (or a value beyond float32)")
         logits = self.backend.step(x)
         self.steps += 1
         if self.steps % self.check_every == 0:
@@ -129,9 +183,19 @@ class StepModel:
             return None
         raise FrameError(f"{why}; the frame was rejected and the state is unchanged.")
 
-    def _healthy(self) -> bool:
+    def _healthy(self, state=None) -> bool:
         # NaN fails both comparisons, Inf fails its bound: one test covers all three
-        return all(b[0] <= s.min() and s.max() <= b[1] for s, b in zip(self.backend.read_state(), self._bounds))
+        state = self.backend.read_state() if state is None else state
+        return all(b[0] <= float(np.min(s)) and float(np.max(s)) <= b[1] for s, b in zip(state, self._bounds))
+
+    def _unhealthy_reason(self, state: dict[str, np.ndarray]) -> str | None:
+        for (n, v), (lo, hi) in zip(state.items(), self._bounds):
+            if not np.isfinite(v).all():
+                return f"state {n!r} holds NaN or Inf"
+            if not (lo <= float(v.min()) and float(v.max()) <= hi):
+                return (f"state {n!r} spans [{float(v.min()):.4g}, {float(v.max()):.4g}], outside its healthy "
+                        f"range [{lo:.4g}, {hi:.4g}] (the calibrated range with its margin)")
+        return None
 
     def _check_and_snapshot(self) -> None:
         if self._healthy():
@@ -165,21 +229,31 @@ class StepModel:
                 "batch": self.batch}
 
     def save_state(self, path: str | os.PathLike) -> None:
-        """Write the state atomically (npz with the model's identity inside)."""
+        """Write the state atomically (npz with the model's identity inside). An unhealthy
+        state is never written: the last healthy snapshot is saved instead (counted in
+        ``health["unhealthy_saves"]``), so a reboot never resumes into a broken state."""
+        if self._unhealthy_reason(self.get_state()) is not None:
+            self.set_state(self._snapshot)
+            self.health["unhealthy_saves"] = self.health.get("unhealthy_saves", 0) + 1
         buf = io.BytesIO()
         meta = {"format": STATE_FORMAT, **self._identity(), "steps": self.steps}
         np.savez(buf, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8), **self.get_state())
         write_bytes(path, buf.getvalue())
 
     def load_state(self, path: str | os.PathLike) -> None:
-        """Resume from a saved state; refuses a state of another model or a damaged file."""
+        """Resume from a saved state; refuses (StateError, state unchanged) a state of another
+        model, a damaged file, or a state outside its healthy range. ``resume`` is the
+        recovery path a device wants."""
         path = Path(path)
         try:
+            _check_state_file(path, self._state_bytes())
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["__meta__"]).decode())
                 arrays = {k: z[k] for k in z.files if k != "__meta__"}
         except FileNotFoundError as e:
             raise StateError(f"no saved state at {path}") from e
+        except StateError:
+            raise
         except Exception as e:
             raise StateError(f"{path} is not a readable edgerf state ({e}); start from the initial state "
                              "or restore a good copy.") from e
@@ -190,12 +264,40 @@ class StepModel:
             if meta.get(key) != mine[key]:
                 raise StateError(f"{path} belongs to another model ({key} differs: saved "
                                  f"{meta.get(key)!r}, this model {mine[key]!r}); refusing to load it.")
-        for n, v in arrays.items():
-            if not np.isfinite(v).all():
-                raise StateError(f"{path}: state {n!r} holds NaN or Inf; refusing to load it.")
+        if set(arrays) != set(self.state_names):
+            raise StateError(f"{path} holds tensors {sorted(arrays)}; this model's state is {self.state_names}.")
+        for n, cur in zip(self.state_names, self.backend.read_state()):
+            if arrays[n].shape != cur.shape or arrays[n].dtype.kind != "f":
+                raise StateError(f"{path}: state {n!r} is {arrays[n].dtype} {arrays[n].shape}; this model needs "
+                                 f"float {cur.shape}.")
+        why = self._unhealthy_reason({n: arrays[n].astype(np.float32) for n in self.state_names})
+        if why is not None:
+            raise StateError(f"{path}: {why}; refusing to load it (the state is unchanged).")
+        steps = meta.get("steps", 0)
         self.set_state(arrays)
         self._snapshot = self.get_state()
-        self.steps = int(meta.get("steps", 0))
+        self.steps = steps if isinstance(steps, int) and steps >= 0 else 0
+
+    def resume(self, path: str | os.PathLike) -> bool:
+        """Start from the state saved at ``path`` if it is this model's and healthy; else from
+        the initial state, counted in ``health["refused_states"]`` (the reason in
+        ``health["last_refusal"]``), so a device never stays down over a bad state file.
+        A missing file is a first boot, not a refusal. Returns whether the file was used."""
+        path = Path(path)
+        if not path.exists():
+            return False
+        try:
+            self.load_state(path)
+            return True
+        except StateError as e:
+            self.reset_state()
+            self._snapshot = self.get_state()
+            self.health["refused_states"] = self.health.get("refused_states", 0) + 1
+            self.health["last_refusal"] = str(e)
+            return False
+
+    def _state_bytes(self) -> int:
+        return sum(int(np.prod(s.shape)) * 4 for s in self.backend.read_state())
 
     def reset_state(self) -> None:
         """Back to the initial state (the model never needs this; tests and tools may)."""
