@@ -123,6 +123,10 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
         raise ArtifactError(f"{b_path.name} was made for another checkpoint than {artifacts[0].name} (an "
                             "interrupted or mixed export?); its reference would be meaningless. Re-export, "
                             "or copy the artifacts and the bundle of one export together.")
+    if b.reference_logits.shape[1] != len(manifest["model"]["classes"]) or \
+            b.stream.x.shape[1] != manifest["inputs"]["x"]["shape"][1]:
+        raise ArtifactError(f"{b_path.name} does not fit {artifacts[0].name} (frame or class count differs); "
+                            "re-export.")
     stream = b.stream.head(min(cfg.steps, len(b.stream)))
     if cfg.steps > len(b.stream):
         log(f"the bundle holds {len(b.stream):,} steps; --steps {cfg.steps:,} capped to it")

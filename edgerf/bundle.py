@@ -53,9 +53,23 @@ def write(path: str | os.PathLike, stream: Stream, reference_logits: np.ndarray,
     write_bytes(path, buf.getvalue())
 
 
+# A bundle holds 10^4-10^5 steps (a few MB); anything unpacking past this is not one.
+MAX_BUNDLE_BYTES = 1 << 30
+
+
+def npz_unpacked_bytes(path: Path) -> int:
+    """What loading an .npz would allocate, read from its zip directory before loading:
+    a small compressed file can claim gigabytes."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        return sum(i.file_size for i in z.infolist())
+
+
 def read(path: str | os.PathLike) -> Bundle:
     path = Path(path)
     try:
+        if npz_unpacked_bytes(path) > MAX_BUNDLE_BYTES:
+            raise ArtifactError(f"{path} unpacks to more than {MAX_BUNDLE_BYTES >> 20} MB; not an edgerf bundle.")
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
             stream = Stream(z["x"].astype(np.float32), z["labels"].astype(np.int64), z["mask"].astype(bool),
@@ -63,8 +77,14 @@ def read(path: str | os.PathLike) -> Bundle:
             ref = z["reference_logits"].astype(np.float32)
     except FileNotFoundError as e:
         raise ArtifactError(f"no evaluation bundle at {path}; `edgerf export` writes one.") from e
+    except ArtifactError:
+        raise
     except Exception as e:
         raise ArtifactError(f"{path} is not a readable evaluation bundle ({e}); re-export the model.") from e
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(f"{path} is not an edgerf evaluation bundle.")
+    why = stream.problems() or (None if ref.shape[:1] == (len(stream),) and ref.ndim == 2
+                                else f"reference logits {ref.shape} do not match {len(stream)} steps")
+    if why:
+        raise ArtifactError(f"{path} is damaged ({why}); re-export the model.")
     return Bundle(stream, ref, meta)

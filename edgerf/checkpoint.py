@@ -8,6 +8,7 @@ was edited after training is refused rather than silently used.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 from dataclasses import dataclass, field
@@ -16,10 +17,11 @@ from pathlib import Path
 import torch
 
 from edgerf import __version__
-from edgerf.atomic import atomic_path
+from edgerf.atomic import write_bytes
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.errors import CheckpointError
 from edgerf.manifest import file_sha256
+from edgerf.tasks import get_task
 
 FORMAT = "edgerf-ckpt/1"
 
@@ -60,8 +62,11 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
         "weights": state,
         "weights_sha256": weights_digest(state),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # Serialised in memory first (a checkpoint is kilobytes to a few MB): torch.save on a
+    # full disk raises RuntimeError, the atomic write raises a clear ArtifactError.
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
@@ -86,11 +91,22 @@ def load(path: str | os.PathLike) -> Checkpoint:
         if weights_digest(weights) != payload["weights_sha256"]:
             raise CheckpointError(f"{path}: the weights do not match their recorded SHA-256; the file "
                                   "was modified after training. Re-train or restore the original.")
+        get_task(payload["task"])                      # a task this edgerf knows
+        # The config is checked against the weights before anything is allocated from it: a
+        # small file whose config claims a huge model would otherwise cost gigabytes first.
+        with torch.device("meta"):
+            skeleton = RecurrentClassifier(config)
+        want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in weights.items()}
+        if want != got:
+            raise CheckpointError(f"{path}: its config ({config.family}, hidden {config.hidden}, layers "
+                                  f"{config.layers}) does not match the weights it holds; the file is damaged "
+                                  "or was edited. Re-train or restore the original.")
         model = RecurrentClassifier(config)
         model.load_state_dict(weights)
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(f"{path} is an edgerf checkpoint with missing or inconsistent fields "
                               f"({e}). Re-train it with this version of edgerf.") from e
     model.eval()

@@ -105,11 +105,11 @@ def train(
     from edgerf.train import TrainConfig, train as run
 
     _refuse_overwrite(output, force)
-    cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers, epochs=epochs,
-                      batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
-                      val_samples=val_samples, test_steps=test_steps, threads=threads,
-                      data=str(data) if data else None)
     try:
+        cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
+                          epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
+                          val_samples=val_samples, test_steps=test_steps, threads=threads,
+                          data=str(data) if data else None)
         ckpt = run(cfg, progress=not quiet)
         checkpoint.save(output, ckpt)
     except EdgerfError as e:
@@ -188,14 +188,18 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     """Print an artifact's manifest, inputs/outputs, op histogram and precision."""
     from edgerf import manifest
 
+    from edgerf.runtime.model import verify_artifact
+
     if artifact.suffix == ".json":
         artifact = artifact.with_suffix("")
     try:
         m = manifest.read(artifact)
+        integrity = verify_artifact(artifact, m)     # a changed file is refused, never described
+        integrity += "; " + manifest.verify_export(artifact)
     except EdgerfError as e:
         _fail(e)
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
-               f"precision {m['artifact']['precision']})")
+               f"precision {m['artifact']['precision']}; {integrity})")
     mc = m["model"]
     typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}, "
                f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
@@ -220,6 +224,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
         typer.echo("ops: " + ", ".join(f"{k} {v}" for k, v in fmt.ops(artifact).items()))
     except ImportError:
         typer.echo("ops: (install edgerf[host] for the op histogram)")
+    except Exception as e:        # the hash matched, so this is a reader limit, not damage
+        typer.echo(f"ops: (could not list: {str(e).splitlines()[0][:100]})")
     for name, io in (("input", m["inputs"]["x"]), ("output", m["outputs"]["logits"])):
         if "quant" in io:
             q = io["quant"]

@@ -47,6 +47,19 @@ class TrainConfig:
     threads: int = 1             # torch intra-op threads; small matmuls gain little from more
     data: str | None = None      # dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)
 
+    def __post_init__(self):
+        limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
+                  "bptt": (1, 1 << 20), "val_samples": (1, 1 << 24), "test_steps": (1, 1 << 31),
+                  "threads": (1, 1024)}
+        for name, (lo, hi) in limits.items():
+            v = getattr(self, name)
+            if not lo <= v <= hi:
+                raise ValueError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, not {v}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ValueError(f"--train-samples must be at least 1, not {self.train_samples}")
+        if not (0 < self.lr < 10 and 0 < self.clip):
+            raise ValueError(f"--lr must be in (0, 10), not {self.lr}")
+
     def command(self) -> str:
         """The ``edgerf train`` command line that reproduces this config."""
         parts = ["edgerf", "train", "--task", self.task, "--model", self.model, "--loss", self.loss]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,15 @@ def find_dir(data: str | os.PathLike | None = None) -> Path:
     raise DataError(f"Fashion-MNIST not found (looked in {DEBIAN_DIR} and ../shared/data). {HOW_TO_GET}")
 
 
+# Far above Fashion-MNIST (47 MB of training images), far below what would exhaust a host:
+# an IDX header is checked against this before its payload is read or unpacked.
+MAX_IDX_BYTES = 1 << 30
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (uint8 payload), checking the header against the payload size."""
+    """Parse one IDX file (uint8 payload), checking the header against the payload size.
+    Gzipped files are unpacked as a stream and never past what the header promises, so a
+    small file that unpacks to gigabytes costs nothing."""
     for p in (path, path.with_name(path.name + ".gz")):
         if p.exists():
             path = p
@@ -57,21 +65,35 @@ def read_idx(path: Path) -> np.ndarray:
     else:
         raise DataError(f"missing {path}[.gz]. {HOW_TO_GET}")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path} is not an IDX uint8 file (bad magic). Replace it with a fresh copy.")
+            ndim = head[3]
+            if not 1 <= ndim <= 4:
+                raise DataError(f"{path}: an IDX file with {ndim} dimensions is not Fashion-MNIST. Replace it.")
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise DataError(f"{path} is truncated (header cut short). Replace it with a fresh copy.")
+            dims = tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+            expected = 1
+            for d in dims:
+                expected *= d
+            if expected == 0:
+                raise DataError(f"{path} holds no records (header says {dims}). Replace it with a fresh copy.")
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: header claims {dims} = {expected:,} bytes, beyond any Fashion-MNIST file; "
+                                "the file is corrupt. Replace it.")
+            payload = f.read(expected + 1)
+    except DataError:
+        raise
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path} is corrupt or truncated ({e}). Replace it with a fresh copy.") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an IDX uint8 file (bad magic). Replace it with a fresh copy.")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated (header cut short). Replace it with a fresh copy.")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(f"{path} holds {len(raw) - header} bytes of data but its header says "
-                        f"{dims} = {expected}: the file is corrupt or truncated. Replace it.")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+    if len(payload) != expected:
+        raise DataError(f"{path} holds {'more than ' if len(payload) > expected else ''}{min(len(payload), expected)} "
+                        f"bytes of data but its header says {dims} = {expected}: the file is corrupt or truncated. "
+                        "Replace it.")
+    return np.frombuffer(payload, np.uint8).reshape(dims)
 
 
 def load(split: str, data: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:

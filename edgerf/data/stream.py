@@ -14,6 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
+from edgerf.errors import DataError
+
 NO_LABEL = -1  # label of a non-informative step
 
 
@@ -36,6 +38,24 @@ class Stream:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def problems(self) -> str | None:
+        """What breaks the invariants above (for streams read from files), or None."""
+        x, lab, m, s, e = self.x, self.labels, self.mask, self.starts, self.ends
+        if x.ndim != 2 or x.shape[1] < 1:
+            return f"frames have shape {x.shape}, not [T, D]"
+        T = len(x)
+        if lab.shape != (T,) or m.shape != (T,):
+            return f"labels {lab.shape} and mask {m.shape} do not match {T} frames"
+        if s.ndim != 1 or s.shape != e.shape:
+            return f"starts {s.shape} and ends {e.shape} do not pair up"
+        if len(s) and not (0 <= s.min() and (s <= e).all() and e.max() < T):
+            return "a sample boundary lies outside the stream or ends before it starts"
+        if len(e) and not m[e].all():
+            return "a sample's last step is not informative"
+        if T and (lab.min() < NO_LABEL or (lab[m] < 0).any()):
+            return "labels are out of range (informative steps need a class)"
+        return None
 
     @property
     def sample_labels(self) -> np.ndarray:
@@ -75,6 +95,8 @@ def concat_samples(samples: Sequence[np.ndarray], labels: Sequence[int],
     """
     if not (len(samples) == len(labels) == len(gaps)):
         raise ValueError("samples, labels and gaps must have the same length")
+    if len(samples) == 0:
+        raise DataError("a stream needs at least one sample; the split or subset is empty.")
     parts, lab, msk, starts, ends = [], [], [], [], []
     t = 0
     for s, y, g in zip(samples, labels, gaps):

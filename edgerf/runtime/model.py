@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.atomic import write_bytes
+from edgerf.bundle import npz_unpacked_bytes
 from edgerf.errors import ArtifactError, EdgerfError
 from edgerf.features import featurizer
 from edgerf.manifest import INPUT, read as read_manifest
@@ -59,8 +60,7 @@ def _check_state_file(path: Path, state_bytes: int) -> None:
         raise StateError(f"{path} is {path.stat().st_size:,} bytes; this model's state is {state_bytes:,}. "
                          "Not a state of this model; start from the initial state.")
     try:
-        with zipfile.ZipFile(path) as z:
-            claimed = sum(i.file_size for i in z.infolist())
+        claimed = npz_unpacked_bytes(path)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise StateError(f"{path} is not a readable edgerf state ({e}); start from the initial state.") from e
     if claimed > limit:

@@ -1,0 +1,368 @@
+"""A device that runs for months: every hostile input is a clean refusal (exit 2, the file
+named, nothing lost), a bad state never becomes permanent, artifacts prove themselves,
+and a killed command leaves the previous complete set or none."""
+
+import copy
+import gzip
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from edgerf import checkpoint, manifest
+from edgerf.cli import app
+from edgerf.data import fashion
+from edgerf.data.stream import concat_samples
+from edgerf.errors import ArtifactError, CheckpointError, DataError, EdgerfError
+from edgerf.models import BUILTIN_DIR
+from edgerf.runtime import FrameError, StateError, StepModel
+
+ARTIFACTS = ("default-gru.onnx", "default-gru.int8.onnx", "default-gru.tflite", "default-gru.int8.tflite")
+QUICK_EXPORT = ["--int8", "--parity-steps", "1000", "--calibration-steps", "3000", "--check-steps", "1000", "-q"]
+
+
+@pytest.fixture()
+def builtin(tmp_path):
+    """A private copy of the shipped default model's export (checkpoint, artifacts, bundle, index)."""
+    for f in BUILTIN_DIR.glob("default-gru.*"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path
+
+
+def _cli(*args):
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code != 1 and "Traceback" not in r.output, r.output
+    return r
+
+
+# -- 1. a bad saved state never becomes permanent ------------------------------------------
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_absurd_or_broken_saved_states_are_refused_and_resume_recovers(builtin, name):
+    m = StepModel.load(builtin / name)
+    frames = np.random.default_rng(0).normal(size=(64, 28)).astype(np.float32)
+    for f in frames:
+        m.step(f)
+    good = m.get_state()
+    m.save_state(builtin / "s.npz")
+    meta = json.loads(bytes(np.load(builtin / "s.npz")["__meta__"]).decode())
+    for bad in (1e6, -1e6, np.nan, np.inf):
+        with open(builtin / "bad.npz", "wb") as f:
+            np.savez(f, __meta__=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                     **{k: np.full_like(v, bad) for k, v in good.items()})
+        with pytest.raises(StateError, match="refusing|outside|NaN"):
+            m.load_state(builtin / "bad.npz")
+        np.testing.assert_array_equal(m.get_state()["l0_h"], good["l0_h"])    # unchanged
+    fresh = StepModel.load(builtin / name)
+    assert fresh.resume(builtin / "bad.npz") is False
+    assert fresh.health["refused_states"] == 1 and "outside" in fresh.health["last_refusal"] or \
+        "NaN" in fresh.health["last_refusal"]
+    assert fresh.resume(builtin / "s.npz") is True
+    np.testing.assert_allclose(fresh.get_state()["l0_h"], good["l0_h"], atol=1e-6)
+    assert fresh.resume(builtin / "never-saved.npz") is False and fresh.health["refused_states"] == 1
+
+
+def test_an_unhealthy_live_state_is_never_saved(builtin):
+    m = StepModel.load(builtin / "default-gru.onnx")
+    for f in np.random.default_rng(1).normal(size=(40, 28)).astype(np.float32):
+        m.step(f)
+    snapshot = m._snapshot["l0_h"].copy()
+    m.set_state({"l0_h": np.full((1, 48), np.nan, np.float32)})
+    m.save_state(builtin / "s.npz")
+    assert m.health["unhealthy_saves"] == 1
+    again = StepModel.load(builtin / "default-gru.onnx")
+    again.load_state(builtin / "s.npz")                       # loads: the healthy snapshot was saved
+    np.testing.assert_array_equal(again.get_state()["l0_h"], snapshot)
+
+
+def test_state_files_that_claim_much_memory_are_refused_before_loading(builtin):
+    m = StepModel.load(builtin / "default-gru.onnx")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, __meta__=np.zeros(10, np.uint8), l0_h=np.zeros((1, 5_000_000), np.float32))
+    (builtin / "bomb.npz").write_bytes(buf.getvalue())      # ~20 KB on disk, 20 MB unpacked
+    with pytest.raises(StateError, match="unpacks to"):
+        m.load_state(builtin / "bomb.npz")
+    (builtin / "big.npz").write_bytes(os.urandom(1_200_000))
+    with pytest.raises(StateError, match="this model's state is"):
+        m.load_state(builtin / "big.npz")
+    (builtin / "junk.npz").write_bytes(os.urandom(2000))
+    with pytest.raises(StateError):
+        m.load_state(builtin / "junk.npz")
+
+
+# -- 2. artifacts prove themselves ----------------------------------------------------------
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_a_changed_artifact_is_refused_everywhere(builtin, name):
+    art = builtin / name
+    data = bytearray(art.read_bytes())
+    data[len(data) // 2] ^= 0xFF                               # one weight byte
+    art.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match its manifest"):
+        StepModel.load(art)
+    assert _cli("inspect", art).exit_code == 2
+    assert _cli("bench", art, "--no-rss", "--seconds", "0.05", "-q").exit_code == 2
+    assert _cli("stream", art, "-").exit_code == 2
+    art.write_bytes(b"")                                        # a 0-byte model
+    r = _cli("inspect", art)
+    assert r.exit_code == 2 and "parity" not in r.output
+
+
+def test_a_bundle_from_another_checkpoint_is_refused(builtin, tmp_path_factory):
+    other = tmp_path_factory.mktemp("kws")
+    shutil.copy(BUILTIN_DIR / "kws-gru.bundle.npz", builtin / "default-gru.bundle.npz")
+    (builtin / "default-gru.export.json").unlink()              # as a hand copy without the index
+    r = _cli("bench", builtin / "default-gru.onnx", "--no-rss", "--seconds", "0.05", "-q",
+             "--data", other)
+    assert r.exit_code == 2 and "another checkpoint" in r.output
+
+
+def test_a_mixed_export_is_refused_by_its_index(builtin):
+    shutil.copy(BUILTIN_DIR / "kws-gru.bundle.npz", builtin / "default-gru.bundle.npz")
+    r = _cli("bench", builtin / "default-gru.onnx", "--no-rss", "--seconds", "0.05", "-q")
+    assert r.exit_code == 2 and "export index" in r.output
+
+
+def test_an_interrupted_export_is_refused_and_cleaned_by_the_next(builtin):
+    (builtin / "default-gru.export.json").unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale = builtin / f".edgerf-export.edgerf-{dead}-abc"
+    stale.mkdir()
+    (stale / "default-gru.onnx").write_bytes(b"half")
+    r = _cli("bench", builtin / "default-gru.onnx", "--no-rss", "--seconds", "0.05", "-q")
+    assert r.exit_code == 2 and "interrupted" in r.output
+    r = _cli("export", builtin / "default-gru.pt", "--force", *QUICK_EXPORT)
+    assert r.exit_code == 0, r.output
+    assert not stale.exists() and (builtin / "default-gru.export.json").exists()
+
+
+# -- 3. manifests -----------------------------------------------------------------------------
+GOOD = manifest.read(BUILTIN_DIR / "default-gru.int8.tflite")
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                         max_size=3), max_leaves=6)
+
+
+def _paths(d, prefix=()):
+    for k, v in (d.items() if isinstance(d, dict) else enumerate(d)):
+        yield prefix + (k,)
+        if isinstance(v, (dict, list)):
+            yield from _paths(v, prefix + (k,))
+
+
+PATHS = list(_paths(GOOD))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PATHS), json_values)
+def test_manifest_validator_refuses_or_accepts_never_crashes(path, value):
+    m = copy.deepcopy(GOOD)
+    node = m
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    try:
+        manifest.validate(m, "m.json")
+    except ArtifactError as e:
+        assert "m.json" in str(e)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: m["states"][0].update(range=[0.5, -0.5]), "range"),
+    (lambda m: m["states"][0].update(range=[0.1, 0.1]), "range"),
+    (lambda m: m["states"][0].update(shape=[None, "48"]), "shape"),
+    (lambda m: m["states"][0].update(shape=[None, 10 ** 9]), "shape"),
+    (lambda m: m["inputs"]["x"].update(shape="28"), "shape"),
+    (lambda m: m["model"].update(classes=["a"]), "classes"),
+    (lambda m: m["outputs"]["logits"].update(shape=[None, 3]), "logit per class"),
+    (lambda m: m["decision"].update(threshold=1.5), "threshold"),
+    (lambda m: m.update(states={}), "states"),
+    (lambda m: m["states"][0].update(output="x"), "twice"),
+])
+def test_manifest_field_errors_are_named(builtin, edit, match):
+    side = manifest.sidecar_path(builtin / "default-gru.onnx")
+    m = json.loads(side.read_text())
+    edit(m)
+    side.write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=match):
+        StepModel.load(builtin / "default-gru.onnx")
+    assert _cli("inspect", builtin / "default-gru.onnx").exit_code == 2
+
+
+# -- 4. frames ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_frames_are_checked_as_the_graph_sees_them(builtin, name):
+    m = StepModel.load(builtin / name)
+    before = m.get_state()
+    for bad in (np.full(28, 1e300), np.full(28, np.nan, np.float16), np.ones(27), "abc", [[1.0] * 28, [1.0]],
+                np.ones(28, complex), None, np.ones((2, 28))):
+        with pytest.raises(FrameError):
+            m.step(bad)
+    np.testing.assert_array_equal(m.get_state()["l0_h"], before["l0_h"])
+    a = m.step(np.arange(28, dtype=np.int64) % 3)
+    m.reset_state()
+    b = m.step((np.arange(28) % 3).astype(np.float64))
+    np.testing.assert_array_equal(a, b)                       # every real dtype is the same frame
+    skip = StepModel.load(builtin / name, on_bad_frame="skip")
+    for bad in (np.full(28, 1e300), "abc", [[1.0] * 28, [1.0]], None, np.ones(5)):
+        assert skip.step(bad) is None
+    assert skip.health["bad_frames"] == 5 and skip.steps == 0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=28, max_size=28))
+def test_any_frame_gives_finite_logits_or_a_refusal(frame):
+    m = _shared_model()
+    try:
+        logits = m.step(np.array(frame))
+    except FrameError:
+        return
+    assert np.isfinite(logits).all()
+    assert all(np.isfinite(v).all() for v in m.get_state().values())
+
+
+_MODEL = []
+
+
+def _shared_model():
+    if not _MODEL:
+        _MODEL.append(StepModel.load(BUILTIN_DIR / "default-gru.int8.tflite"))
+    return _MODEL[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 6), st.integers(0, 9), st.integers(0, 5)), min_size=0, max_size=8))
+def test_stream_builder_keeps_its_invariants(spec):
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(size=(n, 3)).astype(np.float32) for n, _, _ in spec]
+    gaps = [rng.normal(size=(g, 3)).astype(np.float32) for _, _, g in spec]
+    if not spec:
+        with pytest.raises(DataError):
+            concat_samples(samples, [], gaps)
+        return
+    s = concat_samples(samples, [y for _, y, _ in spec], gaps)
+    assert s.problems() is None
+    assert len(s) == sum(n + g for n, _, g in spec) and len(s.ends) == len(spec)
+    assert s.mask.sum() == sum(n for n, _, _ in spec)
+
+
+# -- 5. small files, big memory ------------------------------------------------------------------
+def test_a_checkpoint_whose_config_claims_a_huge_model_is_refused_first(tmp_path):
+    payload = torch.load(BUILTIN_DIR / "default-gru.pt", weights_only=True)
+    payload["config"]["hidden"] = 9000
+    torch.save(payload, tmp_path / "big.pt")
+    with pytest.raises(CheckpointError, match="does not match the weights"):
+        checkpoint.load(tmp_path / "big.pt")
+    payload["config"]["hidden"] = 48
+    payload["task"] = {"name": "imagenet"}
+    torch.save(payload, tmp_path / "task.pt")
+    assert _cli("export", tmp_path / "task.pt").exit_code == 2
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert _cli("export", tmp_path / "empty.pt").exit_code == 2
+
+
+def test_an_idx_bomb_or_a_lying_header_is_refused(tmp_path):
+    header = bytes([0, 0, 8, 3]) + (200_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
+        f.write(header)
+        for _ in range(10):
+            f.write(bytes(1 << 20))
+    with pytest.raises(DataError, match="corrupt or truncated"):
+        fashion.read_idx(tmp_path / "t10k-images-idx3-ubyte")
+    huge = bytes([0, 0, 8, 3]) + (2 ** 31).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(huge))
+    with pytest.raises(DataError, match="beyond any Fashion-MNIST"):
+        fashion.read_idx(tmp_path / "t10k-images-idx3-ubyte")
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 0])))
+    with pytest.raises(DataError, match="no records"):
+        fashion.read_idx(tmp_path / "t10k-images-idx3-ubyte")
+
+
+# -- 6. every refusal is exit 2 ------------------------------------------------------------------
+def test_hostile_inputs_through_every_command_never_exit_1(builtin, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(4096))
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    (tmp_path / "frames.npy").write_bytes(b"\x93NUMPY garbage")
+    np.save(tmp_path / "wrong.npy", np.ones((5, 3, 2)))
+    wav = tmp_path / "bad.wav"
+    wav.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    cases = [
+        ["train", "-o", tmp_path / "x.pt", "--data", tmp_path, "--epochs", "1"],
+        ["train", "-o", tmp_path / "x.pt", "--task", "gsc", "--data", tmp_path],
+        ["train", "-o", tmp_path / "x.pt", "--batch", "0", "--train-samples", "10"],
+        *[["export", f] for f in (junk, empty, text, tmp_path / "missing.pt")],
+        ["export", builtin / "default-gru.pt", "--format", "coreml", "-o", tmp_path / "o"],
+        *[["inspect", f] for f in (junk, empty, text, tmp_path / "missing.onnx", tmp_path / "frames.npy")],
+        *[["bench", f, "--no-rss", "-q"] for f in (junk, empty, text, tmp_path / "missing.onnx")],
+        ["bench", "--ckpt", junk, "--no-rss", "-q"],
+        *[["stream", builtin / "default-gru.onnx", f] for f in (tmp_path / "frames.npy", tmp_path / "wrong.npy",
+                                                                   tmp_path / "missing.npy", wav)],
+        ["stream", "kws-gru", wav],
+        ["stream", builtin / "default-gru.onnx", "-", "--state", junk],
+        ["plot", junk, "-o", tmp_path / "p.png"],
+        ["plot", builtin / "default-gru.pt", "-o", tmp_path / "p.png", "--data", tmp_path],
+    ]
+    for args in cases:
+        r = _cli(*args)
+        assert r.exit_code in (2, 0), (args, r.exit_code, r.output)
+
+
+# -- interrupts: SIGKILL leaves the previous complete set or none -------------------------------
+@pytest.mark.slow
+def test_export_killed_at_any_point_leaves_the_previous_set_or_a_refused_one(builtin):
+    before = {p.name: p.read_bytes() for p in builtin.iterdir()}
+    cmd = [sys.executable, "-m", "edgerf", "export", str(builtin / "default-gru.pt"), "--force", *QUICK_EXPORT]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    full = time.perf_counter() - t0
+    for k in range(1, 6):                     # kills spread over a whole export, the final moves included
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full * k / 5.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        try:
+            verdict = manifest.verify_export(builtin / "default-gru.onnx")
+            for a in ARTIFACTS:
+                StepModel.load(builtin / a)    # every artifact matches its manifest
+            assert verdict == "export index verified"
+        except ArtifactError as e:
+            assert "interrupted" in str(e) or "export index" in str(e) or "manifest" in str(e)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not list(builtin.glob(".*"))       # nothing left behind
+    assert manifest.verify_export(builtin / "default-gru.onnx") == "export index verified"
+    assert set(before) <= {p.name for p in builtin.iterdir()}
+
+
+@pytest.mark.slow
+def test_train_killed_leaves_no_checkpoint_or_the_old_one(tmp_path):
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"previous")
+    cmd = [sys.executable, "-m", "edgerf", "train", "-o", str(out), "--force", "--hidden", "8", "--epochs", "1",
+           "--train-samples", "256", "--val-samples", "20", "--test-steps", "400", "-q"]
+    for delay in (0.5, 3.0):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert out.read_bytes() == b"previous" or checkpoint.load(out)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    checkpoint.load(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
