@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import typer
 
-from edgerf.choices import DEVICES, FAMILY_NAMES, TRAINING_MODE_NAMES
+from edgerf.choices import DEVICES, FAMILY_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.errors import EdgerfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -76,6 +76,7 @@ Family = _choice("Family", FAMILY_NAMES)
 Mode = _choice("Mode", TRAINING_MODE_NAMES)
 BadFrame = _choice("BadFrame", ("raise", "skip"))
 Device = _choice("Device", DEVICES)
+TrainDevice = _choice("TrainDevice", TRAIN_DEVICES)
 
 
 @app.command()
@@ -95,11 +96,16 @@ def train(
     val_samples: int = typer.Option(500, help="Validation samples checked after each epoch."),
     test_steps: int = typer.Option(100_000, help="Length of the unreset test stream for the final numbers."),
     threads: int = typer.Option(1, help="torch intra-op threads."),
+    device: TrainDevice = typer.Option("auto", help="Where to train: cuda when torch sees one, else cpu. Under "
+                                                    "torchrun each process trains a share of the --batch lanes."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train a recurrent classifier on an unreset stream and write a checkpoint."""
+    """Train a recurrent classifier on an unreset stream and write a checkpoint.
+
+    Runs unchanged under torchrun (e.g. `torchrun --nproc_per_node 2 -m edgerf train ...`):
+    the lanes are dealt over the processes, gradients averaged, rank 0 writes."""
     _need_host("train")
     from edgerf import checkpoint
     from edgerf.train import TrainConfig, train as run
@@ -109,8 +115,10 @@ def train(
         cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
                           epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                           val_samples=val_samples, test_steps=test_steps, threads=threads,
-                          data=str(data) if data else None)
+                          data=str(data) if data else None, device=device.value)
         ckpt = run(cfg, progress=not quiet)
+        if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
+            return
         checkpoint.save(output, ckpt)
     except EdgerfError as e:
         _fail(e)

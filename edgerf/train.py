@@ -22,6 +22,7 @@ import torch
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint, versions
 from edgerf.data import Stream
+from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
 from edgerf.metrics import stream_metrics
 from edgerf.progress import bar
@@ -46,6 +47,7 @@ class TrainConfig:
     test_steps: int = 100_000    # length of the unreset test stream for the final numbers
     threads: int = 1             # torch intra-op threads; small matmuls gain little from more
     data: str | None = None      # dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)
+    device: str = "auto"         # cuda when torch sees one, else cpu
 
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
@@ -65,7 +67,7 @@ class TrainConfig:
         parts = ["edgerf", "train", "--task", self.task, "--model", self.model, "--loss", self.loss]
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("task", "model", "loss", "data") and v != f.default:
+            if f.name not in ("task", "model", "loss", "data", "device") and v != f.default:
                 parts += [f"--{f.name.replace('_', '-')}", str(v)]
         return shlex.join(parts)
 
@@ -74,9 +76,8 @@ class TrainConfig:
                            layers=self.layers, classes=len(task.classes))
 
 
-def _batch(streams: list[Stream], reset: bool) -> dict[str, torch.Tensor]:
-    """Stack lanes [B, L, ...], cut to the shortest lane."""
-    L = min(len(s) for s in streams)
+def _batch(streams: list[Stream], reset: bool, L: int, device: str) -> dict[str, torch.Tensor]:
+    """Stack lanes [B, L, ...], cut to ``L`` steps (the shortest lane over every rank)."""
     out = {
         "x": torch.from_numpy(np.stack([s.x[:L] for s in streams])),
         "labels": torch.from_numpy(np.stack([s.labels[:L] for s in streams])),
@@ -84,7 +85,7 @@ def _batch(streams: list[Stream], reset: bool) -> dict[str, torch.Tensor]:
     }
     if reset:
         out["resets"] = torch.from_numpy(np.stack([s.resets()[:L] for s in streams]))
-    return out
+    return {k: v.to(device) for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -93,13 +94,14 @@ def predict(model: RecurrentClassifier, stream: Stream, oracle_reset: bool = Fal
     """Logits [T, C] of ``model`` run over the whole stream with batch 1, state carried
     throughout (reset only at sample starts when ``oracle_reset``)."""
     model.eval()
-    state, out = model.init_state(1), []
-    resets = torch.from_numpy(stream.resets()) if oracle_reset else None
+    device = next(model.parameters()).device
+    state, out = tuple(s.to(device) for s in model.init_state(1)), []
+    resets = torch.from_numpy(stream.resets()).to(device) if oracle_reset else None
     for t0 in range(0, len(stream), chunk):
-        x = torch.from_numpy(stream.x[t0:t0 + chunk])[None]
+        x = torch.from_numpy(stream.x[t0:t0 + chunk])[None].to(device)
         r = None if resets is None else resets[t0:t0 + chunk][None]
         logits, state = model(x, state, r)
-        out.append(logits[0].numpy())
+        out.append(logits[0].cpu().numpy())
     return np.concatenate(out)
 
 
@@ -118,8 +120,20 @@ def evaluation_records(model, task, stream: Stream, mode_name: str) -> list[dict
 
 
 def train(cfg: TrainConfig, progress: bool = True,
-          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint:
-    """Train one model; return its checkpoint with test-stream results filled in."""
+          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint | None:
+    """Train one model; return its checkpoint with test-stream results filled in.
+
+    Under torchrun (``edgerf.distributed``) every rank runs this with the same config:
+    the ``batch`` lanes are dealt over the ranks, gradients are averaged, and rank 0
+    alone evaluates and returns the checkpoint (the other ranks return None)."""
+    dist = setup(cfg.device)
+    try:
+        return _train(cfg, dist, progress and dist.main, log if dist.main else (lambda s: None))
+    finally:
+        teardown(dist)
+
+
+def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
     task = get_task(cfg.task)
@@ -135,25 +149,34 @@ def train(cfg: TrainConfig, progress: bool = True,
     if n_train < cfg.batch:
         raise ValueError(f"{n_train} training samples cannot fill {cfg.batch} parallel streams; "
                          "lower --batch or raise --train-samples")
+    if cfg.batch % dist.world:
+        raise ValueError(f"--batch {cfg.batch} does not divide over {dist.world} processes; make it a multiple")
     val = task.stream("val", cfg.val_samples, seed=cfg.seed + 1, data=cfg.data)
 
-    model = RecurrentClassifier(cfg.model_config(task))
+    model = RecurrentClassifier(cfg.model_config(task)).to(dist.device)
+    net = model
+    if dist.backend is not None:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
+    mine = dist.lanes(cfg.batch)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     per_lane = n_train // cfg.batch
     chunks_per_epoch = max(1, int(per_lane * task.steps_per_sample) // cfg.bptt)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / (chunks_per_epoch * cfg.epochs), 1.0))))
 
-    state = model.init_state(cfg.batch)
+    state = tuple(s.to(dist.device) for s in model.init_state(len(mine)))
     history, t_start = [], time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(n_train)
-        lanes = [task.stream("train", None, seed=int(rng.integers(2**31)),
-                             arrays=(train_arrays[0][idx], train_arrays[1][idx]), augment=True)
-                 for idx in np.array_split(order[: per_lane * cfg.batch], cfg.batch)]
-        b = _batch(lanes, mode.oracle_reset)
-        L = b["x"].shape[1]
+        parts = np.array_split(order[: per_lane * cfg.batch], cfg.batch)
+        seeds = [int(rng.integers(2**31)) for _ in parts]      # every rank draws all: same lanes as 1 process
+        lanes = [task.stream("train", None, seed=seeds[k],
+                             arrays=(train_arrays[0][parts[k]], train_arrays[1][parts[k]]), augment=True)
+                 for k in mine]
+        L = dist.min_int(min(len(s) for s in lanes))
+        b = _batch(lanes, mode.oracle_reset, L, dist.device)
         n_chunks = L // cfg.bptt
         t_epoch, loss_sum, hit, seen = time.perf_counter(), 0.0, 0, 0
         with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_chunks * cfg.bptt * cfg.batch, progress,
@@ -161,7 +184,7 @@ def train(cfg: TrainConfig, progress: bool = True,
                         "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
             for c in range(n_chunks):
                 sl = slice(c * cfg.bptt, (c + 1) * cfg.bptt)
-                logits, state = model(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
+                logits, state = net(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
                 state = tuple(s.detach() for s in state)
                 loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss)
                 opt.zero_grad(set_to_none=True)
@@ -176,6 +199,9 @@ def train(cfg: TrainConfig, progress: bool = True,
                 steps = (c + 1) * cfg.bptt * cfg.batch
                 pb.advance(cfg.bptt * cfg.batch, loss=loss_sum / (c + 1), acc=hit / max(seen, 1),
                            rate=steps / (time.perf_counter() - t_epoch))
+        loss_sum, hit, seen = dist.sum(loss_sum / dist.world, hit, seen)   # the mean over ranks of each chunk's loss
+        if not dist.main:
+            continue
         vm = evaluate(model, val, task.threshold, oracle_reset=mode.oracle_reset)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1),
                         "train_acc_f": hit / max(seen, 1), "val_acc_p": vm["acc_p"],
@@ -186,8 +212,11 @@ def train(cfg: TrainConfig, progress: bool = True,
             f"val acc_f {vm['acc_f']:.3f}  val false_alarm {vm['false_alarm']:.4f}  "
             f"({history[-1]['seconds']:.0f} s)")
     train_seconds = time.perf_counter() - t_start
+    if not dist.main:
+        return None
 
     model.eval()
+    model.to("cpu")
     test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2, data=cfg.data)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
@@ -200,5 +229,6 @@ def train(cfg: TrainConfig, progress: bool = True,
         training={"config": asdict(cfg), "command": cfg.command(), "history": history,
                   "data": {"dir": task.data_dir(cfg.data), "train_samples": n_train,
                            "val_samples": len(val.ends), "test_steps": len(test)},
+                  "distributed": dist.provenance(),
                   "train_seconds": round(train_seconds, 1)},
         results={"test": records}, versions=versions())
