@@ -401,6 +401,55 @@ def bench(
 
 
 @app.command()
+def sweep(
+    task: Task = typer.Option("sfmnist", help="Task of every trial."),
+    models: str = typer.Option("gru", help=f"Comma-separated families: {', '.join(FAMILY_NAMES)}."),
+    losses: str = typer.Option("reset-free", help=f"Comma-separated training modes: {', '.join(TRAINING_MODE_NAMES)}."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds."),
+    hidden: str = typer.Option("128", help="Comma-separated widths."),
+    epochs: int = typer.Option(6, help="Epochs of every trial."),
+    batch: int = typer.Option(64, help="Parallel unreset training streams per trial."),
+    train_samples: Optional[int] = typer.Option(None, help="Use only the first N training samples."),
+    val_samples: int = typer.Option(500, help="Validation samples checked after each epoch."),
+    test_steps: int = typer.Option(100_000, help="Length of the unreset test stream of every trial."),
+    out: Path = typer.Option(Path("runs/sweep"), "-o", "--out", help="Folder for the trials' checkpoints and logs; "
+                                                                     "finished trials found here are reused."),
+    results: Optional[Path] = typer.Option(None, help="Prefix of the result tables (.jsonl, .md); default OUT/sweep."),
+    address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: a local Ray "
+                                                    "inside this command)."),
+    cpus: int = typer.Option(1, help="CPUs (torch threads) per trial."),
+    engine: str = typer.Option("auto", help="ray, pool (local processes), or auto: ray when edgerf[sweep] is "
+                                            "installed."),
+    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+) -> None:
+    """Train a grid (families x losses x seeds x widths) as Ray Tune trials; resumable."""
+    _need_host("sweep")
+    from edgerf.sweep import SweepConfig, run_sweep
+    from edgerf.train import TrainConfig
+
+    def listed(text: str, kind=str, known=None):
+        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        bad = [v for v in values if known is not None and v not in known]
+        if not values or bad:
+            raise typer.BadParameter(f"{text!r}: expected a comma-separated list" +
+                                     (f" of {', '.join(known)}" if known else ""))
+        return values
+
+    try:
+        cfg = SweepConfig(
+            base=TrainConfig(task=task.value, epochs=epochs, batch=batch, train_samples=train_samples,
+                             val_samples=val_samples, test_steps=test_steps, data=str(data) if data else None),
+            models=listed(models, known=FAMILY_NAMES), losses=listed(losses, known=TRAINING_MODE_NAMES),
+            seeds=listed(seeds, int), hidden=listed(hidden, int), out=str(out),
+            results=str(results) if results else None, address=address, cpus=cpus, engine=engine)
+        run_sweep(cfg, log=lambda s: typer.echo(s, err=True))
+    except ImportError as e:
+        _fail(EdgerfError(str(e)))
+    except (EdgerfError, ValueError) as e:
+        _fail(e if isinstance(e, EdgerfError) else EdgerfError(str(e)))
+
+
+@app.command()
 def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),

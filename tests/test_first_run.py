@@ -18,7 +18,7 @@ from edgerf import manifest
 from edgerf.bundle import read as read_bundle
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.cli import app
-from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
+from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_TRUTH, builtin_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")

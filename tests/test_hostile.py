@@ -12,8 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +24,7 @@ from edgerf import checkpoint, manifest
 from edgerf.cli import app
 from edgerf.data import fashion
 from edgerf.data.stream import concat_samples
-from edgerf.errors import ArtifactError, CheckpointError, DataError, EdgerfError
+from edgerf.errors import ArtifactError, CheckpointError, DataError
 from edgerf.models import BUILTIN_DIR
 from edgerf.runtime import FrameError, StateError, StepModel
 

@@ -1,0 +1,91 @@
+"""Beyond one process: `edgerf train` under torchrun (2 gloo ranks on CPU) matches one
+process with the same total batch; `edgerf sweep` runs trials on a local Ray and resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgerf import checkpoint
+
+TINY = ["--hidden", "8", "--epochs", "2", "--batch", "4", "--train-samples", "96", "--val-samples", "10",
+        "--test-steps", "600", "-q"]
+# Two ranks average two half-batch gradients where one process takes one mean over the
+# whole batch: the same number up to float summation order, which a few hundred Adam
+# steps may amplify a little.
+LOSS_RTOL = 1e-4
+
+
+def _train(args, cwd, nproc=None):
+    cmd = [sys.executable, "-m", "edgerf", "train", *args]
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(29500 + os.getpid() % 1000), "-m", "edgerf", "train", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_and_only_rank_0_writes(tmp_path):
+    one = _train(["-o", "one.pt", *TINY], tmp_path)
+    two = _train(["-o", "two.pt", *TINY], tmp_path, nproc=2)
+    a, b = checkpoint.load(tmp_path / "one.pt"), checkpoint.load(tmp_path / "two.pt")
+    assert b.training["distributed"] == {"world_size": 2, "backend": "gloo", "device": "cpu"}
+    assert a.training["distributed"]["world_size"] == 1
+    for ha, hb in zip(a.training["history"], b.training["history"], strict=True):
+        assert hb["loss"] == pytest.approx(ha["loss"], rel=LOSS_RTOL)
+    ra, rb = a.results["test"][0], b.results["test"][0]
+    assert rb["acc_p"] == ra["acc_p"] and rb["acc_f"] == pytest.approx(ra["acc_f"], abs=0.01)
+    # rank 0 alone writes and prints: one result line, one checkpoint, no temporaries
+    assert len([line for line in two.stdout.splitlines() if line.startswith("[")]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.pt", "two.pt"]
+
+
+def test_a_batch_that_does_not_divide_over_the_ranks_is_refused(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                        "--master_port", str(30500 + os.getpid() % 1000), "-m", "edgerf", "train", "-o", "x.pt",
+                        *TINY[:4], "--batch", "3", "--train-samples", "96", "-q"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "multiple" in r.stderr and not (tmp_path / "x.pt").exists()
+
+
+SWEEP = ["sweep", "--models", "gru,rnn,lif", "--hidden", "8", "--epochs", "1", "--batch", "4", "--train-samples",
+         "64", "--val-samples", "10", "--test-steps", "500"]
+
+
+@pytest.mark.slow
+def test_a_local_ray_sweep_writes_its_table_and_resumes_after_a_kill(tmp_path):
+    pytest.importorskip("ray", reason="edgerf[sweep] (Ray Tune) is not installed")
+    cmd = [sys.executable, "-m", "edgerf", *SWEEP, "-o", str(tmp_path / "sw")]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "sw").glob("*.pt")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)                   # the driver and its Ray workers
+    p.wait()
+    finished = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "sw").glob("*.pt")}
+    assert finished, "no trial finished before the kill"
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # trials in flight when the driver died may still land (their writes are atomic)
+    reused = int(r.stderr.split(" already finished")[0].rsplit("(", 1)[1])
+    assert reused >= len(finished)
+    for name, mtime in finished.items():               # reused, not retrained
+        assert (tmp_path / "sw" / name).stat().st_mtime_ns == mtime
+    rows = [json.loads(line) for line in (tmp_path / "sw" / "sweep.jsonl").read_text().splitlines()]
+    assert sorted(r["model"] for r in rows) == ["gru", "lif", "rnn"]
+    assert all(r["command"].startswith("edgerf train --task sfmnist --model") for r in rows)
+    table = (tmp_path / "sw" / "sweep.md").read_text()
+    assert table.count("| no-reset |") == 3
+
+
+def test_sweep_without_ray_runs_in_a_local_pool(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgerf", *SWEEP[:2], "gru", *SWEEP[3:], "-o", str(tmp_path),
+                        "--engine", "pool"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "on pool" in r.stderr and (tmp_path / "sweep.md").exists()
