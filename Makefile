@@ -1,18 +1,18 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test`.
-# Both create .venv and install edgerf with its host extras on first use.
+# Both create .venv and install edgerf with its host, dev and sweep extras on first use.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test grid arm64 results builtin clean
+.PHONY: setup demo test grid arm64 results builtin soak scaling clean
 
 GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e ".[host,dev]"
+	$(BIN)/pip install -q -e ".[host,dev,sweep]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -29,10 +29,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## The 4 x 3 training grids behind bench/results/{sfmnist,gsc}_train.md (about an hour each, 2 cores).
+## The 4 x 3 training grids behind bench/results/{sfmnist,gsc}_train.md (about an hour each,
+## 2 cores), run as `edgerf sweep` trials: on Ray Tune (installed by setup), else a process pool.
 grid: $(STAMP)
-	$(BIN)/python -m edgerf.bench.train_grid --task sfmnist --jobs 2
-	$(BIN)/python -m edgerf.bench.train_grid --task gsc --jobs 2
+	$(BIN)/python -m edgerf.bench.train_grid --task sfmnist
+	$(BIN)/python -m edgerf.bench.train_grid --task gsc
 
 ## aarch64 emulation for `edgerf bench --device arm64` (once; needs apt and root).
 arm64: $(STAMP)
@@ -49,6 +50,21 @@ results: $(STAMP)
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64
+
+## bench/results/soak.md: 10^6 unreset steps per artifact, GRU reset-free beside ce (their
+## checkpoints: the built-in recipe, trained and exported into runs/soak).
+soak: $(STAMP)
+	mkdir -p runs/soak
+	cp edgerf/models/default-gru.pt runs/soak/gru48-reset-free.pt
+	test -f runs/soak/gru48-ce.pt || $(BIN)/edgerf train --task sfmnist --model gru --loss ce --hidden 48 \
+		--epochs 3 --batch 32 --train-samples 16000 --test-steps 20000 -q -o runs/soak/gru48-ce.pt
+	$(BIN)/edgerf export runs/soak/gru48-ce.pt --int8 -q --force
+	$(BIN)/edgerf export runs/soak/gru48-reset-free.pt --int8 -q --force
+	$(BIN)/python -m edgerf.bench.soak runs/soak/gru48-reset-free.pt runs/soak/gru48-ce.pt
+
+## bench/results/scaling.md: DDP ranks and sweep engines on this machine.
+scaling: $(STAMP)
+	$(BIN)/python -m edgerf.bench.scaling
 
 ## The shipped built-in models (exports, bundles, demo recording) from their checkpoints (full data).
 builtin: $(STAMP)

@@ -204,6 +204,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
             continue
         vm = evaluate(model, val, task.threshold, oracle_reset=mode.oracle_reset)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1),
+                        "lane_steps": n_chunks * cfg.bptt * cfg.batch,
                         "train_acc_f": hit / max(seen, 1), "val_acc_p": vm["acc_p"],
                         "val_acc_f": vm["acc_f"], "val_false_alarm": vm["false_alarm"],
                         "seconds": time.perf_counter() - t_epoch})

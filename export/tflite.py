@@ -324,8 +324,15 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
     cast_outputs = {op_.output for op_ in g.ops if op_.kind == "CAST"}
     shadow: set = set()
 
-    # graph inputs first, so their tensor params are known
-    for t in g.inputs:
+    # Graph inputs first, so their tensor params are known. Full-integer plans keep the
+    # frame and the logits float at the graph boundary (QUANTIZE in, DEQUANTIZE out, done
+    # by LiteRT's kernels) while the state crosses it as int8 and is fed back as is: the
+    # device's Python never quantises a frame or dequantises a logit.
+    x_in, logits_out = g.inputs[0], g.outputs[0]
+    if full:
+        shadow.update((x_in, logits_out))
+        op(B.QUANTIZE, [tensor(x_in, False)], [tensor(x_in, True)])
+    for t in g.inputs[1:]:
         tensor(t, full)
     for o in g.ops:
         quant_here = full or (qtype is not None and o.kind == "FULLY_CONNECTED")
@@ -386,13 +393,15 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
         else:  # pragma: no cover - the lowering only makes the kinds above
             raise NotImplementedError(o.kind)
 
-    sub.inputs = [index[(id(t), full)] for t in g.inputs]
-    sub.outputs = [index[(id(t), full)] for t in g.outputs]
+    if full:
+        op(B.DEQUANTIZE, [index[(id(logits_out), True)]], [tensor(logits_out, False)])
+    sub.inputs = [index[(id(x_in), False)]] + [index[(id(t), full)] for t in g.inputs[1:]]
+    sub.outputs = [index[(id(logits_out), False)]] + [index[(id(t), full)] for t in g.outputs[1:]]
     sub.name = b"step"
     model.subgraphs = [sub]
     model.description = b"edgerf step graph"
     for t in (*g.inputs, *g.outputs):
-        dt, s, z = params[(id(t), full)]
+        dt, s, z = params[(id(t), full and t not in (x_in, logits_out))]
         io_quant[t.name] = {"dtype": dt, "scale": s, "zero_point": z}
     if metadata:
         model.metadata = []
