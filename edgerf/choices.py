@@ -6,7 +6,7 @@ torch, so the row names live here and each table checks at import that its keys 
 exactly these (a new row is one name here plus its row there).
 """
 
-FAMILY_NAMES = ("rnn", "gru", "ssm", "lif")
+FAMILY_NAMES = ("rnn", "gru", "ssm", "ssm-sel", "lif")
 TRAINING_MODE_NAMES = ("reset-free", "periodic-reset", "ce")
 DEVICES = ("cpu", "arm64")      # edgerf bench: this machine, or aarch64 under qemu emulation
 TRAIN_DEVICES = ("auto", "cpu", "cuda")   # edgerf train: auto = cuda when torch sees one

@@ -250,16 +250,22 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
             log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
             continue
         p = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, check.mask)
-        acc_p = stream_metrics(logits, check.labels, check.mask, check.ends, task.threshold)["acc_p"]
-        ok = (p.argmax_agreement >= cfg.budget.min_agreement
-              and ref["acc_p"] - acc_p <= cfg.budget.max_acc_p_drop)
-        tried.append({"plan": plan, "argmax_agreement": p.argmax_agreement, "acc_p": acc_p,
-                      "acc_p_fp32": ref["acc_p"], "max_abs_state": p.max_abs_state,
+        got = stream_metrics(logits, check.labels, check.mask, check.ends, task.threshold)
+        paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
+                                            check.labels[check.ends])
+        ok = cfg.budget.judge(ref, got, p.argmax_agreement)
+        tried.append({"plan": plan, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
+                      "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
+                      "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
                       "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok})
-        log(f"  {fmt_name} plan {plan:10s}: agreement {p.argmax_agreement:.4%}, acc_p {acc_p:.4f} "
-            f"(fp32 {ref['acc_p']:.4f}) -> {'kept' if ok else 'over budget'}")
+        lo, hi = paired["ci95"]
+        log(f"  {fmt_name} plan {plan:10s}: acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop "
+            f"{paired['drop'] * 100:+.2f} pt, 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}]), false alarms "
+            f"{got['false_alarm']:.3%} vs {ref['false_alarm']:.3%}, decisions agree {paired['decision_agreement']:.2%}, "
+            f"frames {p.argmax_agreement:.2%} -> {'kept' if ok else 'over budget'}")
         if ok:
-            why = f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps"
+            why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
+                   f"({paired['samples']:,} samples)")
             return path, {"plan": plan, "why": why, "budget": asdict(cfg.budget), "tried": tried,
                           "check_steps": len(check)}
     path = stage / f"{base}.fp32.candidate{fmt.suffix}"

@@ -140,12 +140,26 @@ def _lower_gru(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, 
     return h, [h]
 
 
+def _glu(g: Graph, cell, u: Tensor, h: Tensor) -> Tensor:
+    v = g.add(g.fc(h, cell.c_val, "c_val"), g.fc(u, cell.d_val, "d_val"), "v")
+    return g.mul(v, g.sigmoid(g.add(g.fc(h, cell.c_gate, "c_gate"), g.fc(u, cell.d_gate, "d_gate"))), "y")
+
+
 def _lower_ssm(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
     (h,) = state
-    a = g.const(cell.decay().detach().numpy()[None], "decay")
-    h = g.add(g.mul(h, a), g.fc(u, cell.b_proj, "b_proj"), "h")
-    y = g.tanh(g.add(g.fc(h, cell.c_proj, "c_proj"), g.fc(u, cell.d_proj, "d_proj")), "y")
-    return y, [h]
+    a = cell.decay().detach().numpy()
+    w, b = _weights(cell.b_proj)
+    inject = g.fc(u, ((1 - a)[:, None] * w, (1 - a) * b), "b_proj")   # (1 - a) folded into B
+    h = g.add(g.mul(h, g.const(a[None], "decay")), inject, "h")
+    return _glu(g, cell, u, h), [h]
+
+
+def _lower_ssm_sel(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    (h,) = state
+    a = g.sigmoid(g.fc(u, cell.a_proj, "a_proj"), "decay")
+    bu = g.fc(u, cell.b_proj, "b_proj")
+    h = g.add(g.mul(a, h), g.sub(bu, g.mul(a, bu)), "h")              # a h + (1 - a) B u
+    return _glu(g, cell, u, h), [h]
 
 
 def _lower_lif(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -160,7 +174,8 @@ def _lower_lif(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, 
     return a, [v, a]
 
 
-LOWERINGS = {"rnn": _lower_rnn, "gru": _lower_gru, "ssm": _lower_ssm, "lif": _lower_lif}
+LOWERINGS = {"rnn": _lower_rnn, "gru": _lower_gru, "ssm": _lower_ssm, "ssm-sel": _lower_ssm_sel,
+             "lif": _lower_lif}
 
 
 def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:

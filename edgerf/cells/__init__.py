@@ -15,12 +15,13 @@ from edgerf.choices import FAMILY_NAMES, check_table
 from edgerf.cells.gru import GRUCell
 from edgerf.cells.lif import LIFCell
 from edgerf.cells.rnn import ElmanCell
-from edgerf.cells.ssm import DiagSSMCell
+from edgerf.cells.ssm import DiagSSMCell, SelectiveSSMCell
 
 FAMILIES: dict[str, type[Cell]] = {
     "rnn": ElmanCell,
     "gru": GRUCell,
     "ssm": DiagSSMCell,
+    "ssm-sel": SelectiveSSMCell,
     "lif": LIFCell,
 }
 check_table(FAMILIES, FAMILY_NAMES, "FAMILIES")
