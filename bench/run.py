@@ -16,7 +16,7 @@ and the torch reference logits; the report says which reference was used.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +100,7 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
             raise ArtifactError(f"{ckpt} is not the checkpoint {artifacts[0].name} was exported from "
                                 "(SHA-256 differs); pass the right --ckpt.")
         model = ck.model
+        cfg = replace(cfg, data=ck.data(cfg.data))
     if not cfg.accuracy:
         return None, None, model, "accuracy skipped (--no-accuracy)"
     if model is not None:

@@ -98,6 +98,10 @@ def train(
     threads: int = typer.Option(1, help="torch intra-op threads."),
     device: TrainDevice = typer.Option("auto", help="Where to train: cuda when torch sees one, else cpu. Under "
                                                     "torchrun each process trains a share of the --batch lanes."),
+    words: Optional[str] = typer.Option(None, help="Audio tasks: comma-separated keywords to learn; the other word "
+                                                   "folders become _unknown_ (default: every word folder is a class)."),
+    background: Optional[Path] = typer.Option(None, help="Audio tasks: a folder of long background recordings, cut "
+                                                         "into the gaps (default: the dataset's _silence_ clips)."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -115,7 +119,8 @@ def train(
         cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
                           epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                           val_samples=val_samples, test_steps=test_steps, threads=threads,
-                          data=str(data) if data else None, device=device.value)
+                          data=str(data) if data else None, device=device.value, words=words,
+                          background=str(background) if background else None)
         ckpt = run(cfg, progress=not quiet)
         if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
             return
@@ -476,7 +481,7 @@ def plot(
     try:
         ck = ckpt_io.load(checkpoint)
         task = get_task(ck.task)
-        stream = task.stream("test", task.samples_for_steps(steps), seed=seed, data=str(data) if data else None)
+        stream = task.stream("test", task.samples_for_steps(steps), seed=seed, data=ck.data(str(data) if data else None))
         logits = predict(ck.model, stream)
         who = f"{ck.model.config.family}, {ck.training.get('config', {}).get('loss', '?')}"
         plot_stream_excerpt(stream, logits, who, output, task.threshold, steps=steps)

@@ -22,7 +22,8 @@ def featurizer(frame: dict):
     not yet fill a frame, so it is fed a live stream chunk by chunk.
     """
     kind = frame.get("frame_kind")
-    mean, std = float(frame["mean"]), float(frame["std"])
+    # one value, or one per feature (per-band audio normalisation)
+    mean, std = np.asarray(frame["mean"], np.float32), np.asarray(frame["std"], np.float32)
     if kind == "image-row":
         return lambda raw: normalise_rows(raw, mean, std)
     if kind == "log-mel":

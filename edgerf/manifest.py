@@ -170,6 +170,16 @@ def validate(manifest, where: str = "manifest") -> dict:
             if "init" in st and not r[0] <= st["init"] <= r[1]:
                 raise _bad(where, f"{field}.init", f"{st['init']} lies outside its range {r}")
         _quant(st.get("quant"), where, f"{field}.quant")
+    features = x["shape"][1]
+    for key in ("mean", "std"):           # the frame normalisation the device applies
+        v = manifest["frame"].get(key)
+        vals = v if isinstance(v, list) else [v] if v is not None else []
+        if v is not None and not (isinstance(v, (int, float, list)) and not isinstance(v, bool)
+                                  and (not isinstance(v, list) or len(v) == features)
+                                  and all(isinstance(e, (int, float)) and not isinstance(e, bool)
+                                          and math.isfinite(e) for e in vals)
+                                  and (key == "mean" or all(e > 0 for e in vals))):
+            raise _bad(where, f"frame.{key}", f"must be a finite number or {features} of them (std > 0)")
     t = _get(manifest["decision"], "threshold", float, where, "decision")
     if not 0 < t < 1:
         raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")

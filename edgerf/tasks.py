@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +64,12 @@ class SeqFashionMNIST:
         """The folder this task's files are read from (recorded in checkpoints)."""
         return str(fashion.find_dir(data))
 
+    def resolve(self, data=None, words=None, background=None) -> "SeqFashionMNIST":
+        """The task as the data defines it (nothing to learn from the files here)."""
+        if words or background:
+            raise ValueError("--words and --background are for audio tasks (gsc)")
+        return self
+
     def normalise(self, images: np.ndarray) -> np.ndarray:
         return normalise_rows(images, self.mean, self.std)
 
@@ -103,8 +110,10 @@ class SpeechCommands:
     """Google Speech Commands keyword streams.
 
     Frame: 40 log-mel energies of a 25 ms window every 10 ms (16 kHz, FFT 512, mel
-    20-7600 Hz; ``edgerf.features.LogMelStream``), normalised with the training
-    stream's global mean and std. Stream: word clips (1 s each; the 10 keywords and
+    20-7600 Hz; ``edgerf.features.LogMelStream``), normalised per band with the mean
+    and std of a training stream (``resolve`` measures them; the manifest carries them
+    so the device normalises the same way). Classes come from the data (``resolve``):
+    every word folder, or the chosen ``words`` with the rest as ``_unknown_``. Stream: word clips (1 s each; the 10 keywords and
     ``_unknown_``) with, before each, a gap of U(gap_min_s..gap_max_s) seconds cut at
     random from a ``_silence_`` clip of the same split (real recorded background).
     ``_silence_`` is therefore not a class: on a device "silence" is the absence of a
@@ -124,13 +133,16 @@ class SpeechCommands:
     win: int = 400
     hop: int = 160
     n_fft: int = 512
-    mean: float = -4.80                  # global log-mel mean and std of a 200-clip training
-    std: float = 5.04                    # stream (tests/test_speech.py recomputes them)
+    mean: float | tuple = -4.80          # log-mel mean and std of a 200-clip training stream: per
+    std: float | tuple = 5.04            # band after ``resolve``; these global values are the default
     gap_min_s: float = 0.3
     gap_max_s: float = 1.0
     mix_max: float = 0.5                 # augmentation: most background mixed into a training clip
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
+    split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
+    background_dir: str | None = None    # long background recordings (else the _silence_ clips)
+    norm_clips: int = 200                # training clips that measure the per-band statistics
 
     @property
     def steps_per_sample(self) -> float:
@@ -145,17 +157,49 @@ class SpeechCommands:
         """The folder this task's files are read from (recorded in checkpoints)."""
         return str(speech.find_dir(data))
 
+    def resolve(self, data=None, words=None, background=None) -> "SpeechCommands":
+        """The task for the dataset at ``data``: its classes (every word folder, or ``words``
+        with the other folders as ``_unknown_``), its split mode, its background, and the
+        per-band normalisation measured on its training split."""
+        root = speech.find_dir(data)
+        found = speech.word_folders(root)
+        if words:
+            chosen = [w.strip() for w in (words.split(",") if isinstance(words, str) else words) if w.strip()]
+            missing = [w for w in chosen if w not in found]
+            if missing:
+                raise DataError(f"--words {', '.join(missing)}: no such folder in {root} (it has: {', '.join(found)}).")
+        else:
+            chosen = [w for w in found if w != speech.UNKNOWN]
+        rank = {w: i for i, w in enumerate(speech.WORDS)}
+        chosen = sorted(dict.fromkeys(chosen), key=lambda w: (rank.get(w, len(rank)), w))
+        rest = set(found) - set(chosen)
+        classes = tuple(chosen) + ((speech.UNKNOWN,) if rest else ())
+        if len(classes) < 2:
+            raise DataError(f"{root} gives {len(classes)} class ({', '.join(classes)}); a keyword model needs two "
+                            "or more word folders (or one word and other words as _unknown_).")
+        task = replace(self, classes=classes, split_mode=speech.split_mode(root),
+                       background_dir=str(Path(background).resolve()) if background else None)
+        raw = replace(task, mean=0.0, std=1.0)
+        n = min(self.norm_clips, len(raw.split_arrays("train", data)[0]))
+        x = raw.stream("train", n, seed=0, data=data).x
+        return replace(task, mean=tuple(np.round(x.mean(0), 4).tolist()),
+                       std=tuple(np.round(np.maximum(x.std(0), 1e-3), 4).tolist()))
+
     def split_arrays(self, split: str, data=None):
         """Word clips of a split (object array of waveforms) and their labels."""
-        waves, words = _speech_split(split, None if data is None else str(data))
-        keep = [i for i, w in enumerate(words) if w != speech.SILENCE]
+        waves, words = _speech_split(split, None if data is None else str(data), self.split_mode)
+        index = {c: i for i, c in enumerate(self.classes)}
+        other = index.get(speech.UNKNOWN)
+        keep = [i for i, w in enumerate(words) if w != speech.SILENCE and (w in index or other is not None)]
+        if not keep:
+            raise DataError(f"the {split} split holds no word clips ({self.split_mode} split of "
+                            f"{speech.find_dir(data)}); add recordings or speakers.")
         arr = np.empty(len(keep), dtype=object)
         arr[:] = [waves[i] for i in keep]
-        return arr, np.array([self.classes.index(words[i]) for i in keep], np.int64)
+        return arr, np.array([index.get(words[i], other) for i in keep], np.int64)
 
     def background(self, split: str, data=None) -> list[np.ndarray]:
-        waves, words = _speech_split(split, None if data is None else str(data))
-        return [w for w, c in zip(waves, words) if c == speech.SILENCE]
+        return _background(split, None if data is None else str(data), self.background_dir, self.split_mode)
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
                data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:
@@ -200,7 +244,7 @@ class SpeechCommands:
             lab[f0:f1][inside] = y
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
-        x = (logmel - self.mean) / self.std
+        x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64), np.asarray(ends, np.int64))
 
     def samples_for_steps(self, steps: int) -> int:
@@ -208,9 +252,15 @@ class SpeechCommands:
 
 
 @functools.lru_cache(maxsize=8)
-def _speech_split(split: str, data: str | None):
-    waves, words, _ = speech.load_split(split, data)
+def _speech_split(split: str, data: str | None, mode: str = "speaker"):
+    waves, words, _ = speech.load_split(split, data, mode=mode)
     return waves, words
+
+
+@functools.lru_cache(maxsize=8)
+def _background(split: str, data: str | None, folder: str | None, mode: str):
+    root = None if folder else speech.find_dir(data)
+    return speech.load_background(split, root, folder, mode)
 
 
 TASKS = {"sfmnist": SeqFashionMNIST(), "gsc": SpeechCommands()}
@@ -224,6 +274,9 @@ def get_task(name_or_spec):
         if base is None:
             raise ValueError(f"unknown task {spec.get('name')!r}; known: {', '.join(TASKS)}")
         spec["classes"] = tuple(spec.get("classes", base.classes))
+        for k in ("mean", "std"):
+            if isinstance(spec.get(k), list):
+                spec[k] = tuple(spec[k])
         known = {k: v for k, v in spec.items() if k in base.__dataclass_fields__}
         return type(base)(**known)
     if name_or_spec not in TASKS:

@@ -48,6 +48,8 @@ class TrainConfig:
     threads: int = 1             # torch intra-op threads; small matmuls gain little from more
     data: str | None = None      # dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)
     device: str = "auto"         # cuda when torch sees one, else cpu
+    words: str | None = None     # audio: comma-separated keywords (others -> _unknown_); None: every folder
+    background: str | None = None  # audio: folder of long background recordings (else _silence_/)
 
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
@@ -67,8 +69,10 @@ class TrainConfig:
         parts = ["edgerf", "train", "--task", self.task, "--model", self.model, "--loss", self.loss]
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("task", "model", "loss", "data", "device") and v != f.default:
+            if f.name not in ("task", "model", "loss", "data", "device", "background") and v != f.default:
                 parts += [f"--{f.name.replace('_', '-')}", str(v)]
+        if self.background:
+            parts += ["--background", self.background]
         return shlex.join(parts)
 
     def model_config(self, task) -> ModelConfig:
@@ -136,7 +140,7 @@ def train(cfg: TrainConfig, progress: bool = True,
 def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
-    task = get_task(cfg.task)
+    task = get_task(cfg.task).resolve(cfg.data, cfg.words, cfg.background)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -229,6 +233,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
         model=model, task=task.spec(),
         training={"config": asdict(cfg), "command": cfg.command(), "history": history,
                   "data": {"dir": task.data_dir(cfg.data), "train_samples": n_train,
+                           "split": getattr(task, "split_mode", "fixed"),
                            "val_samples": len(val.ends), "test_steps": len(test)},
                   "distributed": dist.provenance(),
                   "train_seconds": round(train_seconds, 1)},

@@ -25,7 +25,7 @@ from edgerf.cells import RecurrentClassifier
 from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
 from edgerf.progress import ticks
 
-OPSET = 18
+OPSET = 21   # 21: int16 QuantizeLinear/DequantizeLinear in the standard domain (portable a16w8)
 
 
 class StepGraph(torch.nn.Module):

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     t_start = time.perf_counter()
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
+    cfg = replace(cfg, data=ckpt.data(cfg.data))
     for f in cfg.formats:
         if f not in FORMATS:
             raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")

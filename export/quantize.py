@@ -91,8 +91,9 @@ def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, feeds: d
     act = QuantType.QInt16 if plan.startswith("a16w8") else QuantType.QInt8
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     ops = ["Gemm", "MatMul"] if plan.endswith("-gemm") else None
-    if act == QuantType.QInt16:
-        extra["UseQDQContribOps"] = True     # 16-bit Q/DQ are ORT contrib ops at opset 18
+    # The graph is opset 21, whose standard QuantizeLinear/DequantizeLinear take int16: no
+    # com.microsoft ops, so any ONNX runtime (onnx.reference included) runs every plan.
+    extra["UseQDQContribOps"] = False
     with _quiet():
         quantize_static(str(fp32_path), str(out_path), _OneBatch(dict(feeds)), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=act, op_types_to_quantize=ops, weight_type=QuantType.QInt8,

@@ -186,3 +186,30 @@ def test_cli_export_and_inspect(tmp_path, sfmnist):
         assert text in r.stdout
     r = runner.invoke(app, ["inspect", str(tmp_path / "nothing.onnx")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+@pytest.mark.parametrize("plan", ["fp32", "int8", "a16w8"])
+def test_every_onnx_plan_runs_in_a_second_runtime(tmp_path, sfmnist, test_stream, plan):
+    """Standard-domain ops only (opset 21 has int16 Q/DQ): onnx.reference, a runtime that
+    shares no kernels with ONNX Runtime, runs the exported step graph closed loop."""
+    from onnx.reference import ReferenceEvaluator
+    from edgerf.export import calibrate, quantize
+
+    ck = checkpoint.load(_ckpt(tmp_path, "gru", sfmnist))
+    onnx_export.save(onnx_export.to_onnx(ck.model), tmp_path / "m.onnx")
+    path = tmp_path / "m.onnx"
+    if plan != "fp32":
+        quantize.quantize(path, tmp_path / "q.onnx", calibrate.calibration_feeds(ck.model, sfmnist, 2000), plan)
+        path = tmp_path / "q.onnx"
+    proto = onnx.load(str(path))
+    assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}
+    ref = ReferenceEvaluator(proto)
+    x = test_stream.x[:150]
+    h, out = np.zeros((1, 16), np.float32), []
+    for t in range(len(x)):
+        logits, h = ref.run(None, {"x": x[t:t + 1], "l0_h_in": h})
+        out.append(logits[0])
+    ort_logits, _ = onnx_export.run_stream(onnx_export.session(path), x, ["l0_h"])
+    # fp32: the same arithmetic; quantised: rounding ties may differ by one step, no more
+    tol = 1e-4 if plan == "fp32" else 0.05 * (np.abs(ort_logits).max() + 1)
+    assert np.abs(np.stack(out) - ort_logits).max() <= tol

@@ -1,5 +1,7 @@
 """Speech Commands: WAV reading, speaker split, features, activity mask, a tiny training run."""
 
+import json
+import shutil
 import wave
 
 import numpy as np
@@ -7,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import FULL_DATA
+from edgerf import checkpoint
+from edgerf.cli import app
 from edgerf.data import speech
 from edgerf.errors import DataError
 from edgerf.features import HOP, N_FFT, N_MELS, WIN, ActivityMask, LogMelStream, mel_filterbank
@@ -148,3 +152,65 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     r = CliRunner().invoke(app, ["stream", str(tmp_path / "g.onnx"), str(tmp_path / "rec.wav"), "--threshold", "0.095"])
     assert r.exit_code == 0, r.output
     assert all(json.loads(line)["name"] in task.classes for line in r.stdout.splitlines() if line.startswith("{"))
+
+
+def _user_dataset(tmp_path):
+    """A user's own data, made of real clips: other words as folder names, three speakers,
+    background as two long recordings instead of a _silence_ folder."""
+    src = speech.find_dir()
+    root, bg = tmp_path / "mywords", tmp_path / "background"
+    for word, new in (("on", "lights_on"), ("off", "lights_off"), ("go", "music")):
+        (root / new).mkdir(parents=True)
+        for k, f in enumerate(sorted((src / word).glob("*.wav"))[:10]):
+            shutil.copy(f, root / new / f"spk{k % 3}_nohash_{k}.wav")
+    bg.mkdir()
+    noise = np.concatenate([speech.read_wav(f) for f in sorted((src / "_silence_").glob("*.wav"))])
+    for k, part in enumerate(np.array_split(noise, 2)):
+        with wave.open(str(bg / f"kitchen{k}.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes((part * 32767).astype("<i2").tobytes())
+    return root, bg
+
+
+def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, monkeypatch):
+    root, bg = _user_dataset(tmp_path)
+    assert speech.split_mode(root) == "file"
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--background", str(bg),
+                                 "--words", "lights_on,lights_off", "--hidden", "16", "--epochs", "1", "--batch", "4",
+                                 "--val-samples", "4", "--test-steps", "600", "-q", "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.pt")
+    assert ck.task["classes"] == ["lights_off", "lights_on", "_unknown_"]        # music -> _unknown_
+    assert ck.task["split_mode"] == "file" and len(ck.task["mean"]) == 40
+    assert ck.training["data"]["split"] == "file"
+    # no --data: export reads the folder the checkpoint was trained on, not the default dataset
+    monkeypatch.delenv("EDGERF_DATA", raising=False)
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--int8", "-q",
+                                 "--parity-steps", "500", "--calibration-steps", "1000", "--check-steps", "500"])
+    assert r.exit_code == 0, r.output
+    from edgerf.bundle import read as read_bundle
+    labels = read_bundle(tmp_path / "m.bundle.npz").stream.sample_labels
+    assert set(labels.tolist()) & {0, 1}            # the user's words, not another dataset's _unknown_
+    rec = tmp_path / "rec.wav"
+    pcm = np.concatenate([speech.read_wav(f) for f in sorted((root / "lights_on").glob("*.wav"))[:3]])
+    with wave.open(str(rec), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((pcm * 32767).astype("<i2").tobytes())
+    for art in ("m.int8.tflite", "m.onnx"):
+        r = CliRunner().invoke(app, ["stream", str(tmp_path / art), str(rec)])
+        assert r.exit_code == 0, r.output
+        names = [json.loads(line)["name"] for line in r.stdout.splitlines() if line.startswith("{")]
+        assert set(names) <= {"lights_off", "lights_on", "_unknown_"}
+
+
+def test_a_dataset_without_background_or_with_one_word_is_refused(tmp_path):
+    root, bg = _user_dataset(tmp_path)
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 2 and "--background" in r.output
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--words", "dishwasher",
+                                 "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 2 and "no such folder" in r.output

@@ -4,9 +4,16 @@
     <root>/_unknown_/<word>_<speaker>_nohash_<n>.wav[.wav]   (the 12-class test set's layout)
     <root>/_silence_/<n>.wav                                   (background noise, no speaker)
 
+Any vocabulary: every word folder is a word (a user's own recordings in the same
+layout: ``<root>/<word>/*.wav``); the task chooses which words are classes.
+
 Splits are by speaker (SHA-1 of the speaker hash, so deterministic and
-platform-independent): no speaker is in two splits. ``_silence_`` files carry no
-speaker and are split by their file name.
+platform-independent): no speaker is in two splits. With fewer than
+``MIN_SPEAKERS`` speakers a speaker split would leave a split empty, so clips are
+split by the SHA-1 of their path instead (``split_mode``; the checkpoint records which).
+``_silence_`` files carry no speaker and are split by their file name. Background can
+also come from a folder of long recordings (``load_background``): each file is cut in
+time, its first 70% for train, the next 10% for val, the last 20% for test.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ DEV_DIRS = (Path.cwd() / "../shared/data/speech_commands_v0.02_test",
 LAYOUT_NAMES = ("speech_commands_v0.02_test", "speech_commands")
 HOW_TO_GET = ("Put Speech Commands (v0.02, the standard <word>/<speaker>_nohash_<n>.wav layout) in a folder "
               "and pass it with --data or $EDGERF_DATA.")
-SPLIT_PERCENT = {"train": (0, 70), "val": (70, 80), "test": (80, 100)}   # speaker-hash buckets
+SPLIT_PERCENT = {"train": (0, 70), "val": (70, 80), "test": (80, 100)}   # hash buckets and time shares
+MIN_SPEAKERS = 10        # below this, split by file: 10 speakers give each split at least one on average
+SPLIT_MODES = ("speaker", "file")
 
 
 @dataclass(frozen=True)
@@ -69,21 +78,66 @@ def speaker_of(path: Path, word: str) -> str:
     return head.split("_")[-1]          # _unknown_: "<word>_<speaker>"
 
 
-def split_of(speaker: str) -> str:
-    bucket = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100
+def split_of(key: str) -> str:
+    bucket = int(hashlib.sha1(key.encode()).hexdigest(), 16) % 100
     return next(s for s, (lo, hi) in SPLIT_PERCENT.items() if lo <= bucket < hi)
 
 
-def list_clips(root: Path, split: str | None = None) -> list[Clip]:
-    clips = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted(d.glob("*.wav*")):
-            c = Clip(f, d.name, speaker_of(f, d.name))
-            if split is None or split_of(c.speaker) == split:
-                clips.append(c)
+def _all_clips(root: Path) -> list[Clip]:
+    clips = [Clip(f, d.name, speaker_of(f, d.name))
+             for d in sorted(p for p in root.iterdir() if p.is_dir()) for f in sorted(d.glob("*.wav*"))]
     if not clips:
         raise DataError(f"no WAV files under {root}. {HOW_TO_GET}")
     return clips
+
+
+def split_mode(root: Path) -> str:
+    """'speaker' when the word clips come from at least MIN_SPEAKERS speakers, else 'file'."""
+    speakers = {c.speaker for c in _all_clips(root) if c.word != SILENCE}
+    return "speaker" if len(speakers) >= MIN_SPEAKERS else "file"
+
+
+def list_clips(root: Path, split: str | None = None, mode: str = "speaker") -> list[Clip]:
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"split mode must be one of {SPLIT_MODES}, not {mode!r}")
+
+    def key(c: Clip) -> str:
+        return c.speaker if mode == "speaker" or c.word == SILENCE else f"{c.word}/{c.path.name}"
+
+    return [c for c in _all_clips(root) if split is None or split_of(key(c)) == split]
+
+
+def word_folders(root: Path) -> list[str]:
+    """The word folders of a dataset (everything but ``_silence_``), in file-system order."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != SILENCE and any(d.glob("*.wav*")))
+
+
+def load_background(split: str, root: Path | None = None, folder: str | os.PathLike | None = None,
+                    mode: str = "speaker", min_seconds: float = 1.0) -> list[np.ndarray]:
+    """Background recordings of a split: pieces of the long files in ``folder`` (each file
+    cut in time by SPLIT_PERCENT, so no moment is in two splits), else the ``_silence_``
+    clips of the dataset. A clear DataError when there is none."""
+    if folder is not None:
+        files = sorted(Path(folder).glob("*.wav"))
+        if not files:
+            raise DataError(f"no .wav files in --background {folder}; put long background recordings there "
+                            "(16 kHz mono 16-bit).")
+        lo, hi = SPLIT_PERCENT[split]
+        pieces = []
+        for f in files:
+            x = read_wav(f)
+            part = x[len(x) * lo // 100: len(x) * hi // 100]
+            pieces += [part[k:k + 16_000] for k in range(0, max(1, len(part) - 16_000 + 1), 16_000)]
+        out = [p for p in pieces if len(p) >= min_seconds * 16_000 / 4]
+        if not out:
+            raise DataError(f"the recordings in {folder} are too short to cut a {split} piece from; "
+                            "give at least 10 s of background.")
+        return out
+    bg = [read_wav(c.path) for c in list_clips(root, split, mode) if c.word == SILENCE]
+    if not bg:
+        raise DataError(f"no background for the {split} split: {root} has no {SILENCE}/ clips there. Add a "
+                        f"{SILENCE}/ folder of background recordings or pass --background DIR of long ones.")
+    return bg
 
 
 def read_wav(path: Path, rate: int = 16_000) -> np.ndarray:
@@ -108,11 +162,12 @@ def read_wav(path: Path, rate: int = 16_000) -> np.ndarray:
     return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
 
 
-def load_split(split: str, data=None, skip_bad: bool = False) -> tuple[list[np.ndarray], list[str], int]:
+def load_split(split: str, data=None, skip_bad: bool = False,
+               mode: str = "speaker") -> tuple[list[np.ndarray], list[str], int]:
     """Waveforms and folder names of a split; with ``skip_bad`` bad files are counted, not fatal."""
     root = find_dir(data)
     waves, words, bad = [], [], 0
-    for c in list_clips(root, split):
+    for c in list_clips(root, split, mode):
         try:
             waves.append(read_wav(c.path))
             words.append(c.word)
