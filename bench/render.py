@@ -27,6 +27,12 @@ def table(rep: dict) -> str:
             f"{_f(acc.get('acc_p'), '6.4f')} {_f(acc.get('acc_f'), '6.4f')} {_f(acc.get('false_alarm'), '7.4f')} "
             f"{_f(acc.get('argmax_agreement'), '6.4f')}")
     for r in rep["targets"]:
+        kw = r.get("accuracy", {}).get("keywords")
+        if kw:
+            lines.append(f"{r['target']:12s} keywords: {kw['hits']} hits, {kw['misses']} misses "
+                         f"({kw['miss_rate']:.1%}), {kw['false_accepts']} false accepts in {kw['hours'] * 60:.1f} min "
+                         f"({kw['fa_per_hour']:.1f}/h of a stream that is mostly speech)")
+    for r in rep["targets"]:
         if "vs_x86" in r:
             v = r["vs_x86"]
             lines.append(f"{r['target']:12s} vs the x86 run: argmax agreement {v['argmax_agreement_all']:.4%}, "
@@ -210,6 +216,27 @@ def plot_detections(frames: np.ndarray, probs: np.ndarray, events: list[dict], c
     axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     found = f"{len(events)} events" + (f", {len(truth)} words spoken" if truth else "")
     fig.suptitle(f"stream: input and per-step class probabilities ({found})")
+    return _save(fig, path)
+
+
+def plot_det(curves: dict[str, list[dict]], path: Path) -> Path:
+    """DET curves: miss rate against false accepts per hour, one line per model; the
+    dashed line marks 1 false accept per hour."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, rows in curves.items():
+        fa = np.array([max(r["fa_per_hour"], 0.05) for r in rows])    # log axis: 0 drawn at 0.05
+        ax.plot(fa, [r["miss_rate"] for r in rows], marker=".", lw=1, label=name)
+    ax.axvline(1.0, ls="--", color="k", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("false accepts per hour (background only; 0 drawn at 0.05)")
+    ax.set_ylabel("miss rate (test stream)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("keyword spotting: DET over decision thresholds 0.5-0.99")
     return _save(fig, path)
 
 

@@ -187,6 +187,13 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
             if stream is not None:
                 logits = _trajectory(tg, model, stream, cfg.threads)
                 tg.result["accuracy"] = _accuracy(logits, ref_logits, stream, first["decision"]["threshold"])
+                if first["frame"].get("period_s"):        # audio: keyword events, as the field counts them
+                    from edgerf.metrics import keyword_metrics, softmax
+                    from edgerf.runtime.events import detect_events
+                    classes = list(first["model"]["classes"])
+                    events = detect_events(softmax(logits), classes, first["decision"]["threshold"])
+                    tg.result["accuracy"]["keywords"] = keyword_metrics(events, stream, classes,
+                                                                       first["frame"]["period_s"])
                 tg.result["logits"] = logits
                 pb.advance()
     if cfg.rss:

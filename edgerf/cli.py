@@ -102,6 +102,8 @@ def train(
                                                    "folders become _unknown_ (default: every word folder is a class)."),
     background: Optional[Path] = typer.Option(None, help="Audio tasks: a folder of long background recordings, cut "
                                                          "into the gaps (default: the dataset's _silence_ clips)."),
+    background_hours: float = typer.Option(1.0, help="Audio tasks: hours of background-only test audio on which "
+                                                     "false accepts per hour are counted (0: skip)."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -120,7 +122,7 @@ def train(
                           epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                           val_samples=val_samples, test_steps=test_steps, threads=threads,
                           data=str(data) if data else None, device=device.value, words=words,
-                          background=str(background) if background else None)
+                          background=str(background) if background else None, background_hours=background_hours)
         ckpt = run(cfg, progress=not quiet)
         if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
             return
@@ -129,7 +131,7 @@ def train(
         _fail(e)
     except ValueError as e:
         _fail(EdgerfError(str(e)))
-    typer.echo(json.dumps(ckpt.results["test"]))
+    typer.echo(json.dumps([{k: v for k, v in r.items() if k != "det"} for r in ckpt.results["test"]]))
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 
 

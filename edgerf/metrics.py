@@ -42,3 +42,58 @@ def stream_metrics(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray,
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of steps where two logit trajectories [T, C] pick the same class."""
     return float((np.asarray(a).argmax(-1) == np.asarray(b).argmax(-1)).mean())
+
+
+# -- keyword spotting, as the field reports it ----------------------------------------
+UNKNOWN = "_unknown_"      # a class that is never an accepted keyword
+
+
+def keyword_metrics(events: list, stream, classes: list[str], period_s: float, tolerance_s: float = 0.5) -> dict:
+    """Event-level scoring of one unreset stream (events from ``edgerf.runtime`` detection).
+
+    A keyword sample (its label is not ``_unknown_``) is a hit when an event of its class
+    overlaps [first step, last informative step + tolerance]; otherwise a miss. Every other
+    keyword event (wrong class, during an ``_unknown_`` word, in a gap, a second event
+    for the same sample) is a false accept. ``_unknown_`` events are never accepts.
+    """
+    unknown = classes.index(UNKNOWN) if UNKNOWN in classes else -1
+    tol = int(round(tolerance_s / period_s))
+    keyword = [(int(s), int(e), int(stream.labels[e])) for s, e in zip(stream.starts, stream.ends)
+               if stream.labels[e] != unknown]
+    used, hits = set(), 0
+    for s, e, y in keyword:
+        match = next((k for k, ev in enumerate(events) if k not in used and ev.label == y
+                      and ev.start <= e + tol and ev.end >= s), None)
+        if match is not None:
+            used.add(match)
+            hits += 1
+    accepts = [k for k, ev in enumerate(events) if ev.label != unknown]
+    false_accepts = sum(k not in used for k in accepts)
+    hours = len(stream) * period_s / 3600.0
+    return {"keywords": len(keyword), "hits": hits, "misses": len(keyword) - hits,
+            "miss_rate": (len(keyword) - hits) / len(keyword) if keyword else float("nan"),
+            "false_accepts": false_accepts, "hours": hours,
+            "fa_per_hour": false_accepts / hours if hours else float("nan")}
+
+
+def det_curve(test_probs: np.ndarray, test_stream, background_probs: np.ndarray, classes: list[str],
+              period_s: float, thresholds=None, window: int = 3) -> list[dict]:
+    """Miss rate (on the test stream) against false accepts per hour (on a background-only
+    stream) at each decision threshold: the curve a user picks an operating point on."""
+    from edgerf.runtime.events import detect_events
+
+    unknown = classes.index(UNKNOWN) if UNKNOWN in classes else -1
+    hours = len(background_probs) * period_s / 3600.0
+    rows = []
+    for thr in thresholds if thresholds is not None else np.round(np.linspace(0.5, 0.99, 50), 3):
+        km = keyword_metrics(detect_events(test_probs, classes, float(thr), window), test_stream, classes, period_s)
+        fa = sum(ev.label != unknown for ev in detect_events(background_probs, classes, float(thr), window))
+        rows.append({"threshold": float(thr), "miss_rate": km["miss_rate"], "stream_fa_per_hour": km["fa_per_hour"],
+                     "fa_per_hour": fa / hours if hours else float("nan"), "background_hours": hours})
+    return rows
+
+
+def operating_point(curve: list[dict], max_fa_per_hour: float = 1.0) -> dict | None:
+    """The lowest-miss threshold whose background false accepts stay at or under the target."""
+    ok = [r for r in curve if r["fa_per_hour"] <= max_fa_per_hour]
+    return min(ok, key=lambda r: (r["miss_rate"], r["threshold"])) if ok else None

@@ -250,6 +250,25 @@ class SpeechCommands:
     def samples_for_steps(self, steps: int) -> int:
         return int(np.ceil(steps / self.steps_per_sample * 1.1))
 
+    def background_stream(self, split: str = "test", seconds: float = 3600.0, seed: int = 0, data=None) -> Stream:
+        """Background only, for false accepts per hour: the split's real background recordings
+        cut into gap-length pieces (U(gap_min_s, gap_max_s)) at fresh random offsets and
+        joined until ``seconds`` of audio; no sample, every step a noise step."""
+        bg = self.background(split, data)
+        rng = np.random.default_rng(seed)
+        pieces, total = [], 0
+        while total < seconds * self.sample_rate:
+            b = bg[rng.integers(len(bg))]
+            g = int(rng.uniform(self.gap_min_s, self.gap_max_s) * self.sample_rate)
+            start = rng.integers(0, max(1, len(b) - g + 1))
+            pieces.append(b[start:start + g])
+            total += len(pieces[-1])
+        logmel, _ = LogMelStream().feed(np.concatenate(pieces))
+        x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        T = len(x)
+        return Stream(x.astype(np.float32), np.full(T, NO_LABEL, np.int64), np.zeros(T, bool),
+                      np.zeros(0, np.int64), np.zeros(0, np.int64))
+
 
 @functools.lru_cache(maxsize=8)
 def _speech_split(split: str, data: str | None, mode: str = "speaker"):

@@ -24,7 +24,7 @@ from edgerf.checkpoint import Checkpoint, versions
 from edgerf.data import Stream
 from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
-from edgerf.metrics import stream_metrics
+from edgerf.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
 from edgerf.progress import bar
 from edgerf.tasks import get_task
 
@@ -50,6 +50,7 @@ class TrainConfig:
     device: str = "auto"         # cuda when torch sees one, else cpu
     words: str | None = None     # audio: comma-separated keywords (others -> _unknown_); None: every folder
     background: str | None = None  # audio: folder of long background recordings (else _silence_/)
+    background_hours: float = 1.0  # audio: background-only stream for false accepts per hour
 
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
@@ -59,6 +60,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ValueError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, not {v}")
+        if not 0 <= self.background_hours <= 1000:
+            raise ValueError(f"--background-hours must be in 0..1000, not {self.background_hours}")
         if self.train_samples is not None and self.train_samples < 1:
             raise ValueError(f"--train-samples must be at least 1, not {self.train_samples}")
         if not (0 < self.lr < 10 and 0 < self.clip):
@@ -115,12 +118,37 @@ def evaluate(model: RecurrentClassifier, stream: Stream, threshold: float,
                           stream.ends, threshold)
 
 
-def evaluation_records(model, task, stream: Stream, mode_name: str) -> list[dict]:
-    """Every model on the same unreset stream; periodic-reset also with its oracle."""
+def evaluation_records(model, task, stream: Stream, mode_name: str, background: Stream | None = None) -> list[dict]:
+    """Every model on the same unreset stream; periodic-reset also with its oracle. Audio
+    tasks also get keyword metrics as the field reports them: hits, misses and false
+    accepts of the runtime's event detection at the decision threshold, false accepts
+    per hour on ``background`` (a background-only stream), and the DET curve with its
+    operating point at 1 false accept per hour."""
     evals = [("no-reset", False)]
     if TRAINING_MODES[mode_name].oracle_reset:
         evals.append(("oracle-reset", True))
-    return [{"eval": name, **evaluate(model, stream, task.threshold, oracle)} for name, oracle in evals]
+    records = []
+    for name, oracle in evals:
+        logits = predict(model, stream, oracle)
+        rec = {"eval": name, **stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)}
+        if task.period_s and background is not None:
+            rec.update(_keyword_record(softmax(logits), softmax(predict(model, background, False)), stream, task))
+        records.append(rec)
+    return records
+
+
+def _keyword_record(probs, bg_probs, stream: Stream, task) -> dict:
+    from edgerf.runtime.events import detect_events
+    classes = list(task.classes)
+    km = keyword_metrics(detect_events(probs, classes, task.threshold), stream, classes, task.period_s)
+    curve = det_curve(probs, stream, bg_probs, classes, task.period_s)
+    at_thr = min(curve, key=lambda r: abs(r["threshold"] - task.threshold))
+    op = operating_point(curve, 1.0)
+    return {"hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
+            "false_accepts": km["false_accepts"], "stream_fa_per_hour": km["fa_per_hour"],
+            "fa_per_hour": at_thr["fa_per_hour"], "background_hours": at_thr["background_hours"],
+            "miss_at_1fa_h": op["miss_rate"] if op else 1.0, "threshold_at_1fa_h": op["threshold"] if op else None,
+            "det": curve}
 
 
 def train(cfg: TrainConfig, progress: bool = True,
@@ -225,10 +253,16 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2, data=cfg.data)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
-    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss)]
+    background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3, data=cfg.data) \
+        if task.period_s and cfg.background_hours > 0 else None
+    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]
     for r in records:
         log(f"test ({r['eval']}, {r['steps']:,} steps): acc_p {r['acc_p']:.4f}  acc_f {r['acc_f']:.4f}  "
             f"false_alarm {r['false_alarm']:.4f}  noise_conf {r['noise_conf']:.3f}")
+        if "fa_per_hour" in r:
+            log(f"  keywords: {r['hits']} hits, {r['misses']} misses, {r['false_accepts']} false accepts in the "
+                f"stream; {r['fa_per_hour']:.2f} false accepts/h on {r['background_hours']:.1f} h of background; "
+                f"miss rate {r['miss_at_1fa_h']:.1%} at 1 false accept/h")
     return Checkpoint(
         model=model, task=task.spec(),
         training={"config": asdict(cfg), "command": cfg.command(), "history": history,

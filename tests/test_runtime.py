@@ -211,3 +211,41 @@ def test_stream_cli_prints_events_and_persists_state(exported, sfmnist, tmp_path
     np.save(bad, np.zeros((5, 27), np.float32))
     r = CliRunner().invoke(app, ["stream", str(d / "gru.onnx"), str(bad)])
     assert r.exit_code == 2 and "rejected" in r.output
+
+
+def test_vectorised_event_detection_equals_the_detector_step_by_step():
+    from edgerf.runtime.events import detect_events
+    rng = np.random.default_rng(3)
+    classes = [f"c{k}" for k in range(5)]
+    # runs of confident steps of random classes between flat noise, like a keyword stream
+    probs = np.full((3000, 5), 0.2, np.float32)
+    for s in rng.integers(0, 2950, 60):
+        p = np.full(5, 0.01, np.float32)
+        p[rng.integers(5)] = 0.96
+        probs[s:s + rng.integers(1, 40)] = p
+    probs += rng.uniform(0, 0.05, probs.shape).astype(np.float32)
+    probs /= probs.sum(1, keepdims=True)
+    for thr, window, min_steps in ((0.9, 3, 1), (0.7, 1, 1), (0.8, 5, 3)):
+        det = EventDetector(classes, thr, window, min_steps)
+        ref = [e for p in probs if (e := det.update(p)) is not None]
+        if (e := det.flush()) is not None:
+            ref.append(e)
+        got = detect_events(probs, classes, thr, window, min_steps)
+        assert [(e.label, e.start, e.end) for e in got] == [(e.label, e.start, e.end) for e in ref]
+        assert np.allclose([e.confidence for e in got], [e.confidence for e in ref], atol=1e-5)
+
+
+def test_keyword_metrics_count_hits_misses_and_false_accepts():
+    from edgerf.data.stream import concat_samples
+    from edgerf.metrics import keyword_metrics
+    from edgerf.runtime.events import Event
+    classes = ["yes", "no", "_unknown_"]
+    s = concat_samples([np.zeros((10, 2), np.float32)] * 3, [0, 1, 2], [np.zeros((20, 2), np.float32)] * 3)
+    # samples at 20..29 (yes), 50..59 (no), 80..89 (_unknown_); 10 ms steps
+    events = [Event(0, "yes", 25, 28, 0.95),        # hit
+              Event(0, "yes", 52, 55, 0.95),        # wrong class on "no": false accept, and "no" is missed
+              Event(2, "_unknown_", 82, 85, 0.95),  # never an accept
+              Event(1, "no", 84, 86, 0.95)]         # keyword during _unknown_: false accept
+    m = keyword_metrics(events, s, classes, 0.01, tolerance_s=0.05)
+    assert (m["keywords"], m["hits"], m["misses"], m["false_accepts"]) == (2, 1, 1, 2)
+    assert m["fa_per_hour"] == pytest.approx(2 / (len(s) * 0.01 / 3600))

@@ -118,10 +118,14 @@ def test_tiny_gsc_training_run_through_the_cli(tmp_path):
     from edgerf.cli import app
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--model", "lif", "--hidden", "16", "--epochs", "1",
                                  "--batch", "8", "--train-samples", "120", "--val-samples", "20",
-                                 "--test-steps", "2000", "-o", str(tmp_path / "g.pt"), "-q"])
+                                 "--test-steps", "2000", "--background-hours", "0.05", "-o", str(tmp_path / "g.pt"),
+                                 "-q"])
     assert r.exit_code == 0, r.output
     from edgerf import checkpoint
     ck = checkpoint.load(tmp_path / "g.pt")
+    rec = ck.results["test"][0]                # keyword metrics as the field reports them
+    assert rec["background_hours"] >= 0.05 and rec["hits"] + rec["misses"] > 0 and len(rec["det"]) >= 20
+    assert rec["det"][0]["fa_per_hour"] >= rec["det"][-1]["fa_per_hour"]    # lower threshold, more accepts
     assert ck.task["name"] == "gsc" and ck.model.config.input_size == 40 and ck.model.config.classes == 11
 
 
@@ -179,6 +183,7 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
     assert speech.split_mode(root) == "file"
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--background", str(bg),
                                  "--words", "lights_on,lights_off", "--hidden", "16", "--epochs", "1", "--batch", "4",
+                                 "--background-hours", "0.02",
                                  "--val-samples", "4", "--test-steps", "600", "-q", "-o", str(tmp_path / "m.pt")])
     assert r.exit_code == 0, r.output
     ck = checkpoint.load(tmp_path / "m.pt")

@@ -65,3 +65,30 @@ class EventDetector:
         if last - start + 1 < self.min_steps:
             return None
         return Event(label, self.classes[label], start, last, peak)
+
+
+def detect_events(probs: np.ndarray, classes: list[str], threshold: float = 0.9, window: int = 3,
+                  min_steps: int = 1) -> list[Event]:
+    """Every event ``EventDetector`` emits over probs [T, C] fed one step at a time
+    (flush included), computed at once: for scoring long streams at many thresholds.
+    tests/test_runtime.py checks it against the detector step by step."""
+    T, C = probs.shape
+    w = max(1, window)
+    # the detector's ring starts full of uniform rows, then holds the last ``w`` steps
+    padded = np.concatenate([np.full((w, C), 1.0 / C, np.float32), probs.astype(np.float32)])
+    csum = np.cumsum(padded, axis=0, dtype=np.float64)
+    smooth = (csum[w:] - csum[:-w]) / w                               # [T, C]
+    label = smooth.argmax(-1)
+    peak = smooth[np.arange(T), label]
+    on = peak >= threshold
+    # an event is a maximal run of steps above threshold with one label
+    start = on & ~np.concatenate([[False], on[:-1] & (label[1:] == label[:-1])])
+    starts = np.flatnonzero(start)
+    events = []
+    for s in starts:
+        e = s
+        while e + 1 < T and on[e + 1] and label[e + 1] == label[s]:
+            e += 1
+        if e - s + 1 >= min_steps:
+            events.append(Event(int(label[s]), classes[label[s]], int(s), int(e), float(peak[s:e + 1].max())))
+    return events
