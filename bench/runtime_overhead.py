@@ -6,7 +6,7 @@ Bare call, ONNX Runtime: ``session.run_with_iobinding`` on a binding prepared on
 fastest loop its Python API allows, state buffers flipped by hand); also timed, plain
 ``session.run`` with numpy in/out (what most code does). Bare call, LiteRT: the frame
 (quantised beforehand) copied into the input tensor, ``invoke``, the state outputs
-copied onto the state inputs. Frames come from a real Sequential Fashion-MNIST test
+copied onto the state inputs, the logits read (a step model's user needs them). Frames come from a real Sequential Fashion-MNIST test
 stream. Writes bench/results/runtime_overhead.{json,md}.
 """
 
@@ -50,13 +50,14 @@ def _litert_loops(model, x) -> dict:
     from edgerf.runtime.backends import quantize_tensor
     b, T = model.backend, len(x)
     xq = quantize_tensor(b._x, x[:, None, :])          # quantised once, outside the timed call
-    it, xi, links = b.it, b._x["index"], b._links
+    it, xi, oi, links = b.it, b._x["index"], b._out["index"], b._links
 
     def bare(i):
         it.set_tensor(xi, xq[i % T])
         it.invoke()
         for a, o in links:
             it.set_tensor(a, it.get_tensor(o))
+        it.get_tensor(oi)                              # a step model's user needs its logits
 
     return {"bare": bare}
 

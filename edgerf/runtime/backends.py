@@ -24,6 +24,7 @@ class OnnxBackend:
     """
 
     name = "onnxruntime"
+    fresh = False          # step returns the bound logits buffer, overwritten by the next step
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
         try:
@@ -104,6 +105,7 @@ class TFLiteBackend:
     """
 
     name = "litert"
+    fresh = True           # step returns a new array every call
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
         try:
@@ -137,23 +139,34 @@ class TFLiteBackend:
         D = int(self._x["shape"][1])
         self._xshape = (batch, D)
         self._xq = _Quantizer(self._x, (batch, D)) if self._x["dtype"] != np.float32 else None
-        self.logits = np.zeros((batch, int(self._out["shape"][1])), np.float32)
         self.write_state([np.zeros((batch, int(i["shape"][1])), np.float32) for i, _ in self._pairs])
 
+        self._xi, self._oi = self._x["index"], self._out["index"]
+        if self._xq is not None or self._out["dtype"] != np.float32:
+            self.step = self._step_quantised     # an artifact with integer frames/logits at its boundary
+
     def step(self, x: np.ndarray) -> np.ndarray:
+        """Float frame in, float logits out (quantised inside the graph when it is integer):
+        the hot path is the interpreter's own calls and nothing else."""
         it = self.it
-        x = x.reshape(self._xshape)
-        it.set_tensor(self._x["index"], self._xq(x) if self._xq is not None else x)
+        it.set_tensor(self._xi, x[None] if x.ndim == 1 else x)
         it.invoke()
         for i, o in self._links:
             it.set_tensor(i, it.get_tensor(o))
-        raw = it.get_tensor(self._out["index"])
+        return it.get_tensor(self._oi)               # a new array: callers may keep it
+
+    def _step_quantised(self, x: np.ndarray) -> np.ndarray:
+        it = self.it
+        x = x[None] if x.ndim == 1 else x
+        it.set_tensor(self._xi, self._xq(x) if self._xq is not None else x)
+        it.invoke()
+        for i, o in self._links:
+            it.set_tensor(i, it.get_tensor(o))
+        raw = it.get_tensor(self._oi)
         if raw.dtype == np.float32:
             return raw
         scale, zp = self._out["quantization"]
-        np.subtract(raw, np.float32(zp), out=self.logits)
-        np.multiply(self.logits, np.float32(scale), out=self.logits)
-        return self.logits
+        return (raw - np.float32(zp)) * np.float32(scale)
 
     def read_state(self) -> list[np.ndarray]:
         return [dequantize_tensor(i, self.it.get_tensor(i["index"])) for i, _ in self._pairs]

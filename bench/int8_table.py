@@ -1,0 +1,113 @@
+"""int8 across the families: what the default ``--int8`` budget gives, what it costs in
+accuracy and false alarms, what it buys in size and speed, beside fp32 and torch eager.
+
+    python -m edgerf.bench.int8_table [--runs runs/sfmnist] [--families rnn,gru,ssm,ssm-sel,lif]
+                                      [--steps 100000] [--reexport]
+
+For each family, the reset-free checkpoint ``<runs>/<family>-reset-free.pt`` is exported
+with ``edgerf export --int8`` and the default budget (into ``<runs>/export-int8/``), then
+every artifact runs through ``edgerf.runtime.StepModel`` over one unreset test stream of
+``--steps`` steps (the ``edgerf bench`` protocol: acc_p, false alarms, argmax agreement
+with torch, size, median and p99 us/step), and the bare interpreter call is timed beside
+it in the same process. Writes bench/results/int8.{json,md}.
+
+On a Raspberry Pi, the same numbers for copied exports come from one command per model
+(numpy + one interpreter; the evaluation bundle is the reference):
+``edgerf bench --device cpu <name>.onnx <name>.int8.onnx <name>.tflite <name>.int8.tflite --report pi-<name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ["family", "target", "precision", "plan_why", "size_kib", "acc_p", "false_alarm", "agreement",
+           "stepmodel_us", "stepmodel_p99_us", "bare_us", "stepmodel_vs_bare", "vs_torch"]
+
+
+def bare_us(path: Path, frames: np.ndarray, seconds: float) -> float:
+    """Median us of the bare interpreter call (the runtime_overhead loops)."""
+    from edgerf.bench.latency import measure_latency
+    from edgerf.bench.runtime_overhead import _litert_loops, _onnx_loops
+    from edgerf.runtime import StepModel
+
+    m = StepModel.load(path)
+    loops = _onnx_loops(m, frames) if path.suffix == ".onnx" else _litert_loops(m, frames)
+    return measure_latency(loops["bare"], windows=5, window_s=seconds, warmup_s=0.3).overall.median_us
+
+
+def main(argv=None) -> int:
+    from edgerf.bench.run import BenchConfig, run_bench
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=Path, default=Path("runs/sfmnist"))
+    p.add_argument("--families", default="rnn,gru,ssm,ssm-sel,lif")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--seconds", type=float, default=1.0, help="latency window length")
+    p.add_argument("--reexport", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS / "int8")
+    a = p.parse_args(argv)
+    rows, plans = [], {}
+    for fam in a.families.split(","):
+        src = a.runs / f"{fam}-reset-free.pt"
+        if not src.exists():
+            print(f"{src} missing; train it with `make grid` first. Skipping {fam}.")
+            continue
+        d = a.runs / "export-int8"
+        ckpt = d / src.name
+        if a.reexport or not ckpt.exists() or not (d / f"{src.stem}.int8.tflite").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, ckpt)
+            print(f"exporting {fam} --int8 (default budget) ...", flush=True)
+            export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True), log=print)
+        rep = run_bench([], ckpt, BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False),
+                        progress=False, log=print)
+        frames = rep["_plots"]["stream"].x[:2000]
+        torch_us = next(t["latency"]["overall"]["median_us"] for t in rep["targets"] if t["target"] == "torch")
+        for t in rep["targets"]:
+            acc = t.get("accuracy", {})
+            row = {"family": fam, "target": t["target"], "precision": t["precision"],
+                   "size_kib": round(t["size_bytes"] / 1024, 1), "acc_p": acc.get("acc_p"),
+                   "false_alarm": acc.get("false_alarm"), "agreement": acc.get("argmax_agreement"),
+                   "stepmodel_us": t["latency"]["overall"]["median_us"],
+                   "stepmodel_p99_us": t["latency"]["overall"]["p99_us"],
+                   "vs_torch": t["latency"]["overall"]["median_us"] / torch_us}
+            if t["target"] != "torch":
+                from edgerf.manifest import read
+                path = ckpt.with_name(t["file"])
+                plan = read(path)["precision"]
+                row["plan_why"] = plan.get("why", "")[:90] if t["target"].endswith("int8") else ""
+                row["bare_us"] = bare_us(path, frames, a.seconds)
+                row["stepmodel_vs_bare"] = row["stepmodel_us"] / row["bare_us"]
+                if t["target"].endswith("int8"):
+                    plans[f"{fam} {t['target']}"] = plan
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "plan_why"}), flush=True)
+    from edgerf.atomic import write_text
+    from edgerf.bench.machine import machine_info
+    from edgerf.bench.report import markdown_table
+    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "rows": rows, "plans": plans},
+                                                      indent=1, default=str) + "\n")
+    md = (f"# int8 across the families (Sequential Fashion-MNIST, reset-free, hidden 128)\n\n"
+          f"Produced by `python -m edgerf.bench.int8_table` on {machine_info()['cpu']}, one thread. Each family's "
+          f"checkpoint exported with `edgerf export --int8` and the **default budget** (acc_p drop <= 0.5 pt on "
+          f"the same held-out samples, false alarms rise <= 0.05 pt; frame agreement reported, not gated); "
+          f"every artifact then runs through `edgerf.runtime.StepModel` over one unreset test stream of "
+          f"{a.steps:,} steps. `agreement`: argmax agreement with torch fp32 on informative steps. "
+          f"`bare_us`: the interpreter call alone (frame in, invoke, state fed back), same process. "
+          f"Precision `int8` = int8 weights, activations and state (TFLite: float frame and logits at the "
+          f"graph boundary, quantised by the graph's own QUANTIZE/DEQUANTIZE). The int8 plans' budget "
+          f"figures (paired acc_p CI, false alarms) are in int8.json.\n\n" + markdown_table(rows, COLUMNS))
+    write_text(a.out.with_suffix(".md"), md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
