@@ -241,11 +241,13 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
     ref_logits, ref_states = check_ref
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, task.threshold)
     tried = []
+    fp32_us = fmt.us_per_step(stage / f"{base}{fmt.suffix}", check.x[:SPEED_STEPS], names)
     for plan in quantize.PLANS[start:]:
         path = stage / f"{base}.{plan}.candidate{fmt.suffix}"
         try:
             fmt.build(plan, path)
             logits, states = stages.run(f"{fmt_name} plan {plan}", len(check), fmt.run, path, check.x, names)
+            plan_us = fmt.us_per_step(path, check.x[:SPEED_STEPS], names)
         except NotImplementedError as e:
             tried.append({"plan": plan, "error": str(e), "within_budget": False})
             log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
@@ -258,7 +260,8 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
         tried.append({"plan": plan, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
                       "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
                       "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
-                      "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok})
+                      "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok,
+                      "closed_loop_us": round(plan_us, 2), "closed_loop_us_fp32": round(fp32_us, 2)})
         lo, hi = paired["ci95"]
         log(f"  {fmt_name} plan {plan:10s}: acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop "
             f"{paired['drop'] * 100:+.2f} pt, 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}]), false alarms "
@@ -267,6 +270,10 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
         if ok:
             why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
                    f"({paired['samples']:,} samples)")
+            if plan_us > fp32_us:     # smaller, but not faster in this runtime here: say so, with numbers
+                why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 ({plan_us:.1f} vs "
+                        f"{fp32_us:.1f} us per step, median): int8 pays in size here, not speed")
+                log(f"  {fmt_name}: {plan} is {plan_us:.1f} us/step vs fp32 {fp32_us:.1f} here: smaller, not faster")
             return path, {"plan": plan, "why": why, "budget": asdict(cfg.budget), "tried": tried,
                           "check_steps": len(check)}
     path = stage / f"{base}.fp32.candidate{fmt.suffix}"
@@ -276,6 +283,9 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
     log(f"  {fmt_name}: {why}")
     return path, {"plan": "fp32", "why": why, "budget": asdict(cfg.budget), "tried": tried,
                   "check_steps": len(check)}
+
+
+SPEED_STEPS = 3_000    # closed-loop steps that time the fp32 graph against each plan (median)
 
 
 def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict) -> ArtifactReport:
