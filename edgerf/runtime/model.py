@@ -34,6 +34,7 @@ from edgerf.runtime.backends import BACKENDS
 
 STATE_FORMAT = "edgerf-state/1"
 FLT_MAX = float(np.finfo(np.float32).max)
+_F32 = np.dtype(np.float32)
 
 
 class FrameError(EdgerfError, ValueError):
@@ -98,6 +99,7 @@ class StepModel:
         self._shapes = ((self.features,), (batch, self.features)) if batch == 1 else ((batch, self.features),)
         self._bounds = self._state_bounds(range_margin)
         self._featurizer = None
+        self._backend_step, self._fresh = backend.step, backend.fresh    # the hot path, looked up once
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
@@ -147,28 +149,34 @@ class StepModel:
         softmax costs more than the rest of this wrapper on a small model.
         """
         # Checked as the graph will see it: float32 (a float64 1e300 is Inf there).
-        if type(frame) is not np.ndarray or frame.dtype != np.float32:
-            try:
-                if np.asarray(frame).dtype.kind not in "fiu":
-                    return self._bad(f"frame has dtype {np.asarray(frame).dtype}; frames are real numbers")
-                with np.errstate(over="ignore", invalid="ignore"):
-                    frame = np.asarray(frame, np.float32)
-            except (TypeError, ValueError) as e:
-                return self._bad(f"frame is not an array of numbers ({str(e)[:80]})")
-        x = frame
-        if x.shape not in self._shapes:
-            return self._bad(f"frame has shape {x.shape}; this model takes {self._shapes[-1]}")
+        if type(frame) is not np.ndarray or frame.dtype is not _F32:
+            frame = self._as_float32(frame)
+            if frame is None:
+                return None
+        if frame.shape not in self._shapes:
+            return self._bad(f"frame has shape {frame.shape}; this model takes {self._shapes[-1]}")
+        one = frame.ndim == 1
         # sum of squares: one BLAS call (0.3 us, a third of x.sum()); it is not finite when
         # an element is NaN or Inf, or so large (> 1.8e19) that the float32 graph overflows
-        if not math.isfinite(x.dot(x) if x.ndim == 1 else np.vdot(x, x)):
+        if not math.isfinite(frame.dot(frame) if one else np.vdot(frame, frame)):
             return self._bad("frame contains NaN, Inf or values beyond 1e19")
-        logits = self.backend.step(x)
+        logits = self._backend_step(frame)
         self.steps += 1
         if self.steps % self.check_every == 0:
             self._check_and_snapshot()
-        if self.backend.fresh:        # the backend handed out a new array: no copy needed
-            return logits[0] if x.ndim == 1 else logits
-        return logits[0].copy() if x.ndim == 1 else logits.copy()
+        if self._fresh:               # the backend handed out a new array: no copy needed
+            return logits[0] if one else logits
+        return logits[0].copy() if one else logits.copy()
+
+    def _as_float32(self, frame) -> np.ndarray | None:
+        try:
+            arr = np.asarray(frame)
+            if arr.dtype.kind not in "fiu":
+                return self._bad(f"frame has dtype {arr.dtype}; frames are real numbers")
+            with np.errstate(over="ignore", invalid="ignore"):
+                return np.ascontiguousarray(arr, np.float32)
+        except (TypeError, ValueError) as e:
+            return self._bad(f"frame is not an array of numbers ({str(e)[:80]})")
 
     @staticmethod
     def probs(logits: np.ndarray) -> np.ndarray:
