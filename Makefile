@@ -50,6 +50,7 @@ results: $(STAMP)
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64
+	$(BIN)/python -m edgerf.bench.int8_table
 
 ## bench/results/soak.md: 10^6 unreset steps per artifact, GRU reset-free beside ce (their
 ## checkpoints: the built-in recipe, trained and exported into runs/soak).

@@ -44,6 +44,7 @@ class BenchConfig:
     accuracy: bool = True
     rss: bool = True           # peak RSS per backend, each in a fresh process
     data: str | None = None
+    gap_kind: str | None = None  # evaluate on other gaps than the training ones (needs the dataset)
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
     if model is not None:
         try:
             from edgerf.tasks import get_task
-            task = get_task(manifest["frame"])
+            task = get_task(manifest["frame"]).with_gaps(cfg.gap_kind)
             stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=2026, data=cfg.data).head(cfg.steps)
             from edgerf.export.parity import torch_trajectory
             log(f"torch reference over {len(stream):,} test steps ...")
@@ -119,6 +120,9 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
         raise DataError("no reference for accuracy: torch/the checkpoint/the dataset are missing and there is "
                         f"no evaluation bundle ({b_path.name}) beside the artifacts. Copy the bundle that "
                         "`edgerf export` wrote, or pass --no-accuracy.")
+    if cfg.gap_kind:
+        raise DataError(f"--gap-kind {cfg.gap_kind} needs torch, the checkpoint and the dataset (the evaluation "
+                        "bundle holds the training gaps only).")
     b = bundle_io.read(b_path)
     if b.meta.get("checkpoint_sha256") != manifest.get("source", {}).get("checkpoint_sha256"):
         raise ArtifactError(f"{b_path.name} was made for another checkpoint than {artifacts[0].name} (an "

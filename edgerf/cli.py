@@ -104,6 +104,12 @@ def train(
                                                          "into the gaps (default: the dataset's _silence_ clips)."),
     background_hours: float = typer.Option(1.0, help="Audio tasks: hours of background-only test audio on which "
                                                      "false accepts per hour are counted (0: skip)."),
+    gap_kind: Optional[str] = typer.Option(None, help="What fills the gaps between samples: gaussian, uniform, "
+                                                      "silence, background (audio), shuffled, or a comma-separated "
+                                                      "mix (one kind drawn per gap). Default: gaussian for images, "
+                                                      "background for audio."),
+    gap_min: Optional[float] = typer.Option(None, help="Shortest gap (rows for images, seconds for audio)."),
+    gap_max: Optional[float] = typer.Option(None, help="Longest gap (rows for images, seconds for audio)."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -122,7 +128,8 @@ def train(
                           epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                           val_samples=val_samples, test_steps=test_steps, threads=threads,
                           data=str(data) if data else None, device=device.value, words=words,
-                          background=str(background) if background else None, background_hours=background_hours)
+                          background=str(background) if background else None, background_hours=background_hours,
+                          gap_kind=gap_kind, gap_min=gap_min, gap_max=gap_max)
         ckpt = run(cfg, progress=not quiet)
         if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
             return
@@ -382,6 +389,9 @@ def bench(
     no_rss: bool = typer.Option(False, "--no-rss", help="Skip the per-backend peak-RSS probes."),
     setup: bool = typer.Option(False, "--setup", help="With --device arm64: build the emulation sysroot (once)."),
     data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    gap_kind: Optional[str] = typer.Option(None, help="Evaluate on other gaps than the model was trained with "
+                                                      "(gaussian, uniform, silence, background, shuffled, or a mix); "
+                                                      "needs the dataset."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Per-step latency and no-reset continual accuracy of every artifact, beside torch eager."""
@@ -404,7 +414,8 @@ def bench(
             ckpt = builtin_checkpoint("default-gru")
             log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
         cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
-                          accuracy=not no_accuracy, rss=not no_rss, data=str(data) if data else None)
+                          accuracy=not no_accuracy, rss=not no_rss, data=str(data) if data else None,
+                          gap_kind=gap_kind)
         rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
         if report:
             for f in render.write_report(rep, report):

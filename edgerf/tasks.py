@@ -23,6 +23,19 @@ from edgerf.errors import DataError
 from edgerf.features import ActivityMask, LogMelStream, normalise_rows
 
 SPLITS = ("train", "val", "test")
+# What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
+# gap): Gaussian or uniform noise of the same variance, silence, the task's real recorded
+# background (audio), or shuffled samples (pieces of other samples in a random order: the
+# data's own statistics with no class in them).
+GAP_KINDS = ("gaussian", "uniform", "silence", "background", "shuffled")
+
+
+def gap_kinds(kind: str, task_name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in kind.split(",") if k.strip())
+    bad = [k for k in kinds if k not in allowed]
+    if not kinds or bad:
+        raise ValueError(f"gap kind {kind!r}: {task_name} takes {', '.join(allowed)} (or a comma-separated mix)")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,7 @@ class SeqFashionMNIST:
     noise_std: float = 1.0              # noise as loud as normalised pixels
     threshold: float = 0.9              # decision threshold for events and false alarms
     classes: tuple[str, ...] = field(default=fashion.CLASSES)
+    gap_kind: str = "gaussian"          # see GAP_KINDS; "background" has no meaning for images
     val_fraction: float = 1 / 12        # the last 5,000 of the 60,000 training images (any subset: the same share)
 
     @property
@@ -69,6 +83,27 @@ class SeqFashionMNIST:
         if words or background:
             raise ValueError("--words and --background are for audio tasks (gsc)")
         return self
+
+    def with_gaps(self, kind: str | None = None, lo: float | None = None, hi: float | None = None):
+        """The task with other gaps (rows): kind(s), shortest and longest."""
+        if kind is not None:
+            gap_kinds(kind, self.name, tuple(k for k in GAP_KINDS if k != "background"))
+        lo = self.gap_min if lo is None else int(lo)
+        hi = self.gap_max if hi is None else int(hi)
+        if not 0 <= lo <= hi <= 10_000:
+            raise ValueError(f"gap length must satisfy 0 <= min <= max <= 10000 rows, not {lo}..{hi}")
+        return replace(self, gap_kind=kind or self.gap_kind, gap_min=lo, gap_max=hi)
+
+    def _gap(self, kind: str, g: int, rng, images) -> np.ndarray:
+        if kind == "gaussian":
+            return rng.normal(0.0, self.noise_std, (g, self.features)).astype(np.float32)
+        if kind == "uniform":
+            a = self.noise_std * np.sqrt(3.0)
+            return rng.uniform(-a, a, (g, self.features)).astype(np.float32)
+        if kind == "silence":                           # blank rows, as the camera sees nothing
+            return self.normalise(np.zeros((g, self.features), np.uint8))
+        rows = images.reshape(-1, self.features)        # shuffled: rows of other images, any order
+        return self.normalise(rows[rng.integers(0, len(rows), g)])
 
     def normalise(self, images: np.ndarray) -> np.ndarray:
         return normalise_rows(images, self.mean, self.std)
@@ -96,8 +131,12 @@ class SeqFashionMNIST:
         rng = np.random.default_rng(seed)
         n = len(images) if samples is None else min(samples, len(images))
         idx = rng.permutation(len(images))[:n]
-        gaps = [rng.normal(0.0, self.noise_std, (g, self.features)).astype(np.float32)
-                for g in rng.integers(self.gap_min, self.gap_max + 1, size=n)]
+        kinds = gap_kinds(self.gap_kind, self.name, GAP_KINDS)
+        lengths = rng.integers(self.gap_min, self.gap_max + 1, size=n)
+        if kinds == ("gaussian",):       # the default: one draw, so streams stay as they were
+            gaps = [rng.normal(0.0, self.noise_std, (g, self.features)).astype(np.float32) for g in lengths]
+        else:
+            gaps = [self._gap(kinds[rng.integers(len(kinds))], g, rng, images) for g in lengths]
         return concat_samples(self.normalise(images[idx]), labels[idx].tolist(), gaps)
 
     def samples_for_steps(self, steps: int) -> int:
@@ -143,6 +182,7 @@ class SpeechCommands:
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
     background_dir: str | None = None    # long background recordings (else the _silence_ clips)
     norm_clips: int = 200                # training clips that measure the per-band statistics
+    gap_kind: str = "background"         # see GAP_KINDS
 
     @property
     def steps_per_sample(self) -> float:
@@ -213,11 +253,15 @@ class SpeechCommands:
         n = len(clips) if samples is None else min(samples, len(clips))
         idx = rng.permutation(len(clips))[:n]
         segs, bounds, t = [], [], 0
+        kinds = gap_kinds(self.gap_kind, self.name, GAP_KINDS)
         for i in idx:
             g = int(rng.uniform(self.gap_min_s, self.gap_max_s) * self.sample_rate)
-            b = bg[rng.integers(len(bg))]
-            start = rng.integers(0, max(1, len(b) - g + 1))
-            gap = b[start:start + g]
+            if kinds == ("background",):     # the default: the same draws as ever
+                b = bg[rng.integers(len(bg))]
+                start = rng.integers(0, max(1, len(b) - g + 1))
+                gap = b[start:start + g]
+            else:
+                gap = self._gap(kinds[rng.integers(len(kinds))], g, rng, bg, clips)
             clip = clips[i]
             if augment:
                 noise = bg[rng.integers(len(bg))]
@@ -249,6 +293,32 @@ class SpeechCommands:
 
     def samples_for_steps(self, steps: int) -> int:
         return int(np.ceil(steps / self.steps_per_sample * 1.1))
+
+    def with_gaps(self, kind: str | None = None, lo: float | None = None, hi: float | None = None):
+        """The task with other gaps (seconds): kind(s), shortest and longest."""
+        if kind is not None:
+            gap_kinds(kind, self.name, GAP_KINDS)
+        lo = self.gap_min_s if lo is None else float(lo)
+        hi = self.gap_max_s if hi is None else float(hi)
+        if not 0 <= lo <= hi <= 600:
+            raise ValueError(f"gap length must satisfy 0 <= min <= max <= 600 s, not {lo}..{hi}")
+        return replace(self, gap_kind=kind or self.gap_kind, gap_min_s=lo, gap_max_s=hi)
+
+    def _gap(self, kind: str, g: int, rng, bg: list[np.ndarray], clips) -> np.ndarray:
+        b = bg[rng.integers(len(bg))]
+        if kind == "background":
+            start = rng.integers(0, max(1, len(b) - g + 1))
+            return np.resize(b[start:start + g], g)
+        rms = float(np.sqrt(np.mean(b ** 2))) + 1e-6   # synthetic noise as loud as real background
+        if kind == "gaussian":
+            return rng.normal(0.0, rms, g).astype(np.float32)
+        if kind == "uniform":
+            return rng.uniform(-rms * np.sqrt(3.0), rms * np.sqrt(3.0), g).astype(np.float32)
+        if kind == "silence":
+            return np.zeros(g, np.float32)
+        c = clips[rng.integers(len(clips))]             # shuffled: 10 ms pieces of a word clip
+        pieces = np.array_split(np.resize(c, g), max(1, g // self.hop))
+        return np.concatenate([pieces[k] for k in rng.permutation(len(pieces))]).astype(np.float32)
 
     def background_stream(self, split: str = "test", seconds: float = 3600.0, seed: int = 0, data=None) -> Stream:
         """Background only, for false accepts per hour: the split's real background recordings

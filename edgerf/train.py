@@ -51,6 +51,9 @@ class TrainConfig:
     words: str | None = None     # audio: comma-separated keywords (others -> _unknown_); None: every folder
     background: str | None = None  # audio: folder of long background recordings (else _silence_/)
     background_hours: float = 1.0  # audio: background-only stream for false accepts per hour
+    gap_kind: str | None = None  # gaps between samples (edgerf.tasks.GAP_KINDS, or a mix); None: the task's
+    gap_min: float | None = None  # shortest / longest gap in the task's unit (rows; seconds for audio)
+    gap_max: float | None = None
 
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
@@ -168,7 +171,8 @@ def train(cfg: TrainConfig, progress: bool = True,
 def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
-    task = get_task(cfg.task).resolve(cfg.data, cfg.words, cfg.background)
+    task = get_task(cfg.task).resolve(cfg.data, cfg.words, cfg.background).with_gaps(
+        cfg.gap_kind, cfg.gap_min, cfg.gap_max)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

@@ -62,3 +62,37 @@ def test_metrics_hand_computed():
     m = stream_metrics(logits, labels, mask, ends, threshold=0.9)
     assert m["acc_f"] == 0.5 and m["acc_p"] == 0.5 and m["false_alarm"] == 0.5
     assert m["noise_conf"] == np.mean([1 / (1 + np.exp(-9.0)), 0.5])
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("task_name, kinds", [("sfmnist", ("gaussian", "uniform", "silence", "shuffled")),
+                                              ("gsc", ("background", "gaussian", "uniform", "silence", "shuffled"))])
+def test_every_gap_kind_builds_a_valid_stream(task_name, kinds):
+    from edgerf.tasks import get_task
+    task = get_task(task_name)
+    for kind in (*kinds, ",".join(kinds[:2])):
+        s = task.with_gaps(kind).stream("test", 6, seed=2)
+        assert s.problems() is None and len(s.ends) > 0
+        gaps = s.x[~s.mask]
+        assert np.isfinite(gaps).all()
+        if kind == "silence" and task_name == "sfmnist":
+            assert np.ptp(gaps) == 0                       # blank rows
+    with pytest.raises(ValueError, match="gap kind"):
+        task.with_gaps("thunder")
+    with pytest.raises(ValueError, match="gap length"):
+        task.with_gaps(None, 5, 2)
+
+
+def test_training_on_a_mix_of_gap_kinds_is_recorded(tmp_path):
+    from typer.testing import CliRunner
+    from edgerf import checkpoint
+    from edgerf.cli import app
+    r = CliRunner().invoke(app, ["train", "--hidden", "8", "--epochs", "1", "--batch", "4", "--train-samples", "64",
+                                 "--val-samples", "10", "--test-steps", "500", "--gap-kind", "gaussian,shuffled",
+                                 "--gap-min", "5", "--gap-max", "8", "-q", "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    ck = checkpoint.load(tmp_path / "m.pt")
+    assert (ck.task["gap_kind"], ck.task["gap_min"], ck.task["gap_max"]) == ("gaussian,shuffled", 5, 8)
+    assert "--gap-kind gaussian,shuffled" in ck.training["command"]
