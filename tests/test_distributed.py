@@ -32,7 +32,7 @@ def _train(args, cwd, nproc=None):
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_only_rank_0_writes(tmp_path):
-    one = _train(["-o", "one.pt", *TINY], tmp_path)
+    _train(["-o", "one.pt", *TINY], tmp_path)
     two = _train(["-o", "two.pt", *TINY], tmp_path, nproc=2)
     a, b = checkpoint.load(tmp_path / "one.pt"), checkpoint.load(tmp_path / "two.pt")
     assert b.training["distributed"] == {"world_size": 2, "backend": "gloo", "device": "cpu"}

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from conftest import FULL_DATA
 from edgerf.data import fashion
@@ -64,7 +65,7 @@ def test_metrics_hand_computed():
     assert m["noise_conf"] == np.mean([1 / (1 + np.exp(-9.0)), 0.5])
 
 
-import pytest  # noqa: E402
+
 
 
 @pytest.mark.parametrize("task_name, kinds", [("sfmnist", ("gaussian", "uniform", "silence", "shuffled")),
