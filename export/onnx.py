@@ -109,7 +109,8 @@ def session(path_or_bytes, threads: int = 1):
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    from edgerf.runtime.backends import ORT_DISABLED_OPTIMIZERS
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 
 def run_stream(sess, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:

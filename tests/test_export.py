@@ -213,3 +213,16 @@ def test_every_onnx_plan_runs_in_a_second_runtime(tmp_path, sfmnist, test_stream
     # fp32: the same arithmetic; quantised: rounding ties may differ by one step, no more
     tol = 1e-4 if plan == "fp32" else 0.05 * (np.abs(ort_logits).max() + 1)
     assert np.abs(np.stack(out) - ort_logits).max() <= tol
+
+
+@pytest.mark.parametrize("plan", ["int8-gemm", "a16w8-gemm"])
+def test_matmul_only_plans_load_in_onnx_runtime(tmp_path, sfmnist, test_stream, plan):
+    """The mixed plans quantise only the matmuls; ONNX Runtime must load and run them."""
+    from edgerf.export import calibrate, quantize
+    from edgerf.runtime import StepModel  # noqa: F401  (the runtime's session options are the ones used)
+
+    ck = checkpoint.load(_ckpt(tmp_path, "gru", sfmnist))
+    onnx_export.save(onnx_export.to_onnx(ck.model), tmp_path / "m.onnx")
+    quantize.quantize(tmp_path / "m.onnx", tmp_path / "q.onnx", calibrate.calibration_feeds(ck.model, sfmnist, 2000), plan)
+    logits, _ = onnx_export.run_stream(onnx_export.session(tmp_path / "q.onnx"), test_stream.x[:200], ["l0_h"])
+    assert np.isfinite(logits).all()

@@ -15,6 +15,13 @@ from edgerf.errors import ArtifactError
 from edgerf.manifest import INPUT, OUTPUT
 
 
+# ONNX Runtime 1.32's QDQ propagation, on an opset-21 graph whose matmuls alone are
+# quantised (int8-gemm), inserts a QuantizeLinear around a Slice with an int8 output type
+# and a uint8 zero point, and the session then refuses the graph it made itself. The
+# pass only moves Q/DQ pairs; without it every plan loads and runs (measured).
+ORT_DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
+
+
 class OnnxBackend:
     """ONNX Runtime with IOBinding over numpy buffers.
 
@@ -39,7 +46,8 @@ class OnnxBackend:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
         except Exception as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0][:200]}") from e
         _check_io(path, manifest, {i.name: i.shape for i in self.session.get_inputs()},
