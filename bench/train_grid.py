@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     records = sorted(keep + records, key=lambda r: (r["model"], r["loss"], r["eval"]))
     curves = {f"{r['model']} {r['loss']} {r['eval']}": r.pop("det") for r in records if "det" in r}
     write_records(jsonl, records)
-    columns = COLUMNS + (KEYWORD_COLUMNS if curves else [])
+    columns = COLUMNS + (KEYWORD_COLUMNS if curves else []) + (["note"] if any("note" in r for r in records) else [])
     if curves:
         from edgerf.atomic import write_text
         from edgerf.bench.render import plot_det
