@@ -40,17 +40,15 @@ arm64: $(STAMP)
 	$(BIN)/edgerf bench --device arm64 --setup
 
 ## Everything under bench/results/ that stands on the grids' checkpoints.
+INT8 := runs/sfmnist/export-int8/gru-reset-free
 results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.export_table
 	$(BIN)/python -m edgerf.bench.gsc_mask
-	$(BIN)/edgerf export runs/sfmnist/gru-reset-free.pt -o runs/sfmnist/export-int8 --name gru128-int8 \
-		--int8 --min-agreement 0.97 --force
-	$(BIN)/python -m edgerf.bench.runtime_overhead runs/sfmnist/export-int8/gru128-int8.int8.onnx \
-		runs/sfmnist/export-int8/gru128-int8.int8.tflite runs/sfmnist/export/gru-reset-free.onnx
-	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu
-	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
-		--report bench/results/bench-gru128-arm64
 	$(BIN)/python -m edgerf.bench.int8_table
+	$(BIN)/python -m edgerf.bench.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
+	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
+	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
+		--report bench/results/bench-gru128-arm64 --force
 
 ## bench/results/soak.md: 10^6 unreset steps per artifact, GRU reset-free beside ce (their
 ## checkpoints: the built-in recipe, trained and exported into runs/soak).

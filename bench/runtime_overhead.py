@@ -105,10 +105,11 @@ def main(argv=None) -> int:
     machine = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                "onnxruntime": ort.__version__, "threads": 1}
     Path(a.out + ".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    md = ("# StepModel overhead over a bare ONNX Runtime call\n\n"
-          "Produced by `python -m edgerf.bench.runtime_overhead`. One intra-op thread, frames from a real "
-          "test stream, state fed back. `bare` = `run_with_iobinding` on a prepared binding; `run` = "
-          "`session.run` with numpy feeds; `StepModel` = the runtime with frame checks and the state "
+    md = ("# StepModel overhead over a bare interpreter call\n\n"
+          f"Produced by `python -m edgerf.bench.runtime_overhead {' '.join(a.artifacts)}`. One intra-op thread, "
+          "frames from a real test stream, state fed back. ONNX: `bare` = `run_with_iobinding` on a prepared "
+          "binding; `run` = `session.run` with numpy feeds. LiteRT: `bare` = frame in, `invoke`, state outputs "
+          "copied onto state inputs, logits read. `StepModel` = the runtime with frame checks and the state "
           "watchdog. Medians of per-step times over 2 x 5 windows, interleaved.\n\n"
           + markdown_table(rows, ["artifact", "precision", "loop", "median_us", "p99_us", "median_vs_bare",
                                   "p99_vs_bare", "steps"]))
