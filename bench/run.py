@@ -1,7 +1,7 @@
 """``edgerf bench``: per-step latency and no-reset continual accuracy of every artifact
 of one model, side by side with torch eager, on the same real unreset stream.
 
-Protocol (DESIGN.md, in the spirit of MLPerf Tiny): warm-up, then ``windows`` windows of
+Protocol (in the spirit of MLPerf Tiny): warm-up, then ``windows`` windows of
 ``seconds`` each, every call timed; one intra-op thread unless told; the state of step
 t feeds step t+1 (through ``edgerf.runtime.StepModel``, the public runtime). Torch
 eager runs in the same process and every figure is also a ratio to it. Accuracy: one

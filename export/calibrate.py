@@ -16,7 +16,7 @@ from edgerf.cells import RecurrentClassifier
 from edgerf.export.parity import torch_trajectory
 from edgerf.manifest import INPUT, state_io_names
 
-CALIBRATION_STEPS = 20_000   # 2,000 steps clipped rare extremes here; 20,000 did not (TOOLCHAIN.md)
+CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,000 did not
 
 
 def calibration_feeds(model: RecurrentClassifier, task, steps: int = CALIBRATION_STEPS,

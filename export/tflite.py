@@ -1,6 +1,6 @@
 """Step graph -> TFLite flatbuffer, written directly with the schema LiteRT ships.
 
-Why a generator of our own and not a converter (measured here, see TOOLCHAIN.md):
+Why a generator of our own and not a converter (each measured on this project's GRU):
 litert-torch adds ~1.2 GB of dependencies (jaxlib, transformers) and its PT2E int8
 leaves GRU cells in float; ai-edge-quantizer's default moving-average calibration
 broke a streamed GRU (30% agreement); onnx2tf needs TensorFlow 2.19 and numpy<2. The
