@@ -54,7 +54,7 @@ def main(argv=None) -> int:
                                 log=lambda s: print("  " + s, file=sys.stderr))
         plans[fam] = rep.plan
         ck = checkpoint.load(ck_path)
-        task = get_task(ck.task)
+        task = get_task(ck.task).bind()
         stream = task.stream("test", task.samples_for_steps(a.steps), seed=2026)
         names = list(ck.model.state_names)
         ref_logits, ref_states = torch_trajectory(ck.model, stream.x)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.atomic import write_text
+from edgerf.data.source import describe
 
 
 def _f(v, fmt):
@@ -53,6 +54,7 @@ def markdown(rep: dict, plots: bool = True) -> str:
            f"- threads: {rep['config']['threads']}; latency: {rep['config']['windows']} windows x "
            f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, state fed back",
            f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
+           f"- data: {describe(rep.get('data'))}",
            f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}", "",
            "| target | precision | median us | p90 us | p99 us | max us | x torch (median) | x torch (p99) | steps/s "
            "| RTF | peak RSS MiB | size KiB |", "|" + "---|" * 12]
@@ -129,7 +131,7 @@ def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
     if stream is not None and any("logits" in t.result for t in targets):
         fig, ax = plt.subplots(figsize=(8, 4))
         n = len(stream.ends)
-        win = max(10, n // 10)
+        win = max(1, min(n, max(10, n // 10)))      # a short stream: a window of every sample it has
         for t in targets:
             pred = t.result["logits"].argmax(-1)[stream.ends]
             ok = (pred == stream.labels[stream.ends]).astype(float)

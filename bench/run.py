@@ -16,7 +16,7 @@ and the torch reference logits; the report says which reference was used.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from edgerf import bundle as bundle_io
 from edgerf.bench.latency import Latency, measure_latency
 from edgerf.bench.machine import machine_info
 from edgerf.choices import DEVICES
+from edgerf.data.source import differs, tail
 from edgerf.errors import ArtifactError, DataError, EdgerfError
 from edgerf.manifest import read as read_manifest, verify_export
 from edgerf.metrics import agreement, stream_metrics
@@ -43,7 +44,8 @@ class BenchConfig:
     threads: int = 1
     accuracy: bool = True
     rss: bool = True           # peak RSS per backend, each in a fresh process
-    data: str | None = None
+    data: str | None = None      # dataset folder (edgerf.data.source.locate); given: nothing else is read
+    background: str | None = None  # audio: folder of long background recordings
     gap_kind: str | None = None  # evaluate on other gaps than the training ones (needs the dataset)
 
 
@@ -92,7 +94,11 @@ def _torch_available() -> bool:
 
 
 def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: BenchConfig, log):
-    """(stream, reference logits or None, torch model or None, description)."""
+    """(stream, reference logits or None, torch model or None, description, data read).
+
+    With the checkpoint and torch, a fresh test stream of the dataset (``--data`` when given:
+    then a missing dataset is an error, never a silent switch to the bundle); else the
+    evaluation bundle the export wrote."""
     model = None
     if ckpt is not None and _torch_available():
         from edgerf import checkpoint
@@ -101,19 +107,25 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
             raise ArtifactError(f"{ckpt} is not the checkpoint {artifacts[0].name} was exported from "
                                 "(SHA-256 differs); pass the right --ckpt.")
         model = ck.model
-        cfg = replace(cfg, data=ck.data(cfg.data))
     if not cfg.accuracy:
-        return None, None, model, "accuracy skipped (--no-accuracy)"
+        return None, None, model, "accuracy skipped (--no-accuracy)", None
     if model is not None:
         try:
             from edgerf.tasks import get_task
-            task = get_task(manifest["frame"]).with_gaps(cfg.gap_kind)
-            stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=2026, data=cfg.data).head(cfg.steps)
+            task = get_task(manifest["frame"]).bind(cfg.data, cfg.background).with_gaps(cfg.gap_kind)
+            stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=2026).head(cfg.steps)
+            data = task.provenance()
+            other = differs(manifest.get("source", {}).get("train_data"), data)
+            if other:
+                log(f"note: this bench reads other data than the model was trained on: {other}")
+                data["differs_from_training"] = other
             from edgerf.export.parity import torch_trajectory
             log(f"torch reference over {len(stream):,} test steps ...")
             return stream, torch_trajectory(model, stream.x)[0], model, \
-                f"torch fp32 eager on a fresh {task.name} test stream ({len(stream):,} steps)"
+                f"torch fp32 eager on a fresh {task.name} test stream ({len(stream):,} steps)", data
         except DataError as e:
+            if cfg.data or cfg.background:
+                raise
             log(f"dataset not found ({str(e).split('.')[0]}); using the evaluation bundle")
     b_path = bundle_io.bundle_path(artifacts[0])
     if not b_path.exists():
@@ -135,8 +147,9 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
     stream = b.stream.head(min(cfg.steps, len(b.stream)))
     if cfg.steps > len(b.stream):
         log(f"the bundle holds {len(b.stream):,} steps; --steps {cfg.steps:,} capped to it")
+    data = {"bundle": b_path.name, "made_from": manifest.get("source", {}).get("export_data")}
     return stream, b.reference_logits[:len(stream)], model, \
-        f"evaluation bundle {b_path.name}: {b.meta.get('reference')} ({len(stream):,} steps)"
+        f"evaluation bundle {b_path.name}: {b.meta.get('reference')} ({len(stream):,} steps)", data
 
 
 def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig = BenchConfig(),
@@ -158,7 +171,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         if m.get("source", {}).get("checkpoint_sha256") != first.get("source", {}).get("checkpoint_sha256"):
             raise ArtifactError(f"{a.name} comes from another checkpoint than {artifacts[0].name}; "
                                 "bench compares artifacts of one model.")
-    stream, ref_logits, model, ref_desc = _reference(first, artifacts, ckpt, cfg, log)
+    stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
 
     targets = []
     if model is not None:
@@ -204,7 +217,12 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         from edgerf.bench.rss import measure
         for tg in targets:
             tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
-    return _report(targets, first, cfg, ref_desc, stream)
+    return _report(targets, first, cfg, ref_desc, stream, data)
+
+
+def portable(cfg: BenchConfig) -> dict:
+    """The config as a report records it: data folders by their last two path components."""
+    return {k: (tail(Path(v)) if k in ("data", "background") and v else v) for k, v in asdict(cfg).items()}
 
 
 def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
@@ -230,7 +248,7 @@ def _accuracy(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> 
     return m
 
 
-def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: str, stream) -> dict:
+def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: str, stream, data) -> dict:
     period = manifest.get("frame", {}).get("period_s")
     torch_lat = next((t.result["latency"] for t in targets if t.name == "torch"), None)
     rows = []
@@ -247,9 +265,9 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
             row["accuracy"] = t.result["accuracy"]
         rows.append(row)
     return {"format": "edgerf-bench/1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "device": cfg.device, "emulated": False, "config": asdict(cfg), "machine": machine_info(),
+            "device": cfg.device, "emulated": False, "config": portable(cfg), "machine": machine_info(),
             "model": manifest["model"] | {"classes": len(manifest["model"]["classes"])},
             "task": manifest["frame"].get("name"), "frame_period_s": period,
-            "reference": ref_desc, "accuracy_steps": len(stream) if stream is not None else 0,
+            "reference": ref_desc, "data": data, "accuracy_steps": len(stream) if stream is not None else 0,
             "targets": rows,
             "_plots": {"targets": targets, "stream": stream}}   # dropped before JSON

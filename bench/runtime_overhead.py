@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--windows", type=int, default=5)
     p.add_argument("--out", default=str(RESULTS / "runtime_overhead"))
     a = p.parse_args(argv)
-    x = get_task("sfmnist").stream("test", 2000, seed=5).x
+    x = get_task("sfmnist").bind().stream("test", 2000, seed=5).x
     T = len(x)
     rows = []
     for art in a.artifacts:

@@ -36,14 +36,14 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def soak_artifact(path: Path, task, steps: int, window: int, data=None, log=print) -> list[dict]:
+def soak_artifact(path: Path, task, steps: int, window: int, log=print) -> list[dict]:
     from edgerf.runtime import StepModel
 
     m = StepModel.load(path)
     records, done, k = [], 0, 0
     while done < steps:
         n = min(window, steps - done)
-        stream = task.stream("test", task.samples_for_steps(n), seed=10_000 + k, data=data).head(n)
+        stream = task.stream("test", task.samples_for_steps(n), seed=10_000 + k).head(n)
         logits = np.empty((len(stream), len(m.classes)), np.float32)
         lo, hi = np.inf, -np.inf
         t0 = time.perf_counter()
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("checkpoints", nargs="+", type=Path, help="checkpoints with their exports beside them")
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--window", type=int, default=100_000)
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=None, help="dataset folder (else $EDGERF_DATA, the defaults)")
     p.add_argument("--out", type=Path, default=RESULTS / "soak")
     a = p.parse_args(argv)
     summary, windows = [], []
@@ -97,12 +97,12 @@ def main(argv=None) -> int:
         _, artifacts = discover([], ckpt)
         artifacts = [x for x in artifacts if x.suffix in ARTIFACT_SUFFIXES]
         man = read_manifest(artifacts[0])
-        task = get_task(man["frame"])
+        task = get_task(man["frame"]).bind(a.data)
         loss = (man["source"].get("train_command", "").split("--loss ") + ["?"])[1].split()[0]
         for art in artifacts:
             precision = read_manifest(art)["artifact"]["precision"]
             print(f"{ckpt.stem} {art.name} ({precision}): {a.steps:,} unreset steps", flush=True)
-            recs = soak_artifact(art, task, a.steps, a.window, a.data)
+            recs = soak_artifact(art, task, a.steps, a.window)
             windows += [{"model": ckpt.stem, "file": art.name, **r} for r in recs]
             summary.append(summarise(ckpt.stem, loss, art, precision, recs))
     cmd = "python -m edgerf.bench.soak " + " ".join(str(c) for c in a.checkpoints) + \

@@ -35,16 +35,6 @@ class Checkpoint:
     versions: dict = field(default_factory=dict)
     sha256: str = ""                # of the file, as read
 
-    def data(self, given: str | None = None) -> str | None:
-        """The dataset folder a run on this checkpoint reads: the one given (``--data``), else
-        the folder it was trained on when this machine has it, else None (the default search:
-        $EDGERF_DATA, Debian's, ../shared/data). A model trained on one's own words is thus
-        exported and benchmarked on those words, never on another dataset of the same kind."""
-        if given:
-            return given
-        recorded = (self.training.get("data") or {}).get("dir")
-        return recorded if recorded and not os.environ.get("EDGERF_DATA") and Path(recorded).is_dir() else None
-
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()

@@ -71,6 +71,21 @@ def _refuse_overwrite(path: Path, force: bool) -> None:
         _fail(EdgerfError(f"{path} exists; pass --force to overwrite it."))
 
 
+def _data_option():
+    return typer.Option(None, "--data", help="Dataset folder. When given, the command reads nothing from anywhere "
+                                             "else; default: $EDGERF_DATA, then Debian's /usr/share/datasets, then "
+                                             "../shared/data beside a checkout.")
+
+
+def _background_option():
+    return typer.Option(None, "--background", help="Audio tasks: a folder of long background recordings, cut into "
+                                                   "the gaps (default: the dataset's _silence_ clips).")
+
+
+def _path(p: Optional[Path]) -> Optional[str]:
+    return str(p) if p else None
+
+
 Task = _choice("Task", _task_names())
 Family = _choice("Family", FAMILY_NAMES)
 Mode = _choice("Mode", TRAINING_MODE_NAMES)
@@ -100,8 +115,6 @@ def train(
                                                     "torchrun each process trains a share of the --batch lanes."),
     words: Optional[str] = typer.Option(None, help="Audio tasks: comma-separated keywords to learn; the other word "
                                                    "folders become _unknown_ (default: every word folder is a class)."),
-    background: Optional[Path] = typer.Option(None, help="Audio tasks: a folder of long background recordings, cut "
-                                                         "into the gaps (default: the dataset's _silence_ clips)."),
     background_hours: float = typer.Option(1.0, help="Audio tasks: hours of background-only test audio on which "
                                                      "false accepts per hour are counted (0: skip)."),
     gap_kind: Optional[str] = typer.Option(None, help="What fills the gaps between samples: gaussian, uniform, "
@@ -110,7 +123,8 @@ def train(
                                                       "background for audio."),
     gap_min: Optional[float] = typer.Option(None, help="Shortest gap (rows for images, seconds for audio)."),
     gap_max: Optional[float] = typer.Option(None, help="Longest gap (rows for images, seconds for audio)."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    data: Optional[Path] = _data_option(),
+    background: Optional[Path] = _background_option(),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -127,8 +141,8 @@ def train(
         cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
                           epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
                           val_samples=val_samples, test_steps=test_steps, threads=threads,
-                          data=str(data) if data else None, device=device.value, words=words,
-                          background=str(background) if background else None, background_hours=background_hours,
+                          data=_path(data), device=device.value, words=words,
+                          background=_path(background), background_hours=background_hours,
                           gap_kind=gap_kind, gap_min=gap_min, gap_max=gap_max)
         ckpt = run(cfg, progress=not quiet)
         if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
@@ -159,7 +173,8 @@ def export(
                                                             "rate against fp32 (0.0005 = 0.05 points)."),
     min_agreement: float = typer.Option(0.0, help="int8 budget, optional: argmax agreement with fp32 on "
                                                   "informative frames (reported either way)."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    data: Optional[Path] = _data_option(),
+    background: Optional[Path] = _background_option(),
     force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts."),
     report: Optional[Path] = typer.Option(None, help="Also write the export report as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
@@ -173,7 +188,7 @@ def export(
     cfg = ExportConfig(formats=tuple(f.strip() for f in format.split(",") if f.strip()), int8=int8,
                        parity_steps=parity_steps, calibration_steps=calibration_steps, check_steps=check_steps,
                        budget=Budget(max_acc_p_drop, 2 * max_acc_p_drop, max_false_alarm_rise, min_agreement), force=force, name=name,
-                       data=str(data) if data else None)
+                       data=_path(data), background=_path(background))
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     try:
         rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
@@ -214,12 +229,17 @@ def render_export_report(rep) -> str:
 
 
 @app.command()
-def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest).")) -> None:
-    """Print an artifact's manifest, inputs/outputs, op histogram and precision."""
+def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), or a "
+                                                      "checkpoint .pt.")) -> None:
+    """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
+    (or a checkpoint's model, training command, data and results)."""
     from edgerf import manifest
-
+    from edgerf.data.source import describe
     from edgerf.runtime.model import verify_artifact
 
+    if artifact.suffix == ".pt":
+        _inspect_checkpoint(artifact)
+        return
     if artifact.suffix == ".json":
         artifact = artifact.with_suffix("")
     try:
@@ -263,7 +283,31 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
                        f"(scale {q['scale']:.4g}, zero point {q['zero_point']})")
     typer.echo(f"source: {m['source'].get('checkpoint')} sha256 {m['source'].get('checkpoint_sha256', '')[:16]}..., "
                f"trained with: {m['source'].get('train_command')}")
+    typer.echo(f"trained on: {describe(m['source'].get('train_data'))}")
+    typer.echo(f"exported on: {describe(m['source'].get('export_data'))}")
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
+
+
+def _inspect_checkpoint(path: Path) -> None:
+    _need_host("inspect")
+    from edgerf import checkpoint
+    from edgerf.data.source import describe
+
+    try:
+        ck = checkpoint.load(path)
+    except EdgerfError as e:
+        _fail(e)
+    c = ck.model.config
+    typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
+    typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}, {len(ck.task['classes'])} classes: "
+               f"{', '.join(ck.task['classes'])}")
+    typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")
+    typer.echo(f"trained with: {ck.training.get('command', 'not recorded')}")
+    typer.echo(f"trained on: {describe(ck.training.get('data'))}")
+    for r in ck.results.get("test", []):
+        typer.echo(f"test ({r.get('eval')}, {r.get('steps', 0):,} steps): acc_p {r.get('acc_p', float('nan')):.4f}  "
+                   f"acc_f {r.get('acc_f', float('nan')):.4f}  false_alarm {r.get('false_alarm', float('nan')):.4f}")
+    typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in ck.versions.items())}")
 
 
 @app.command()
@@ -389,7 +433,8 @@ def bench(
     no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Latency only (no dataset or bundle needed)."),
     no_rss: bool = typer.Option(False, "--no-rss", help="Skip the per-backend peak-RSS probes."),
     setup: bool = typer.Option(False, "--setup", help="With --device arm64: build the emulation sysroot (once)."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    data: Optional[Path] = _data_option(),
+    background: Optional[Path] = _background_option(),
     gap_kind: Optional[str] = typer.Option(None, help="Evaluate on other gaps than the model was trained with "
                                                       "(gaussian, uniform, silence, background, shuffled, or a mix); "
                                                       "needs the dataset."),
@@ -415,7 +460,7 @@ def bench(
             ckpt = builtin_checkpoint("default-gru")
             log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
         cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
-                          accuracy=not no_accuracy, rss=not no_rss, data=str(data) if data else None,
+                          accuracy=not no_accuracy, rss=not no_rss, data=_path(data), background=_path(background),
                           gap_kind=gap_kind)
         rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
         if report:
@@ -446,7 +491,8 @@ def sweep(
     cpus: int = typer.Option(1, help="CPUs (torch threads) per trial."),
     engine: str = typer.Option("auto", help="ray, pool (local processes), or auto: ray when edgerf[sweep] is "
                                             "installed."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    data: Optional[Path] = _data_option(),
+    background: Optional[Path] = _background_option(),
 ) -> None:
     """Train a grid (families x losses x seeds x widths) as Ray Tune trials; resumable."""
     _need_host("sweep")
@@ -464,7 +510,8 @@ def sweep(
     try:
         cfg = SweepConfig(
             base=TrainConfig(task=task.value, epochs=epochs, batch=batch, train_samples=train_samples,
-                             val_samples=val_samples, test_steps=test_steps, data=str(data) if data else None),
+                             val_samples=val_samples, test_steps=test_steps, data=_path(data),
+                             background=_path(background)),
             models=listed(models, known=FAMILY_NAMES), losses=listed(losses, known=TRAINING_MODE_NAMES),
             seeds=listed(seeds, int), hidden=listed(hidden, int), out=str(out),
             results=str(results) if results else None, address=address, cpus=cpus, engine=engine)
@@ -482,7 +529,8 @@ def plot(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
     steps: int = typer.Option(600, help="Steps of the excerpt."),
     seed: int = typer.Option(3, help="Which test stream (seed)."),
-    data: Optional[Path] = typer.Option(None, help="Dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)."),
+    data: Optional[Path] = _data_option(),
+    background: Optional[Path] = _background_option(),
 ) -> None:
     """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
     _need_host("plot")
@@ -494,8 +542,8 @@ def plot(
 
     try:
         ck = ckpt_io.load(checkpoint)
-        task = get_task(ck.task)
-        stream = task.stream("test", task.samples_for_steps(steps), seed=seed, data=ck.data(str(data) if data else None))
+        task = get_task(ck.task).bind(_path(data), _path(background))
+        stream = task.stream("test", task.samples_for_steps(steps), seed=seed)
         logits = predict(ck.model, stream)
         who = f"{ck.model.config.family}, {ck.training.get('config', {}).get('loss', '?')}"
         plot_stream_excerpt(stream, logits, who, output, task.threshold, steps=steps)

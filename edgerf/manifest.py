@@ -15,7 +15,8 @@ by name. Schema ``edgerf-step/1``:
     frame       the task spec: what a frame is (features, normalisation, period...)
     decision    {"threshold": ...}
     precision   the int8 plan and why it was chosen (per-state error figures)
-    source      checkpoint_sha256, train_command, test results of the checkpoint
+    source      checkpoint_sha256, train_command, train_data and export_data (what was read:
+                edgerf.data.source), test results of the checkpoint
     versions    edgerf, torch, onnx, onnxruntime... that produced it
 """
 

@@ -97,8 +97,9 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     trials = cfg.trials()
     # every worker reads the same data: resolve the folder once, here
     from edgerf.tasks import get_task
-    data = get_task(cfg.base.task).data_dir(cfg.base.data)
-    trials = [replace(t, data=data) for t in trials]
+    source = get_task(cfg.base.task).bind(cfg.base.data, cfg.base.background).data
+    trials = [replace(t, data=str(source.root), background=source.background and str(source.background))
+              for t in trials]
     names = [cfg.names.get((t.model, t.loss), trial_name(t)) for t in trials]
     done = sum((out / f"{n}.pt").exists() for n in names)
     engine = _engine(cfg.engine)

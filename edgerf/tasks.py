@@ -10,14 +10,15 @@ checkpoint and the manifest carry (so a device knows what a frame is).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from edgerf.data import Stream, concat_samples
 from edgerf.data import fashion, speech
+from edgerf.data.source import DataSource, locate
 from edgerf.data.stream import NO_LABEL
 from edgerf.errors import DataError
 from edgerf.features import ActivityMask, LogMelStream, normalise_rows
@@ -38,8 +39,34 @@ def gap_kinds(kind: str, task_name: str, allowed: tuple[str, ...]) -> tuple[str,
     return kinds
 
 
+class _Task:
+    """What every task does with its data: bind it once, read only through it, describe it."""
+
+    dataset: ClassVar[str]               # a key of edgerf.data.source.DATASETS
+
+    def bind(self, data=None, background=None):
+        """This task reading ``data`` (else $EDGERF_DATA, else the defaults): the one place a
+        command decides its data; every stream, background and count then reads from there."""
+        return replace(self, source=locate(self.dataset, data, background))
+
+    @property
+    def data(self) -> DataSource:
+        """The bound data, or (a task built without ``bind``, as in library use) the default one."""
+        return self.source if self.source is not None else locate(self.dataset)
+
+    def spec(self) -> dict:
+        """The JSON-able task: everything a device needs, nothing of this machine."""
+        d = {k: v for k, v in asdict(self).items() if k != "source"}
+        d["classes"] = list(self.classes)
+        return d
+
+    def provenance(self) -> dict:
+        """The data folders read, the split rule and the samples per split (no machine paths)."""
+        return {**self.data.provenance(), "split": self.split_rule(), "counts": self.split_counts()}
+
+
 @dataclass(frozen=True)
-class SeqFashionMNIST:
+class SeqFashionMNIST(_Task):
     """Sequential Fashion-MNIST: images fed row by row, noise rows between images.
 
     Frame: one image row, 28 pixels scaled to [0, 1] then normalised with the
@@ -64,25 +91,25 @@ class SeqFashionMNIST:
     classes: tuple[str, ...] = field(default=fashion.CLASSES)
     gap_kind: str = "gaussian"          # see GAP_KINDS; "background" has no meaning for images
     val_fraction: float = 1 / 12        # the last 5,000 of the 60,000 training images (any subset: the same share)
+    source: DataSource | None = field(default=None, compare=False, repr=False)   # see bind
+
+    dataset: ClassVar[str] = "fashion-mnist"
 
     @property
     def steps_per_sample(self) -> float:
         return 28 + (self.gap_min + self.gap_max) / 2
 
-    def spec(self) -> dict:
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        return d
-
-    def data_dir(self, data=None) -> str:
-        """The folder this task's files are read from (recorded in checkpoints)."""
-        return str(fashion.find_dir(data))
-
-    def resolve(self, data=None, words=None, background=None) -> "SeqFashionMNIST":
+    def resolve(self, words=None) -> "SeqFashionMNIST":
         """The task as the data defines it (nothing to learn from the files here)."""
-        if words or background:
-            raise ValueError("--words and --background are for audio tasks (gsc)")
+        if words:
+            raise ValueError("--words is for audio tasks (gsc)")
         return self
+
+    def split_rule(self) -> str:
+        return f"fixed: train/val = the training images cut at 1 - {self.val_fraction:.4g}, test = the test images"
+
+    def split_counts(self) -> dict:
+        return {s: len(self.split_arrays(s)[1]) for s in SPLITS}
 
     def with_gaps(self, kind: str | None = None, lo: float | None = None, hi: float | None = None):
         """The task with other gaps (rows): kind(s), shortest and longest."""
@@ -108,10 +135,10 @@ class SeqFashionMNIST:
     def normalise(self, images: np.ndarray) -> np.ndarray:
         return normalise_rows(images, self.mean, self.std)
 
-    def split_arrays(self, split: str, data=None) -> tuple[np.ndarray, np.ndarray]:
+    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-        images, labels = fashion.load("test" if split == "test" else "train", data)
+        images, labels = _fashion("test" if split == "test" else "train", str(self.data.root))
         if split == "test":
             return images, labels
         cut = len(images) - max(1, round(len(images) * self.val_fraction))
@@ -120,14 +147,14 @@ class SeqFashionMNIST:
         return (images[:cut], labels[:cut]) if split == "train" else (images[cut:], labels[cut:])
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
-               data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:
+               arrays=None, augment: bool = False) -> Stream:
         """A stream of ``samples`` images of ``split`` in a seeded random order.
 
         ``samples=None`` takes the whole split. ``arrays`` skips reading the files
         again when the caller already holds (images, labels). ``augment`` is accepted
         for the common interface; 55,000 images need none.
         """
-        images, labels = arrays if arrays is not None else self.split_arrays(split, data)
+        images, labels = arrays if arrays is not None else self.split_arrays(split)
         rng = np.random.default_rng(seed)
         n = len(images) if samples is None else min(samples, len(images))
         idx = rng.permutation(len(images))[:n]
@@ -145,7 +172,7 @@ class SeqFashionMNIST:
 
 
 @dataclass(frozen=True)
-class SpeechCommands:
+class SpeechCommands(_Task):
     """Google Speech Commands keyword streams.
 
     Frame: 40 log-mel energies of a 25 ms window every 10 ms (16 kHz, FFT 512, mel
@@ -180,28 +207,33 @@ class SpeechCommands:
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
-    background_dir: str | None = None    # long background recordings (else the _silence_ clips)
     norm_clips: int = 200                # training clips that measure the per-band statistics
     gap_kind: str = "background"         # see GAP_KINDS
+    source: DataSource | None = field(default=None, compare=False, repr=False)   # see bind
+
+    dataset: ClassVar[str] = "speech-commands"
 
     @property
     def steps_per_sample(self) -> float:
         return 98 + (self.gap_min_s + self.gap_max_s) / 2 * self.sample_rate / self.hop
 
-    def spec(self) -> dict:
-        d = asdict(self)
-        d["classes"] = list(self.classes)
-        return d
+    def split_rule(self) -> str:
+        return {"speaker": "by speaker hash, 70/10/20", "file": "by file hash, 70/10/20 (fewer than "
+                f"{speech.MIN_SPEAKERS} speakers)"}[self.split_mode] + \
+            ("; background recordings cut in time 70/10/20" if self.data.background else "")
 
-    def data_dir(self, data=None) -> str:
-        """The folder this task's files are read from (recorded in checkpoints)."""
-        return str(speech.find_dir(data))
+    def split_counts(self) -> dict:
+        """Word clips per split that this task's classes take (file listing, nothing decoded)."""
+        keep = set(self.classes) | (set(speech.word_folders(self.data.root)) if speech.UNKNOWN in self.classes
+                                    else set())
+        return {s: sum(c.word in keep for c in speech.list_clips(self.data.root, s, self.split_mode))
+                for s in SPLITS}
 
-    def resolve(self, data=None, words=None, background=None) -> "SpeechCommands":
-        """The task for the dataset at ``data``: its classes (every word folder, or ``words``
-        with the other folders as ``_unknown_``), its split mode, its background, and the
-        per-band normalisation measured on its training split."""
-        root = speech.find_dir(data)
+    def resolve(self, words=None) -> "SpeechCommands":
+        """The task for its bound dataset: its classes (every word folder, or ``words`` with the
+        other folders as ``_unknown_``), its split mode, and the per-band normalisation
+        measured on its training split."""
+        root = self.data.root
         found = speech.word_folders(root)
         if words:
             chosen = [w.strip() for w in (words.split(",") if isinstance(words, str) else words) if w.strip()]
@@ -217,38 +249,46 @@ class SpeechCommands:
         if len(classes) < 2:
             raise DataError(f"{root} gives {len(classes)} class ({', '.join(classes)}); a keyword model needs two "
                             "or more word folders (or one word and other words as _unknown_).")
-        task = replace(self, classes=classes, split_mode=speech.split_mode(root),
-                       background_dir=str(Path(background).resolve()) if background else None)
+        task = replace(self, classes=classes, split_mode=speech.split_mode(root), source=self.data)
         raw = replace(task, mean=0.0, std=1.0)
-        n = min(self.norm_clips, len(raw.split_arrays("train", data)[0]))
-        x = raw.stream("train", n, seed=0, data=data).x
+        n = min(self.norm_clips, len(raw.split_arrays("train")[0]))
+        x = raw.stream("train", n, seed=0).x
         return replace(task, mean=tuple(np.round(x.mean(0), 4).tolist()),
                        std=tuple(np.round(np.maximum(x.std(0), 1e-3), 4).tolist()))
 
-    def split_arrays(self, split: str, data=None):
-        """Word clips of a split (object array of waveforms) and their labels."""
-        waves, words = _speech_split(split, None if data is None else str(data), self.split_mode)
+    def split_arrays(self, split: str):
+        """Word clips of a split (object array of waveforms) and their labels. Every class but
+        ``_unknown_`` must be a word folder of the data: a model's words are never silently
+        replaced by another dataset's clips as ``_unknown_``."""
+        root = self.data.root
+        missing = [c for c in self.classes if c != speech.UNKNOWN and c not in speech.word_folders(root)]
+        if missing:
+            raise DataError(f"{root} has no folder for the word(s) {', '.join(missing)} of this task; pass the "
+                            "dataset it was trained on with --data.")
+        waves, words = _speech_split(split, str(root), self.split_mode)
         index = {c: i for i, c in enumerate(self.classes)}
         other = index.get(speech.UNKNOWN)
         keep = [i for i, w in enumerate(words) if w != speech.SILENCE and (w in index or other is not None)]
         if not keep:
             raise DataError(f"the {split} split holds no word clips ({self.split_mode} split of "
-                            f"{speech.find_dir(data)}); add recordings or speakers.")
+                            f"{root}); add recordings or speakers.")
         arr = np.empty(len(keep), dtype=object)
         arr[:] = [waves[i] for i in keep]
         return arr, np.array([index.get(words[i], other) for i in keep], np.int64)
 
-    def background(self, split: str, data=None) -> list[np.ndarray]:
-        return _background(split, None if data is None else str(data), self.background_dir, self.split_mode)
+    def background(self, split: str) -> list[np.ndarray]:
+        """The split's background: the bound --background recordings, else the _silence_ clips."""
+        bg = self.data.background
+        return _background(split, str(self.data.root), None if bg is None else str(bg), self.split_mode)
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
-               data: str | os.PathLike | None = None, arrays=None, augment: bool = False) -> Stream:
+               arrays=None, augment: bool = False) -> Stream:
         """``augment`` (training streams only): each word clip gets a random gain
         (+-6 dB) and a random background crop of the split mixed in at a random level
         (0..``mix_max`` of the background's own amplitude), the standard Speech
         Commands augmentation; new draws every epoch."""
-        clips, labels = arrays if arrays is not None else self.split_arrays(split, data)
-        bg = self.background(split, data)
+        clips, labels = arrays if arrays is not None else self.split_arrays(split)
+        bg = self.background(split)
         rng = np.random.default_rng(seed)
         n = len(clips) if samples is None else min(samples, len(clips))
         idx = rng.permutation(len(clips))[:n]
@@ -320,11 +360,11 @@ class SpeechCommands:
         pieces = np.array_split(np.resize(c, g), max(1, g // self.hop))
         return np.concatenate([pieces[k] for k in rng.permutation(len(pieces))]).astype(np.float32)
 
-    def background_stream(self, split: str = "test", seconds: float = 3600.0, seed: int = 0, data=None) -> Stream:
+    def background_stream(self, split: str = "test", seconds: float = 3600.0, seed: int = 0) -> Stream:
         """Background only, for false accepts per hour: the split's real background recordings
         cut into gap-length pieces (U(gap_min_s, gap_max_s)) at fresh random offsets and
         joined until ``seconds`` of audio; no sample, every step a noise step."""
-        bg = self.background(split, data)
+        bg = self.background(split)
         rng = np.random.default_rng(seed)
         pieces, total = [], 0
         while total < seconds * self.sample_rate:
@@ -340,16 +380,21 @@ class SpeechCommands:
                       np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
+# Decoded files, keyed by the folder they came from (a bound task always names one).
+@functools.lru_cache(maxsize=4)
+def _fashion(split: str, root: str):
+    return fashion.load(split, Path(root))
+
+
 @functools.lru_cache(maxsize=8)
-def _speech_split(split: str, data: str | None, mode: str = "speaker"):
-    waves, words, _ = speech.load_split(split, data, mode=mode)
+def _speech_split(split: str, root: str, mode: str = "speaker"):
+    waves, words, _ = speech.load_split(split, Path(root), mode=mode)
     return waves, words
 
 
 @functools.lru_cache(maxsize=8)
-def _background(split: str, data: str | None, folder: str | None, mode: str):
-    root = None if folder else speech.find_dir(data)
-    return speech.load_background(split, root, folder, mode)
+def _background(split: str, root: str, folder: str | None, mode: str):
+    return speech.load_background(split, Path(root), None if folder is None else Path(folder), mode)
 
 
 TASKS = {"sfmnist": SeqFashionMNIST(), "gsc": SpeechCommands()}

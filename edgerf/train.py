@@ -14,6 +14,7 @@ import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -22,11 +23,15 @@ import torch
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint, versions
 from edgerf.data import Stream
+from edgerf.data.source import tail
 from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
 from edgerf.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
 from edgerf.progress import bar
 from edgerf.tasks import get_task
+
+
+PATHS = ("data", "background")   # the config fields that name folders of this machine
 
 
 @dataclass(frozen=True)
@@ -71,15 +76,18 @@ class TrainConfig:
             raise ValueError(f"--lr must be in (0, 10), not {self.lr}")
 
     def command(self) -> str:
-        """The ``edgerf train`` command line that reproduces this config."""
+        """The ``edgerf train`` command line that reproduces this config (data folders by their
+        last two path components: the recipe, not this machine's layout)."""
         parts = ["edgerf", "train", "--task", self.task, "--model", self.model, "--loss", self.loss]
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name not in ("task", "model", "loss", "data", "device", "background") and v != f.default:
-                parts += [f"--{f.name.replace('_', '-')}", str(v)]
-        if self.background:
-            parts += ["--background", self.background]
+            if f.name not in ("task", "model", "loss", "device") and v != f.default:
+                parts += [f"--{f.name.replace('_', '-')}", tail(Path(v)) if f.name in PATHS else str(v)]
         return shlex.join(parts)
+
+    def portable(self) -> dict:
+        """The config as a checkpoint records it: folders by their last two components."""
+        return {k: (tail(Path(v)) if k in PATHS and v else v) for k, v in asdict(self).items()}
 
     def model_config(self, task) -> ModelConfig:
         return ModelConfig(family=self.model, input_size=task.features, hidden=self.hidden,
@@ -171,14 +179,14 @@ def train(cfg: TrainConfig, progress: bool = True,
 def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
-    task = get_task(cfg.task).resolve(cfg.data, cfg.words, cfg.background).with_gaps(
+    task = get_task(cfg.task).bind(cfg.data, cfg.background).resolve(cfg.words).with_gaps(
         cfg.gap_kind, cfg.gap_min, cfg.gap_max)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
 
-    train_arrays = task.split_arrays("train", cfg.data)
+    train_arrays = task.split_arrays("train")
     if cfg.train_samples is not None:
         train_arrays = tuple(a[: cfg.train_samples] for a in train_arrays)
     n_train = len(train_arrays[0])
@@ -187,7 +195,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
                          "lower --batch or raise --train-samples")
     if cfg.batch % dist.world:
         raise ValueError(f"--batch {cfg.batch} does not divide over {dist.world} processes; make it a multiple")
-    val = task.stream("val", cfg.val_samples, seed=cfg.seed + 1, data=cfg.data)
+    val = task.stream("val", cfg.val_samples, seed=cfg.seed + 1)
 
     model = RecurrentClassifier(cfg.model_config(task)).to(dist.device)
     net = model
@@ -254,10 +262,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
 
     model.eval()
     model.to("cpu")
-    test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2, data=cfg.data)
+    test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
-    background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3, data=cfg.data) \
+    background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
         if task.period_s and cfg.background_hours > 0 else None
     records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]
     for r in records:
@@ -269,9 +277,8 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
                 f"miss rate {r['miss_at_1fa_h']:.1%} at 1 false accept/h")
     return Checkpoint(
         model=model, task=task.spec(),
-        training={"config": asdict(cfg), "command": cfg.command(), "history": history,
-                  "data": {"dir": task.data_dir(cfg.data), "train_samples": n_train,
-                           "split": getattr(task, "split_mode", "fixed"),
+        training={"config": cfg.portable(), "command": cfg.command(), "history": history,
+                  "data": {**task.provenance(), "train_samples": n_train,
                            "val_samples": len(val.ends), "test_steps": len(test)},
                   "distributed": dist.provenance(),
                   "train_seconds": round(train_seconds, 1)},

@@ -20,9 +20,9 @@ CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,0
 
 
 def calibration_feeds(model: RecurrentClassifier, task, steps: int = CALIBRATION_STEPS,
-                      seed: int = 7, data=None, progress=None) -> dict[str, np.ndarray]:
+                      seed: int = 7, progress=None) -> dict[str, np.ndarray]:
     """Graph inputs [steps, ...] visited by the fp32 model on an unreset training stream."""
-    stream = task.stream("train", task.samples_for_steps(steps), seed=seed, data=data)
+    stream = task.stream("train", task.samples_for_steps(steps), seed=seed)
     x = stream.x[:steps]
     _, states = torch_trajectory(model, x, progress)
     feeds = {INPUT: x}

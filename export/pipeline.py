@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from edgerf import __version__, bundle, manifest
 from edgerf.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint
+from edgerf.data.source import differs
 from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
@@ -45,7 +46,8 @@ class ExportConfig:
     budget: quantize.Budget = field(default_factory=quantize.Budget)
     force: bool = False                   # overwrite existing artifacts
     name: str | None = None               # artifact base name; default: checkpoint file stem
-    data: str | None = None
+    data: str | None = None               # dataset folder (edgerf.data.source.locate)
+    background: str | None = None         # audio: folder of long background recordings
 
 
 @dataclass
@@ -95,7 +97,6 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     t_start = time.perf_counter()
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
-    cfg = replace(cfg, data=ckpt.data(cfg.data))
     for f in cfg.formats:
         if f not in FORMATS:
             raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
@@ -145,11 +146,16 @@ class _Stages:
 
 
 def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log, stages: _Stages) -> ExportReport:
-    model, task = ckpt.model, get_task(ckpt.task)
+    model, task = ckpt.model, get_task(ckpt.task).bind(cfg.data, cfg.background)
     names = list(model.state_names)
     versions = _versions()
+    data = task.provenance()
+    other = differs(ckpt.training.get("data"), data)
+    if other:
+        log(f"note: this export reads other data than the model was trained on: {other}")
+        data["differs_from_training"] = other
 
-    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=11, data=cfg.data)
+    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=11)
     log(f"torch reference over {len(test):,} test steps ...")
     ref_logits, ref_states = stages.run("torch reference", len(test), parity.torch_trajectory, model, test.x)
 
@@ -160,14 +166,14 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
     # every manifest the reference the runtime's watchdog checks the state against.
     log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
     feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
-                       cfg.calibration_steps, 7, cfg.data)
+                       cfg.calibration_steps, 7)
     common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
                          "layers": model.config.layers},
                   classes=list(task.classes), input_size=model.config.input_size, state_names=names,
                   state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
                   source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
                           "train_command": ckpt.training.get("command", ""),
-                          "train_data": ckpt.training.get("data"),
+                          "train_data": ckpt.training.get("data"), "export_data": data,
                           "test": ckpt.results.get("test", [])},
                   versions=versions, state_ranges=calibrate.ranges(feeds))
     _write_bundle(model, task, ckpt, stage / f"{base}.bundle.npz", cfg)
@@ -193,7 +199,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
         if not cfg.int8:
             continue
         if check is None:
-            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13, data=cfg.data)
+            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13)
             check_ref = stages.run("torch on val", len(check), parity.torch_trajectory, model, check.x)
         # each runtime climbs the whole ladder: their integer kernels round differently, so
         # one may keep full int8 where the other needs a safer rung
@@ -215,7 +221,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
 
 def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
     """A test stream (other seed than the parity stream) and torch's logits on it."""
-    stream = task.stream("test", task.samples_for_steps(cfg.bundle_steps), seed=2026, data=cfg.data)
+    stream = task.stream("test", task.samples_for_steps(cfg.bundle_steps), seed=2026)
     stream = stream.head(cfg.bundle_steps)
     stream = type(stream)(bundle.round_frames(stream.x), stream.labels, stream.mask, stream.starts, stream.ends)
     ref_logits, _ = parity.torch_trajectory(model, stream.x)

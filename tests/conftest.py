@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +22,17 @@ def _choose_data() -> dict[str, str]:
     """Which data the data-dependent tests read: $EDGERF_DATA if set, else the full datasets
     where edgerf finds both, else the committed subsets (set as $EDGERF_DATA, so subprocesses
     and the CLI read the same). Returns dataset -> where it comes from, for the report."""
-    from edgerf.data import fashion, speech
+    from edgerf.data.source import locate
     from edgerf.errors import DataError
 
+    names = {"Fashion-MNIST": "fashion-mnist", "Speech Commands": "speech-commands"}
     if not os.environ.get("EDGERF_DATA"):
         try:
-            found = {"Fashion-MNIST": fashion.find_dir(), "Speech Commands": speech.find_dir()}
-            return {k: f"full data at {v}" for k, v in found.items()}
+            return {k: f"full data at {locate(d).root}" for k, d in names.items()}
         except DataError:
             os.environ["EDGERF_DATA"] = str(SUBSET)
     kind = "committed subset" if Path(os.environ["EDGERF_DATA"]).resolve() == SUBSET else "$EDGERF_DATA"
-    return {"Fashion-MNIST": f"{kind} at {fashion.find_dir()}", "Speech Commands": f"{kind} at {speech.find_dir()}"}
+    return {k: f"{kind} at {locate(d).root}" for k, d in names.items()}
 
 
 DATA = _choose_data()
@@ -82,6 +84,33 @@ def sfmnist():
 def test_stream(sfmnist):
     """A short real unreset test stream (about 2,000 steps)."""
     return sfmnist.stream("test", 40, seed=SEED)
+
+
+def write_wav(path, x, rate: int = 16000) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def user_dataset(tmp_path):
+    """A user's own data, made of real clips: other words as folder names, three speakers,
+    background as two long recordings instead of a _silence_ folder."""
+    from edgerf.data import speech
+    from edgerf.data.source import locate
+
+    src = locate("speech-commands").root
+    root, bg = tmp_path / "mywords", tmp_path / "background"
+    for word, new in (("on", "lights_on"), ("off", "lights_off"), ("go", "music")):
+        (root / new).mkdir(parents=True)
+        for k, f in enumerate(sorted((src / word).glob("*.wav"))[:10]):
+            shutil.copy(f, root / new / f"spk{k % 3}_nohash_{k}.wav")
+    bg.mkdir()
+    noise = np.concatenate([speech.read_wav(f) for f in sorted((src / "_silence_").glob("*.wav"))])
+    for k, part in enumerate(np.array_split(noise, 2)):
+        write_wav(bg / f"kitchen{k}.wav", part)
+    return root, bg
 
 
 def run_blocked(code: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@ import pytest
 
 from conftest import FASHION_TEST_IMAGES
 from edgerf.data import fashion
+from edgerf.data.source import locate
 from edgerf.errors import DataError
 
 
@@ -42,7 +43,7 @@ def test_corrupt_idx_is_a_clear_error(tmp_path, damage):
 
 
 def test_real_files_load():
-    images, labels = fashion.load("test")
+    images, labels = fashion.load("test", locate("fashion-mnist").root)
     assert images.shape == (FASHION_TEST_IMAGES, 28, 28) and labels.shape == (FASHION_TEST_IMAGES,)
     assert set(np.unique(labels)) == set(range(10))
 
@@ -50,16 +51,16 @@ def test_real_files_load():
 def test_missing_data_names_where_to_put_it(tmp_path, monkeypatch):
     monkeypatch.delenv("EDGERF_DATA", raising=False)
     with pytest.raises(DataError, match="--data or \\$EDGERF_DATA"):
-        fashion.find_dir(tmp_path)
+        locate("fashion-mnist", tmp_path)
 
 
 def test_env_var_and_missing_single_file(tmp_path, monkeypatch):
-    src = fashion.find_dir()
+    src = locate("fashion-mnist").root
     for name in fashion.FILES["test"]:
         shutil.copy(src / (name + ".gz"), tmp_path / (name + ".gz"))
     monkeypatch.setenv("EDGERF_DATA", str(tmp_path))
-    assert fashion.find_dir() == tmp_path
-    images, _ = fashion.load("test")
+    assert locate("fashion-mnist").root == tmp_path.resolve()
+    images, _ = fashion.load("test", locate("fashion-mnist").root)
     assert len(images) == FASHION_TEST_IMAGES
     with pytest.raises(DataError, match="missing .*train-images"):
-        fashion.load("train")
+        fashion.load("train", locate("fashion-mnist").root)

@@ -117,12 +117,11 @@ def test_a_changed_artifact_is_refused_everywhere(builtin, name):
     assert r.exit_code == 2 and "parity" not in r.output
 
 
-def test_a_bundle_from_another_checkpoint_is_refused(builtin, tmp_path_factory):
-    other = tmp_path_factory.mktemp("kws")
+def test_a_bundle_from_another_checkpoint_is_refused(builtin, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("EDGERF_DATA", str(tmp_path_factory.mktemp("no-data")))   # no dataset: the bundle
     shutil.copy(BUILTIN_DIR / "kws-gru.bundle.npz", builtin / "default-gru.bundle.npz")
     (builtin / "default-gru.export.json").unlink()              # as a hand copy without the index
-    r = _cli("bench", builtin / "default-gru.onnx", "--no-rss", "--seconds", "0.05", "-q",
-             "--data", other)
+    r = _cli("bench", builtin / "default-gru.onnx", "--no-rss", "--seconds", "0.05", "-q")
     assert r.exit_code == 2 and "another checkpoint" in r.output
 
 

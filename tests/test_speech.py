@@ -1,17 +1,17 @@
 """Speech Commands: WAV reading, speaker split, features, activity mask, a tiny training run."""
 
 import json
-import shutil
 import wave
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FULL_DATA
+from conftest import FULL_DATA, user_dataset
 from edgerf import checkpoint
 from edgerf.cli import app
 from edgerf.data import speech
+from edgerf.data.source import locate
 from edgerf.errors import DataError
 from edgerf.features import HOP, N_FFT, N_MELS, WIN, ActivityMask, LogMelStream, mel_filterbank
 from edgerf.tasks import get_task
@@ -57,7 +57,7 @@ def test_bad_files_skipped_with_a_count(tmp_path):
 
 
 def test_speaker_split_is_disjoint_and_deterministic():
-    root = speech.find_dir()
+    root = locate("speech-commands").root
     by_split = {s: {c.speaker for c in speech.list_clips(root, s)} for s in ("train", "val", "test")}
     assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["val"])
     assert not (by_split["val"] & by_split["test"])
@@ -147,7 +147,7 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     export_checkpoint(tmp_path / "g.pt", tmp_path, ExportConfig(formats=("onnx",), parity_steps=500,
                                                                 calibration_steps=1000, bundle_steps=300))
     rt = StepModel.load(tmp_path / "g.onnx")
-    root = speech.find_dir()
+    root = locate("speech-commands").root
     pcm = np.concatenate([speech.read_wav(p) for p in sorted((root / "yes").glob("*.wav"))[:3]])
     chunks = np.concatenate([rt.featurize(pcm[k:k + 1234]) for k in range(0, len(pcm), 1234)])
     np.testing.assert_allclose(chunks, (LogMelStream().feed(pcm)[0] - task.mean) / task.std, atol=1e-5)
@@ -158,28 +158,8 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     assert all(json.loads(line)["name"] in task.classes for line in r.stdout.splitlines() if line.startswith("{"))
 
 
-def _user_dataset(tmp_path):
-    """A user's own data, made of real clips: other words as folder names, three speakers,
-    background as two long recordings instead of a _silence_ folder."""
-    src = speech.find_dir()
-    root, bg = tmp_path / "mywords", tmp_path / "background"
-    for word, new in (("on", "lights_on"), ("off", "lights_off"), ("go", "music")):
-        (root / new).mkdir(parents=True)
-        for k, f in enumerate(sorted((src / word).glob("*.wav"))[:10]):
-            shutil.copy(f, root / new / f"spk{k % 3}_nohash_{k}.wav")
-    bg.mkdir()
-    noise = np.concatenate([speech.read_wav(f) for f in sorted((src / "_silence_").glob("*.wav"))])
-    for k, part in enumerate(np.array_split(noise, 2)):
-        with wave.open(str(bg / f"kitchen{k}.wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes((part * 32767).astype("<i2").tobytes())
-    return root, bg
-
-
 def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, monkeypatch):
-    root, bg = _user_dataset(tmp_path)
+    root, bg = user_dataset(tmp_path)
     assert speech.split_mode(root) == "file"
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--background", str(bg),
                                  "--words", "lights_on,lights_off", "--hidden", "16", "--epochs", "1", "--batch", "4",
@@ -189,11 +169,13 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
     ck = checkpoint.load(tmp_path / "m.pt")
     assert ck.task["classes"] == ["lights_off", "lights_on", "_unknown_"]        # music -> _unknown_
     assert ck.task["split_mode"] == "file" and len(ck.task["mean"]) == 40
-    assert ck.training["data"]["split"] == "file"
-    # no --data: export reads the folder the checkpoint was trained on, not the default dataset
-    monkeypatch.delenv("EDGERF_DATA", raising=False)
-    r = CliRunner().invoke(app, ["export", str(tmp_path / "m.pt"), "--int8", "-q",
-                                 "--parity-steps", "500", "--calibration-steps", "1000", "--check-steps", "500"])
+    assert ck.training["data"]["split"].startswith("by file hash")
+    export = ["export", str(tmp_path / "m.pt"), "--int8", "-q",
+              "--parity-steps", "500", "--calibration-steps", "1000", "--check-steps", "500"]
+    # without --data the default dataset is read, and it has none of the user's words: refused
+    r = CliRunner().invoke(app, export)
+    assert r.exit_code == 2 and "lights_off, lights_on" in r.output, r.output
+    r = CliRunner().invoke(app, [*export, "--data", str(root), "--background", str(bg)])
     assert r.exit_code == 0, r.output
     from edgerf.bundle import read as read_bundle
     labels = read_bundle(tmp_path / "m.bundle.npz").stream.sample_labels
@@ -213,7 +195,7 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
 
 
 def test_a_dataset_without_background_or_with_one_word_is_refused(tmp_path):
-    root, bg = _user_dataset(tmp_path)
+    root, bg = user_dataset(tmp_path)
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "-o", str(tmp_path / "m.pt")])
     assert r.exit_code == 2 and "--background" in r.output
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--words", "dishwasher",

@@ -3,6 +3,7 @@ import pytest
 
 from conftest import FULL_DATA
 from edgerf.data import fashion
+from edgerf.data.source import locate
 from edgerf.data.stream import NO_LABEL, concat_samples
 from edgerf.metrics import stream_metrics
 
@@ -41,9 +42,9 @@ def test_sfmnist_streams_are_deterministic_and_splits_differ(sfmnist):
     train_imgs, _ = sfmnist.split_arrays("train")
     val_imgs, _ = sfmnist.split_arrays("val")
     test_imgs, _ = sfmnist.split_arrays("test")
-    n_train = len(fashion.load("train")[0])
+    n_train = len(fashion.load("train", locate("fashion-mnist").root)[0])
     assert len(train_imgs) + len(val_imgs) == n_train and len(val_imgs) == round(n_train / 12)
-    assert len(test_imgs) == len(fashion.load("test")[0])
+    assert len(test_imgs) == len(fashion.load("test", locate("fashion-mnist").root)[0])
     if FULL_DATA:
         assert (len(train_imgs), len(val_imgs), len(test_imgs)) == (55_000, 5_000, 10_000)
 

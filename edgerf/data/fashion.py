@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from pathlib import Path
 
@@ -17,11 +16,13 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-# Where the files may be, in order. The last one is this repository's development
-# layout (../shared/data beside the checkout).
+TITLE = "Fashion-MNIST"
+# Default folders, in order (edgerf.data.source.locate searches them when neither --data
+# nor $EDGERF_DATA is set): Debian's package, then this repository's development layout
+# (../shared/data beside the checkout).
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 _REPO = Path(__file__).resolve().parents[2]
-DEV_DIRS = (Path.cwd() / "../shared/data/fashion-mnist", _REPO / "../shared/data/fashion-mnist")
+DEFAULT_DIRS = (DEBIAN_DIR, Path.cwd() / "../shared/data/fashion-mnist", _REPO / "../shared/data/fashion-mnist")
 
 HOW_TO_GET = ("Put the four IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
               "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) in a folder and pass it "
@@ -33,20 +34,15 @@ def _has_files(d: Path) -> bool:
     return any((d / (n + ext)).exists() for n in FILES["test"][:1] for ext in ("", ".gz"))
 
 
-def find_dir(data: str | os.PathLike | None = None) -> Path:
-    """The folder holding the IDX files: ``data``, $EDGERF_DATA, Debian's, then dev."""
-    candidates: list[Path] = []
-    for given in (data, os.environ.get("EDGERF_DATA")):
-        if given:
-            candidates += [Path(given), Path(given) / "fashion-mnist"]
-            for d in candidates[-2:]:
-                if _has_files(d):
-                    return d
-            raise DataError(f"no Fashion-MNIST files in {given}. {HOW_TO_GET}")
-    for d in (DEBIAN_DIR, *DEV_DIRS):
-        if _has_files(d):
-            return d.resolve()
-    raise DataError(f"Fashion-MNIST not found (looked in {DEBIAN_DIR} and ../shared/data). {HOW_TO_GET}")
+def root_in(folder: Path) -> Path | None:
+    """The Fashion-MNIST folder at ``folder`` (it, or its ``fashion-mnist/``), or None."""
+    return next((d for d in (folder, folder / "fashion-mnist") if _has_files(d)), None)
+
+
+def files(root: Path) -> list[Path]:
+    """The IDX files the reader may open in ``root`` (gzipped or not)."""
+    return [root / (n + ext) for pair in FILES.values() for n in pair for ext in ("", ".gz")
+            if (root / (n + ext)).is_file()]
 
 
 # Far above Fashion-MNIST (47 MB of training images), far below what would exhaust a host:
@@ -96,9 +92,8 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(payload, np.uint8).reshape(dims)
 
 
-def load(split: str, data: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images [N, 28, 28] uint8 and labels [N] int64 of ``split`` ('train' or 'test')."""
-    d = find_dir(data)
+def load(split: str, d: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, 28, 28] uint8 and labels [N] int64 of ``split`` ('train' or 'test') in ``d``."""
     img_name, lab_name = FILES[split]
     images, labels = read_idx(d / img_name), read_idx(d / lab_name)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -19,7 +19,6 @@ time, its first 70% for train, the next 10% for val, the last 20% for test.
 from __future__ import annotations
 
 import hashlib
-import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,15 @@ from edgerf.errors import DataError
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
+TITLE = "Speech Commands word folders (<word>/*.wav)"
 _REPO = Path(__file__).resolve().parents[2]
-DEV_DIRS = (Path.cwd() / "../shared/data/speech_commands_v0.02_test",
-            _REPO / "../shared/data/speech_commands_v0.02_test")
-# Folder names under which --data/$EDGERF_DATA may hold the dataset (or it is the dataset).
+# Default folders when neither --data nor $EDGERF_DATA is set (edgerf.data.source.locate):
+# this repository's development layout, ../shared/data beside the checkout.
+DEFAULT_DIRS = (Path.cwd() / "../shared/data", _REPO / "../shared/data")
+# Folder names under which a given folder may hold the dataset (or it is the dataset).
 LAYOUT_NAMES = ("speech_commands_v0.02_test", "speech_commands")
-HOW_TO_GET = ("Put Speech Commands (v0.02, the standard <word>/<speaker>_nohash_<n>.wav layout) in a folder "
-              "and pass it with --data or $EDGERF_DATA.")
+HOW_TO_GET = ("Put Speech Commands (v0.02, the standard <word>/<speaker>_nohash_<n>.wav layout) or your own "
+              "recordings in that layout in a folder and pass it with --data or $EDGERF_DATA.")
 SPLIT_PERCENT = {"train": (0, 70), "val": (70, 80), "test": (80, 100)}   # hash buckets and time shares
 MIN_SPEAKERS = 10        # below this, split by file: 10 speakers give each split at least one on average
 SPLIT_MODES = ("speaker", "file")
@@ -57,17 +58,19 @@ def _is_root(d: Path) -> bool:
         return False
 
 
-def find_dir(data: str | os.PathLike | None = None) -> Path:
-    for given in (data, os.environ.get("EDGERF_DATA")):
-        if given:
-            for d in (*(Path(given) / n for n in LAYOUT_NAMES), Path(given)):
-                if _is_root(d):
-                    return d
-            raise DataError(f"no Speech Commands word folders (<word>/*.wav) in {given}. {HOW_TO_GET}")
-    for d in DEV_DIRS:
-        if _is_root(d):
-            return d.resolve()
-    raise DataError(f"Speech Commands not found. {HOW_TO_GET}")
+def root_in(folder: Path) -> Path | None:
+    """The dataset root at ``folder`` (one of its LAYOUT_NAMES subfolders, or itself), or None."""
+    return next((d for d in (*(folder / n for n in LAYOUT_NAMES), folder) if _is_root(d)), None)
+
+
+def files(root: Path) -> list[Path]:
+    """Every WAV file the reader may open under ``root`` (word folders and ``_silence_``)."""
+    return [c.path for c in _all_clips(root)]
+
+
+def background_files(folder: Path) -> list[Path]:
+    """The long background recordings in ``folder`` (empty when there is none or no folder)."""
+    return sorted(folder.glob("*.wav")) if folder.is_dir() else []
 
 
 def speaker_of(path: Path, word: str) -> str:
@@ -112,19 +115,19 @@ def word_folders(root: Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != SILENCE and any(d.glob("*.wav*")))
 
 
-def load_background(split: str, root: Path | None = None, folder: str | os.PathLike | None = None,
+def load_background(split: str, root: Path, folder: Path | None = None,
                     mode: str = "speaker", min_seconds: float = 1.0) -> list[np.ndarray]:
     """Background recordings of a split: pieces of the long files in ``folder`` (each file
     cut in time by SPLIT_PERCENT, so no moment is in two splits), else the ``_silence_``
     clips of the dataset. A clear DataError when there is none."""
     if folder is not None:
-        files = sorted(Path(folder).glob("*.wav"))
-        if not files:
+        recordings = background_files(folder)
+        if not recordings:
             raise DataError(f"no .wav files in --background {folder}; put long background recordings there "
                             "(16 kHz mono 16-bit).")
         lo, hi = SPLIT_PERCENT[split]
         pieces = []
-        for f in files:
+        for f in recordings:
             x = read_wav(f)
             part = x[len(x) * lo // 100: len(x) * hi // 100]
             pieces += [part[k:k + 16_000] for k in range(0, max(1, len(part) - 16_000 + 1), 16_000)]
@@ -162,10 +165,10 @@ def read_wav(path: Path, rate: int = 16_000) -> np.ndarray:
     return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
 
 
-def load_split(split: str, data=None, skip_bad: bool = False,
+def load_split(split: str, root: Path, skip_bad: bool = False,
                mode: str = "speaker") -> tuple[list[np.ndarray], list[str], int]:
-    """Waveforms and folder names of a split; with ``skip_bad`` bad files are counted, not fatal."""
-    root = find_dir(data)
+    """Waveforms and folder names of a split of ``root``; with ``skip_bad`` bad files are counted,
+    not fatal."""
     waves, words, bad = [], [], 0
     for c in list_clips(root, split, mode):
         try:

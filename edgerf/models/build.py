@@ -29,8 +29,9 @@ SAMPLE_RATE = 16_000
 def build_demo_recording(data: str | None = None, out: Path = DEMO_RECORDING, truth: Path = DEMO_TRUTH) -> dict:
     from edgerf import atomic
     from edgerf.data import speech
+    from edgerf.data.source import locate
 
-    root = speech.find_dir(data)
+    root = locate("speech-commands", data).root
     clips = speech.list_clips(root, "test")
     rng = np.random.default_rng(DEMO_SEED)
     background = [c for c in clips if c.word == speech.SILENCE]
