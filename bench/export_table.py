@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf.export.quantize import Budget
     from edgerf.metrics import stream_metrics
-    from edgerf.tasks import get_task
+    from edgerf.tasks import EVAL_SEED, get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default="runs/sfmnist")
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
         plans[fam] = rep.plan
         ck = checkpoint.load(ck_path)
         task = get_task(ck.task).bind()
-        stream = task.stream("test", task.samples_for_steps(a.steps), seed=2026)
+        stream = task.stream("test", task.samples_for_steps(a.steps), seed=EVAL_SEED)
         names = list(ck.model.state_names)
         ref_logits, ref_states = torch_trajectory(ck.model, stream.x)
         runs_ = {"torch": (ref_logits, ref_states, None, "fp32")}

@@ -147,7 +147,7 @@ def plots(rep: dict, targets, stream, out_dir: Path) -> list[Path]:
         shown = [t for t in targets if "logits" in t.result]
         ref = next((t for t in shown if t.precision != "fp32"), shown[0])
         files.append(plot_stream_excerpt(stream, ref.result["logits"], f"{ref.name} ({ref.precision})",
-                                         out_dir / "stream_excerpt.png", rep.get("threshold", 0.9)))
+                                         out_dir / "stream_excerpt.png", rep["threshold"]))
     return files
 
 

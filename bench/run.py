@@ -27,11 +27,10 @@ from edgerf.bench.machine import machine_info
 from edgerf.choices import DEVICES
 from edgerf.data.source import differs, tail
 from edgerf.errors import ArtifactError, DataError, EdgerfError
-from edgerf.manifest import read as read_manifest, verify_export
+from edgerf.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, verify_export
 from edgerf.metrics import agreement, stream_metrics
 from edgerf.progress import bar
 
-ARTIFACT_SUFFIXES = (".onnx", ".tflite")
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Target:
 
 def artifact_kind(path: Path) -> str:
     runtime = {".onnx": "onnx", ".tflite": "tflite"}[path.suffix]
-    return f"{runtime}-{'int8' if path.name.endswith('.int8' + path.suffix) else 'fp32'}"
+    return f"{runtime}-{'int8' if is_int8(path) else 'fp32'}"
 
 
 def discover(artifacts: list[Path], ckpt: Path | None) -> tuple[Path | None, list[Path]]:
@@ -111,9 +110,9 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
         return None, None, model, "accuracy skipped (--no-accuracy)", None
     if model is not None:
         try:
-            from edgerf.tasks import get_task
+            from edgerf.tasks import EVAL_SEED, get_task
             task = get_task(manifest["frame"]).bind(cfg.data, cfg.background).with_gaps(cfg.gap_kind)
-            stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=2026).head(cfg.steps)
+            stream = task.stream("test", task.samples_for_steps(cfg.steps), seed=EVAL_SEED).head(cfg.steps)
             data = task.provenance()
             other = differs(manifest.get("source", {}).get("train_data"), data)
             if other:
@@ -268,6 +267,7 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
             "device": cfg.device, "emulated": False, "config": portable(cfg), "machine": machine_info(),
             "model": manifest["model"] | {"classes": len(manifest["model"]["classes"])},
             "task": manifest["frame"].get("name"), "frame_period_s": period,
+            "threshold": manifest["decision"]["threshold"],
             "reference": ref_desc, "data": data, "accuracy_steps": len(stream) if stream is not None else 0,
             "targets": rows,
             "_plots": {"targets": targets, "stream": stream}}   # dropped before JSON

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.bench.report import markdown_table, write_records
-from edgerf.bench.run import ARTIFACT_SUFFIXES, artifact_kind, discover
+from edgerf.bench.run import artifact_kind, discover
+from edgerf.manifest import ARTIFACT_SUFFIXES
 from edgerf.metrics import stream_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -19,6 +19,7 @@ import numpy as np
 from edgerf.atomic import write_bytes
 from edgerf.data.stream import Stream
 from edgerf.errors import ArtifactError
+from edgerf.manifest import base_name
 
 FORMAT = "edgerf-bundle/1"
 
@@ -32,11 +33,7 @@ class Bundle:
 
 def bundle_path(artifact_or_base: Path) -> Path:
     """The bundle of an export: ``gru.int8.tflite`` / ``gru.onnx`` / ``gru`` -> ``gru.bundle.npz``."""
-    name = artifact_or_base.name
-    for suffix in (".onnx", ".tflite"):
-        name = name.removesuffix(suffix)
-    name = name.removesuffix(".int8")
-    return artifact_or_base.with_name(name + ".bundle.npz")
+    return artifact_or_base.with_name(base_name(artifact_or_base) + ".bundle.npz")
 
 
 def round_frames(x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from enum import Enum
@@ -40,6 +41,22 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def _fail(e: EdgerfError) -> None:
     typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
     raise typer.Exit(e.exit_code)
+
+
+def command(fn):
+    """An ``edgerf`` command whose errors become exit codes here, in one place: an
+    EdgerfError exits with its code (2 bad input, 3 failed parity gate) and a ValueError (an
+    option value out of range) with 2, each as one line on stderr; anything else is a bug
+    and keeps its traceback (exit 1)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgerfError as e:
+            _fail(e)
+        except ValueError as e:
+            _fail(EdgerfError(str(e)))
+    return app.command()(run)
 
 
 def _choice(name: str, values) -> type[Enum]:
@@ -94,7 +111,7 @@ Device = _choice("Device", DEVICES)
 TrainDevice = _choice("TrainDevice", TRAIN_DEVICES)
 
 
-@app.command()
+@command
 def train(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint file to write (atomically)."),
     task: Task = typer.Option("sfmnist", help="Task: sfmnist (Sequential Fashion-MNIST) or gsc (Speech Commands keywords)."),
@@ -137,26 +154,21 @@ def train(
     from edgerf.train import TrainConfig, train as run
 
     _refuse_overwrite(output, force)
-    try:
-        cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
-                          epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
-                          val_samples=val_samples, test_steps=test_steps, threads=threads,
-                          data=_path(data), device=device.value, words=words,
-                          background=_path(background), background_hours=background_hours,
-                          gap_kind=gap_kind, gap_min=gap_min, gap_max=gap_max)
-        ckpt = run(cfg, progress=not quiet)
-        if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
-            return
-        checkpoint.save(output, ckpt)
-    except EdgerfError as e:
-        _fail(e)
-    except ValueError as e:
-        _fail(EdgerfError(str(e)))
+    cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
+                      epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
+                      val_samples=val_samples, test_steps=test_steps, threads=threads,
+                      data=_path(data), device=device.value, words=words,
+                      background=_path(background), background_hours=background_hours,
+                      gap_kind=gap_kind, gap_min=gap_min, gap_max=gap_max)
+    ckpt = run(cfg, progress=not quiet)
+    if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
+        return
+    checkpoint.save(output, ckpt)
     typer.echo(json.dumps([{k: v for k, v in r.items() if k != "det"} for r in ckpt.results["test"]]))
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 
 
-@app.command()
+@command
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint)."),
@@ -190,12 +202,9 @@ def export(
                        budget=Budget(max_acc_p_drop, 2 * max_acc_p_drop, max_false_alarm_rise, min_agreement), force=force, name=name,
                        data=_path(data), background=_path(background))
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
-    try:
-        rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
-        if report:
-            atomic.write_text(report, json.dumps(rep.to_dict(), indent=2))
-    except EdgerfError as e:
-        _fail(e)
+    rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
+    if report:
+        atomic.write_text(report, json.dumps(rep.to_dict(), indent=2))
     typer.echo(render_export_report(rep))
 
 
@@ -228,7 +237,7 @@ def render_export_report(rep) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@command
 def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), or a "
                                                       "checkpoint .pt.")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
@@ -242,12 +251,9 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
         return
     if artifact.suffix == ".json":
         artifact = artifact.with_suffix("")
-    try:
-        m = manifest.read(artifact)
-        integrity = verify_artifact(artifact, m)     # a changed file is refused, never described
-        integrity += "; " + manifest.verify_export(artifact)
-    except EdgerfError as e:
-        _fail(e)
+    m = manifest.read(artifact)
+    integrity = verify_artifact(artifact, m)     # a changed file is refused, never described
+    integrity += "; " + manifest.verify_export(artifact)
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
     mc = m["model"]
@@ -293,10 +299,7 @@ def _inspect_checkpoint(path: Path) -> None:
     from edgerf import checkpoint
     from edgerf.data.source import describe
 
-    try:
-        ck = checkpoint.load(path)
-    except EdgerfError as e:
-        _fail(e)
+    ck = checkpoint.load(path)
     c = ck.model.config
     typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
     typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}, {len(ck.task['classes'])} classes: "
@@ -310,7 +313,44 @@ def _inspect_checkpoint(path: Path) -> None:
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in ck.versions.items())}")
 
 
-@app.command()
+def _frames(m, path: Path, source: Optional[Path]):
+    """The frames of ``edgerf stream``'s source: a .wav featurized as a live stream (100 ms
+    chunks, as a microphone delivers them), a .npy of frames [T, D] (uint8: raw pixel rows,
+    featurized), or float32 frames on stdin (``source`` None)."""
+    import numpy as np
+
+    frame = m.manifest["frame"]
+    if source is not None and source.suffix == ".wav":
+        if frame.get("frame_kind") != "log-mel":
+            raise EdgerfError(f"{path} takes {frame.get('frame_kind')} frames, not audio")
+        from edgerf.data.speech import read_wav
+        pcm = read_wav(source, int(frame.get("sample_rate", 16000)))
+        for k in range(0, len(pcm), 1600):
+            yield from m.featurize(pcm[k:k + 1600])
+    elif source is not None:
+        if not source.exists():
+            raise EdgerfError(f"{source} does not exist")
+        arr = np.load(source, allow_pickle=False)
+        if arr.ndim != 2:
+            raise EdgerfError(f"{source} holds an array of shape {arr.shape}; expected frames [T, D]")
+        yield from (m.featurize(arr) if arr.dtype == np.uint8 else arr.astype(np.float32))
+    else:
+        size = 4 * m.features
+        while chunk := sys.stdin.buffer.read(size):
+            if len(chunk) < size:
+                raise EdgerfError(f"stdin ended inside a frame ({len(chunk)} of {size} bytes)")
+            yield np.frombuffer(chunk, np.float32)
+
+
+def _event_record(ev, period: Optional[float]) -> dict:
+    """An event as `edgerf stream` prints it: with times in seconds for timed frames."""
+    d = ev.to_dict()
+    if period:
+        d |= {"start_s": round(ev.start * period, 3), "end_s": round((ev.end + 1) * period, 3)}
+    return d
+
+
+@command
 def stream(
     model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
                                           "or a built-in name: default-gru, kws-gru (runs its int8 TFLite)."),
@@ -358,36 +398,11 @@ def stream(
         det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
         period = m.manifest["frame"].get("period_s")
 
-        def frames():
-            if npy is not None and npy.suffix == ".wav":
-                if m.manifest["frame"].get("frame_kind") != "log-mel":
-                    raise EdgerfError(f"{path} takes {m.manifest['frame'].get('frame_kind')} frames, not audio")
-                from edgerf.data.speech import read_wav
-                pcm = read_wav(npy, int(m.manifest["frame"].get("sample_rate", 16000)))
-                for k in range(0, len(pcm), 1600):          # 100 ms chunks, as a microphone delivers them
-                    yield from m.featurize(pcm[k:k + 1600])
-            elif npy is not None:
-                if not npy.exists():
-                    raise EdgerfError(f"{npy} does not exist")
-                arr = np.load(npy, allow_pickle=False)
-                if arr.ndim != 2:
-                    raise EdgerfError(f"{npy} holds an array of shape {arr.shape}; expected frames [T, D]")
-                yield from (m.featurize(arr) if arr.dtype == np.uint8 else arr.astype(np.float32))
-            else:
-                size = 4 * m.features
-                while chunk := sys.stdin.buffer.read(size):
-                    if len(chunk) < size:
-                        raise EdgerfError(f"stdin ended inside a frame ({len(chunk)} of {size} bytes)")
-                    yield np.frombuffer(chunk, np.float32)
-
         def emit(ev) -> None:
-            d = ev.to_dict()
-            events.append(d)
-            if period:
-                d |= {"start_s": round(ev.start * period, 3), "end_s": round((ev.end + 1) * period, 3)}
-            typer.echo(json.dumps(d))
+            events.append(_event_record(ev, period))
+            typer.echo(json.dumps(events[-1]))
 
-        for frame in frames():
+        for frame in _frames(m, path, npy):
             logits = m.step(frame)
             if logits is None:
                 continue
@@ -411,15 +426,13 @@ def stream(
     except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
         sys.stderr.close()
         raise typer.Exit(0)
-    except EdgerfError as e:
-        _fail(e)
-    except (ValueError, OSError) as e:
+    except OSError as e:
         _fail(EdgerfError(str(e)))
     seconds = f" ({m.steps * period:.1f} s)" if period else ""
     typer.secho(f"{m.steps:,} steps{seconds}; health {m.health}", err=True)
 
 
-@app.command()
+@command
 def bench(
     artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model (default: all beside --ckpt, or the built-in model)."),
     ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint: torch eager reference and the artifacts beside it."),
@@ -447,31 +460,28 @@ def bench(
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     if report:
         _refuse_overwrite(report, force)
-    try:
-        if setup:
-            if device.value != "arm64":
-                raise EdgerfError("--setup is for --device arm64")
-            from edgerf.bench.arm64 import setup_sysroot
-            setup_sysroot(log=log)
-            return
-        artifacts = list(artifacts or [])
-        if not artifacts and ckpt is None:
-            from edgerf.models import builtin_checkpoint
-            ckpt = builtin_checkpoint("default-gru")
-            log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
-        cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
-                          accuracy=not no_accuracy, rss=not no_rss, data=_path(data), background=_path(background),
-                          gap_kind=gap_kind)
-        rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
-        if report:
-            for f in render.write_report(rep, report):
-                log(f"wrote {f}")
-    except EdgerfError as e:
-        _fail(e)
+    if setup:
+        if device.value != "arm64":
+            raise EdgerfError("--setup is for --device arm64")
+        from edgerf.bench.arm64 import setup_sysroot
+        setup_sysroot(log=log)
+        return
+    artifacts = list(artifacts or [])
+    if not artifacts and ckpt is None:
+        from edgerf.models import builtin_checkpoint
+        ckpt = builtin_checkpoint("default-gru")
+        log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
+    cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
+                      accuracy=not no_accuracy, rss=not no_rss, data=_path(data), background=_path(background),
+                      gap_kind=gap_kind)
+    rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
+    if report:
+        for f in render.write_report(rep, report):
+            log(f"wrote {f}")
     typer.echo(render.table(rep))
 
 
-@app.command()
+@command
 def sweep(
     task: Task = typer.Option("sfmnist", help="Task of every trial."),
     models: str = typer.Option("gru", help=f"Comma-separated families: {', '.join(FAMILY_NAMES)}."),
@@ -518,11 +528,9 @@ def sweep(
         run_sweep(cfg, log=lambda s: typer.echo(s, err=True))
     except ImportError as e:
         _fail(EdgerfError(str(e)))
-    except (EdgerfError, ValueError) as e:
-        _fail(e if isinstance(e, EdgerfError) else EdgerfError(str(e)))
 
 
-@app.command()
+@command
 def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
@@ -540,15 +548,12 @@ def plot(
     from edgerf.tasks import get_task
     from edgerf.train import predict
 
-    try:
-        ck = ckpt_io.load(checkpoint)
-        task = get_task(ck.task).bind(_path(data), _path(background))
-        stream = task.stream("test", task.samples_for_steps(steps), seed=seed)
-        logits = predict(ck.model, stream)
-        who = f"{ck.model.config.family}, {ck.training.get('config', {}).get('loss', '?')}"
-        plot_stream_excerpt(stream, logits, who, output, task.threshold, steps=steps)
-    except EdgerfError as e:
-        _fail(e)
+    ck = ckpt_io.load(checkpoint)
+    task = get_task(ck.task).bind(_path(data), _path(background))
+    stream = task.stream("test", task.samples_for_steps(steps), seed=seed)
+    logits = predict(ck.model, stream)
+    who = f"{ck.model.config.family}, {ck.training.get('config', {}).get('loss', '?')}"
+    plot_stream_excerpt(stream, logits, who, output, task.threshold, steps=steps)
     typer.echo(f"wrote {output}")
 
 

@@ -41,6 +41,30 @@ def state_io_names(state: str) -> tuple[str, str]:
     return f"{state}_in", f"{state}_out"
 
 
+# Artifact names: <base><suffix> for fp32, <base>.int8<suffix> for the integer plan;
+# <base>.bundle.npz beside them (edgerf.bundle), <name>.json is each one's manifest.
+INT8_TAG = ".int8"
+ARTIFACT_SUFFIXES = (".onnx", ".tflite")
+
+
+def artifact_name(base: str, suffix: str, int8: bool = False) -> str:
+    """``("gru", ".onnx", True)`` -> ``gru.int8.onnx``: the one place artifact names are made."""
+    return f"{base}{INT8_TAG if int8 else ''}{suffix}"
+
+
+def is_int8(artifact: str | os.PathLike) -> bool:
+    p = Path(artifact)
+    return p.name.endswith(INT8_TAG + p.suffix)
+
+
+def base_name(artifact: str | os.PathLike) -> str:
+    """``gru.int8.tflite`` / ``gru.onnx`` / ``gru`` -> ``gru``."""
+    name = Path(artifact).name
+    for suffix in ARTIFACT_SUFFIXES:
+        name = name.removesuffix(suffix)
+    return name.removesuffix(INT8_TAG)
+
+
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     """``gru.int8.onnx`` -> ``gru.int8.onnx.json`` (one rule for every format, so the
     ONNX and TFLite exports of one model never share a sidecar)."""

@@ -1,4 +1,5 @@
-"""Progress bars for long work (training, calibration, parity, bench).
+"""What long work shows on the console: progress bars (training, calibration, parity,
+bench), and silence from libraries that print for their own developers (``quiet``).
 
 Uses rich (a typer dependency) when present and writes to stderr so stdout stays
 machine-readable; silent when disabled or when rich is missing (device side).
@@ -56,3 +57,25 @@ def bar(description: str, total: int, enabled: bool = True,
         cols.append(TextColumn(fields))
     with Progress(*cols, console=Console(stderr=True), transient=False) as p:
         yield _Bar(p, p.add_task(description, total=total, **initial))
+
+
+@contextlib.contextmanager
+def quiet(*loggers: str) -> Iterator[None]:
+    """Silence a library call: its stdout, its warnings, and the named loggers (the root
+    logger when none) below ERROR. The exporters and the quantizer print progress and
+    warnings meant for their developers, not for edgerf's users."""
+    import io
+    import logging
+    import warnings
+
+    targets = [logging.getLogger(n) for n in loggers or ("",)]
+    levels = [lg.level for lg in targets]
+    for lg in targets:
+        lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for lg, level in zip(targets, levels):
+                lg.setLevel(level)

@@ -29,6 +29,10 @@ SPLITS = ("train", "val", "test")
 # background (audio), or shuffled samples (pieces of other samples in a random order: the
 # data's own statistics with no class in them).
 GAP_KINDS = ("gaussian", "uniform", "silence", "background", "shuffled")
+# Seeds of the streams that separate commands must draw alike: export's parity gate and its
+# int8 plan check, calibration, and the evaluation stream that the export's bundle ships and
+# that bench draws afresh (so bench on the bundle and bench on the dataset score the same samples).
+PARITY_SEED, PLAN_CHECK_SEED, CALIBRATION_SEED, EVAL_SEED = 11, 13, 7, 2026
 
 
 def gap_kinds(kind: str, task_name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:

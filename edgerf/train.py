@@ -94,6 +94,83 @@ class TrainConfig:
                            layers=self.layers, classes=len(task.classes))
 
 
+def cosine_schedule(opt, total_updates: int):
+    """The learning rate: the peak, decayed to 0 along a half cosine over the run."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / total_updates, 1.0))))
+
+
+def _training_samples(task, cfg: TrainConfig, dist: Dist):
+    """The training split (or its first --train-samples), checked to fill the lanes."""
+    arrays = task.split_arrays("train")
+    if cfg.train_samples is not None:
+        arrays = tuple(a[: cfg.train_samples] for a in arrays)
+    n = len(arrays[0])
+    if n < cfg.batch:
+        raise ValueError(f"{n} training samples cannot fill {cfg.batch} parallel streams; "
+                         "lower --batch or raise --train-samples")
+    if cfg.batch % dist.world:
+        raise ValueError(f"--batch {cfg.batch} does not divide over {dist.world} processes; make it a multiple")
+    return arrays
+
+
+def _epoch_lanes(task, arrays, batch: int, mine: list[int], rng) -> list[Stream]:
+    """This epoch's unreset training streams of this rank: the samples dealt over ``batch``
+    lanes in a fresh order, each lane its own stream with new gaps and augmentation. Every
+    rank draws every lane's seed, so the lanes are those of a single process."""
+    n = len(arrays[0])
+    per_lane = n // batch
+    order = rng.permutation(n)
+    parts = np.array_split(order[: per_lane * batch], batch)
+    seeds = [int(rng.integers(2**31)) for _ in parts]
+    return [task.stream("train", None, seed=seeds[k], arrays=(arrays[0][parts[k]], arrays[1][parts[k]]), augment=True)
+            for k in mine]
+
+
+def _epoch(net, model, opt, sched, b: dict, n_chunks: int, state, mode, cfg: TrainConfig, pb):
+    """One pass over the stacked lanes ``b`` in ``n_chunks`` truncated-BPTT chunks, the state
+    carried (detached) from chunk to chunk. Returns (state, summed chunk loss, informative
+    hits, informative steps)."""
+    t0, loss_sum, hit, seen = time.perf_counter(), 0.0, 0, 0
+    model.train()
+    for c in range(n_chunks):
+        sl = slice(c * cfg.bptt, (c + 1) * cfg.bptt)
+        logits, state = net(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
+        state = tuple(s.detach() for s in state)
+        loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        sched.step()
+        m = b["mask"][:, sl]
+        hit += int((logits.argmax(-1)[m] == b["labels"][:, sl][m]).sum())
+        seen += int(m.sum())
+        loss_sum += loss.item()
+        steps = (c + 1) * cfg.bptt * cfg.batch
+        pb.advance(cfg.bptt * cfg.batch, loss=loss_sum / (c + 1), acc=hit / max(seen, 1),
+                   rate=steps / (time.perf_counter() - t0))
+    return state, loss_sum, hit, seen
+
+
+def _test(model, task, cfg: TrainConfig, train_seconds: float, log) -> tuple[Stream, list[dict]]:
+    """The final numbers: one long unreset test stream (and, for audio, background only)."""
+    test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
+    base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
+            "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
+    background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
+        if task.period_s and cfg.background_hours > 0 else None
+    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]
+    for r in records:
+        log(f"test ({r['eval']}, {r['steps']:,} steps): acc_p {r['acc_p']:.4f}  acc_f {r['acc_f']:.4f}  "
+            f"false_alarm {r['false_alarm']:.4f}  noise_conf {r['noise_conf']:.3f}")
+        if "fa_per_hour" in r:
+            log(f"  keywords: {r['hits']} hits, {r['misses']} misses, {r['false_accepts']} false accepts in the "
+                f"stream; {r['fa_per_hour']:.2f} false accepts/h on {r['background_hours']:.1f} h of background; "
+                f"miss rate {r['miss_at_1fa_h']:.1%} at 1 false accept/h")
+    return test, records
+
+
 def _batch(streams: list[Stream], reset: bool, L: int, device: str) -> dict[str, torch.Tensor]:
     """Stack lanes [B, L, ...], cut to ``L`` steps (the shortest lane over every rank)."""
     out = {
@@ -185,16 +262,8 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
-
-    train_arrays = task.split_arrays("train")
-    if cfg.train_samples is not None:
-        train_arrays = tuple(a[: cfg.train_samples] for a in train_arrays)
+    train_arrays = _training_samples(task, cfg, dist)
     n_train = len(train_arrays[0])
-    if n_train < cfg.batch:
-        raise ValueError(f"{n_train} training samples cannot fill {cfg.batch} parallel streams; "
-                         "lower --batch or raise --train-samples")
-    if cfg.batch % dist.world:
-        raise ValueError(f"--batch {cfg.batch} does not divide over {dist.world} processes; make it a multiple")
     val = task.stream("val", cfg.val_samples, seed=cfg.seed + 1)
 
     model = RecurrentClassifier(cfg.model_config(task)).to(dist.device)
@@ -202,47 +271,21 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     if dist.backend is not None:
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model, device_ids=[dist.local_rank] if dist.device.startswith("cuda") else None)
-    mine = dist.lanes(cfg.batch)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    per_lane = n_train // cfg.batch
-    chunks_per_epoch = max(1, int(per_lane * task.steps_per_sample) // cfg.bptt)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / (chunks_per_epoch * cfg.epochs), 1.0))))
+    chunks_per_epoch = max(1, int(n_train // cfg.batch * task.steps_per_sample) // cfg.bptt)
+    sched = cosine_schedule(opt, chunks_per_epoch * cfg.epochs)
 
-    state = tuple(s.to(dist.device) for s in model.init_state(len(mine)))
+    state = tuple(s.to(dist.device) for s in model.init_state(len(dist.lanes(cfg.batch))))
     history, t_start = [], time.perf_counter()
     for epoch in range(cfg.epochs):
-        model.train()
-        order = rng.permutation(n_train)
-        parts = np.array_split(order[: per_lane * cfg.batch], cfg.batch)
-        seeds = [int(rng.integers(2**31)) for _ in parts]      # every rank draws all: same lanes as 1 process
-        lanes = [task.stream("train", None, seed=seeds[k],
-                             arrays=(train_arrays[0][parts[k]], train_arrays[1][parts[k]]), augment=True)
-                 for k in mine]
-        L = dist.min_int(min(len(s) for s in lanes))
-        b = _batch(lanes, mode.oracle_reset, L, dist.device)
-        n_chunks = L // cfg.bptt
-        t_epoch, loss_sum, hit, seen = time.perf_counter(), 0.0, 0, 0
+        lanes = _epoch_lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), rng)
+        L = dist.min_int(min(len(s) for s in lanes))      # the shortest lane over every rank
+        batch, n_chunks = _batch(lanes, mode.oracle_reset, L, dist.device), L // cfg.bptt
+        t_epoch = time.perf_counter()
         with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_chunks * cfg.bptt * cfg.batch, progress,
                  fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
                         "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
-            for c in range(n_chunks):
-                sl = slice(c * cfg.bptt, (c + 1) * cfg.bptt)
-                logits, state = net(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
-                state = tuple(s.detach() for s in state)
-                loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                opt.step()
-                sched.step()
-                m = b["mask"][:, sl]
-                hit += int((logits.argmax(-1)[m] == b["labels"][:, sl][m]).sum())
-                seen += int(m.sum())
-                loss_sum += loss.item()
-                steps = (c + 1) * cfg.bptt * cfg.batch
-                pb.advance(cfg.bptt * cfg.batch, loss=loss_sum / (c + 1), acc=hit / max(seen, 1),
-                           rate=steps / (time.perf_counter() - t_epoch))
+            state, loss_sum, hit, seen = _epoch(net, model, opt, sched, batch, n_chunks, state, mode, cfg, pb)
         loss_sum, hit, seen = dist.sum(loss_sum / dist.world, hit, seen)   # the mean over ranks of each chunk's loss
         if not dist.main:
             continue
@@ -262,19 +305,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
 
     model.eval()
     model.to("cpu")
-    test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
-    base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
-            "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
-    background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
-        if task.period_s and cfg.background_hours > 0 else None
-    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]
-    for r in records:
-        log(f"test ({r['eval']}, {r['steps']:,} steps): acc_p {r['acc_p']:.4f}  acc_f {r['acc_f']:.4f}  "
-            f"false_alarm {r['false_alarm']:.4f}  noise_conf {r['noise_conf']:.3f}")
-        if "fa_per_hour" in r:
-            log(f"  keywords: {r['hits']} hits, {r['misses']} misses, {r['false_accepts']} false accepts in the "
-                f"stream; {r['fa_per_hour']:.2f} false accepts/h on {r['background_hours']:.1f} h of background; "
-                f"miss rate {r['miss_at_1fa_h']:.1%} at 1 false accept/h")
+    test, records = _test(model, task, cfg, train_seconds, log)
     return Checkpoint(
         model=model, task=task.spec(),
         training={"config": cfg.portable(), "command": cfg.command(), "history": history,

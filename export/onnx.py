@@ -10,11 +10,7 @@ stream, a batch of streams, and batched calibration.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +20,7 @@ import torch
 from edgerf.atomic import atomic_path
 from edgerf.cells import RecurrentClassifier
 from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
-from edgerf.progress import ticks
+from edgerf.progress import quiet, ticks
 
 OPSET = 21   # 21: int16 QuantizeLinear/DequantizeLinear in the standard domain (portable a16w8)
 
@@ -47,20 +43,6 @@ def io_names(model: RecurrentClassifier) -> tuple[list[str], list[str]]:
     return ins, outs
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The exporter prints progress and warnings meant for its developers."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            yield
-        finally:
-            logger.setLevel(level)
-
-
 def to_onnx(model: RecurrentClassifier) -> onnx.ModelProto:
     """The step graph of ``model`` as an in-memory ONNX model."""
     model = model.eval()
@@ -68,7 +50,7 @@ def to_onnx(model: RecurrentClassifier) -> onnx.ModelProto:
     args = (torch.zeros(1, model.config.input_size), *model.init_state(1))
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dynamic = {"x": {0: batch}, "state": tuple({0: batch} for _ in model.state_names)}
-    with _quiet(), torch.no_grad():
+    with quiet("torch.onnx"), torch.no_grad():
         program = torch.onnx.export(StepGraph(model), args, dynamo=True, external_data=False,
                                     opset_version=OPSET, input_names=ins, output_names=outs,
                                     dynamic_shapes=dynamic, verbose=False)
@@ -102,16 +84,8 @@ def op_histogram(path_or_proto) -> dict[str, int]:
 
 def session(path_or_bytes, threads: int = 1):
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and no spinning."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.log_severity_level = 3
-    src = str(path_or_bytes) if isinstance(path_or_bytes, (str, Path)) else path_or_bytes
-    from edgerf.runtime.backends import ORT_DISABLED_OPTIMIZERS
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"], disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+    from edgerf.runtime.backends import ort_session
+    return ort_session(path_or_bytes, threads)
 
 
 def run_stream(sess, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf import __version__, bundle, manifest
+from edgerf import bundle, manifest
 from edgerf.atomic import clean_stale, temp_prefix
-from edgerf.checkpoint import load as load_checkpoint
+from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.data.source import differs
 from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
 from edgerf.metrics import stream_metrics
 from edgerf.progress import bar
-from edgerf.tasks import get_task
+from edgerf.tasks import CALIBRATION_SEED, EVAL_SEED, PARITY_SEED, PLAN_CHECK_SEED, get_task
 
 
 
@@ -72,20 +72,17 @@ class ExportReport:
 
 
 def _versions() -> dict:
+    """What made an export: the training side's versions plus the exporters'."""
     import onnx
     import onnxruntime
-    import torch
-    return {"edgerf": __version__, "torch": torch.__version__.split("+")[0], "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return {**versions(), "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 def _names(base: str, formats, int8: bool) -> list[str]:
     files = [f"{base}.bundle.npz"]
     for f in formats:
-        sfx = FORMATS[f].suffix
-        files += [f"{base}{sfx}", f"{base}{sfx}.json"]
-        if int8:
-            files += [f"{base}.int8{sfx}", f"{base}.int8{sfx}.json"]
+        for name in [manifest.artifact_name(base, FORMATS[f].suffix, q) for q in (False, True)[:1 + int8]]:
+            files += [name, manifest.sidecar_path(name).name]
     return files
 
 
@@ -155,7 +152,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
         log(f"note: this export reads other data than the model was trained on: {other}")
         data["differs_from_training"] = other
 
-    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=11)
+    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=PARITY_SEED)
     log(f"torch reference over {len(test):,} test steps ...")
     ref_logits, ref_states = stages.run("torch reference", len(test), parity.torch_trajectory, model, test.x)
 
@@ -166,7 +163,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
     # every manifest the reference the runtime's watchdog checks the state against.
     log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
     feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
-                       cfg.calibration_steps, 7)
+                       cfg.calibration_steps, CALIBRATION_SEED)
     common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
                          "layers": model.config.layers},
                   classes=list(task.classes), input_size=model.config.input_size, state_names=names,
@@ -183,7 +180,7 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
     for fmt_name in cfg.formats:
         fmt = FORMATS[fmt_name]()
         fmt.prepare(model, feeds, stage)
-        path = stage / f"{base}{fmt.suffix}"
+        path = stage / manifest.artifact_name(base, fmt.suffix)
         fmt.build("fp32", path)
         logits, states = stages.run(f"{fmt_name} fp32 parity", len(test), fmt.run, path, test.x, names)
         gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
@@ -199,14 +196,14 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
         if not cfg.int8:
             continue
         if check is None:
-            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=13)
+            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=PLAN_CHECK_SEED)
             check_ref = stages.run("torch on val", len(check), parity.torch_trajectory, model, check.x)
         # each runtime climbs the whole ladder: their integer kernels round differently, so
         # one may keep full int8 where the other needs a safer rung
         chosen, plan_report = _choose_plan(fmt, fmt_name, model, task, stage, base, check, check_ref,
                                            0, cfg, log, stages)
         plans[fmt_name] = plan_report
-        int8_path = stage / f"{base}.int8{fmt.suffix}"
+        int8_path = stage / manifest.artifact_name(base, fmt.suffix, int8=True)
         os.replace(chosen, int8_path)
         logits, states = stages.run(f"{fmt_name} int8 drift", len(test), fmt.run, int8_path, test.x, names)
         drift = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, test.mask)
@@ -221,13 +218,13 @@ def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, lo
 
 def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
     """A test stream (other seed than the parity stream) and torch's logits on it."""
-    stream = task.stream("test", task.samples_for_steps(cfg.bundle_steps), seed=2026)
+    stream = task.stream("test", task.samples_for_steps(cfg.bundle_steps), seed=EVAL_SEED)
     stream = stream.head(cfg.bundle_steps)
     stream = type(stream)(bundle.round_frames(stream.x), stream.labels, stream.mask, stream.starts, stream.ends)
     ref_logits, _ = parity.torch_trajectory(model, stream.x)
     bundle.write(path, stream, ref_logits, {
         "task": ckpt.task, "checkpoint_sha256": ckpt.sha256, "reference": "torch fp32 eager, batch 1, state fed back",
-        "split": "test", "seed": 2026, "steps": len(stream)})
+        "split": "test", "seed": EVAL_SEED, "steps": len(stream)})
 
 
 def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig) -> parity.Parity:
@@ -245,7 +242,7 @@ def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check,
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, task.threshold)
     tried = []
     fp32_us = fmt.us_per_step(stage / f"{base}{fmt.suffix}", check.x[:SPEED_STEPS], names)
-    for plan in quantize.PLANS[start:]:
+    for plan in list(quantize.PLANS)[start:]:
         path = stage / f"{base}.{plan}.candidate{fmt.suffix}"
         try:
             fmt.build(plan, path)

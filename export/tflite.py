@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from edgerf.cells import RecurrentClassifier
+from edgerf.export.quantize import PLANS
 from edgerf.manifest import INPUT, OUTPUT, state_io_names
 from edgerf.progress import ticks
 
@@ -214,7 +215,6 @@ def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
 #   a16w8       16x8: int16 activations (symmetric), int8 weights, int64 bias
 #   int8-gemm   only FULLY_CONNECTED quantised (int8), QUANTIZE/DEQUANTIZE around it;
 #   a16w8-gemm  the elementwise recurrence stays float
-MODES = {"fp32": None, "int8": "int8", "a16w8": "int16", "int8-gemm": "int8", "a16w8-gemm": "int16"}
 
 
 def _qparams(lo: float, hi: float, qtype: str) -> tuple[float, int]:
@@ -238,188 +238,219 @@ def state_quant(g: Graph, family: str, qtype: str) -> dict[str, tuple[float, int
     return out
 
 
+class _Writer:
+    """A flatbuffer being written: its tensors, buffers and operator codes, and the
+    quantisation of every tensor emitted so far (``params``), which later ops read."""
+
+    def __init__(self, g: Graph, plan: str, family: str):
+        from ai_edge_litert import schema_py_generated as fb
+
+        self.fb, self.B = fb, fb.BuiltinOperator
+        self.qtype = PLANS.get(plan)
+        self.full = plan in ("int8", "a16w8")
+        self.sq = state_quant(g, family, self.qtype) if self.full else {}
+        self.TT = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int16": fb.TensorType.INT16,
+                   "int32": fb.TensorType.INT32, "int64": fb.TensorType.INT64, "bool": fb.TensorType.BOOL}
+        self.model = fb.ModelT()
+        self.model.version = 3
+        self.model.buffers = [fb.BufferT()]
+        self.sub = fb.SubGraphT()
+        self.sub.tensors, self.sub.operators = [], []
+        self.opcodes: dict[int, int] = {}
+        self.index: dict[tuple, int] = {}        # (id(tensor), quantised) -> tensor index
+        self.params: dict[tuple, tuple] = {}     # (id(tensor), quantised) -> (dtype, scale, zp) as emitted
+        self.cast_outputs = {o.output for o in g.ops if o.kind == "CAST"}
+        self.shadow: set = set()                 # float tensors that also get a quantised twin ("_q")
+
+    def add_tensor(self, name, shape, dtype, data=None, scale=None, zp=None, axis=None) -> int:
+        fb = self.fb
+        t = fb.TensorT()
+        t.name, t.shape, t.type = name.encode(), list(shape), self.TT[dtype]
+        if data is not None:
+            buf = fb.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            self.model.buffers.append(buf)
+            t.buffer = len(self.model.buffers) - 1
+        else:
+            t.buffer = 0
+        if scale is not None:
+            q = fb.QuantizationParametersT()
+            q.scale = [float(v) for v in np.atleast_1d(scale)]
+            q.zeroPoint = [int(v) for v in np.atleast_1d(zp)]
+            if axis is not None:
+                q.quantizedDimension = axis
+            t.quantization = q
+        self.sub.tensors.append(t)
+        return len(self.sub.tensors) - 1
+
+    def _act_params(self, t: Tensor, qt: str) -> tuple[float, int]:
+        if t.name in self.sq:
+            return self.sq[t.name]
+        if t.fixed and qt in t.fixed:
+            return t.fixed[qt]
+        return _qparams(t.value.min(), t.value.max(), qt)
+
+    def tensor(self, t: Tensor, quantised: bool, like: Tensor | None = None) -> int:
+        """Emit (once) the tensor ``t``; quantised activations get int8/int16 params, a
+        quantised constant compared with ``like`` shares its scale."""
+        key = (id(t), quantised)
+        if key in self.index:
+            return self.index[key]
+        width = t.value.shape[-1] if t.value.ndim else 1
+        if t.value.dtype == bool:
+            i = self.add_tensor(t.name, [1, width], "bool")
+        elif t.const and quantised:
+            if like is not None and (id(like), True) in self.params:
+                dt, s, z = self.params[(id(like), True)]
+            else:
+                dt = self.qtype
+                s, z = _qparams(t.value.min(), t.value.max(), self.qtype)
+            qv = np.clip(np.round(t.value / s) + z, *_limits(dt)).astype(dt)
+            i = self.add_tensor(t.name, t.value.shape, dt, qv, s, z)
+        elif t.const:
+            i = self.add_tensor(t.name, t.value.shape, "float32", t.value.astype(np.float32))
+        elif quantised:
+            s, z = self._act_params(t, self.qtype)
+            if t.value.dtype == np.float32 and t in self.cast_outputs:   # 0/1 from a CAST: scale 1
+                s, z = 1.0, 0
+            i = self.add_tensor(t.name if t not in self.shadow else t.name + "_q", [1, width], self.qtype,
+                                scale=s, zp=z)
+            self.params[key] = (self.qtype, s, z)
+        else:
+            i = self.add_tensor(t.name, [1, width], "float32")
+            self.params[key] = ("float32", None, None)
+        self.index[key] = i
+        return i
+
+    def op(self, code: int, ins: list[int], outs: list[int], opt_type=0, opt=None) -> None:
+        if code not in self.opcodes:
+            oc = self.fb.OperatorCodeT()
+            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
+            self.model.operatorCodes = (self.model.operatorCodes or []) + [oc]
+            self.opcodes[code] = len(self.model.operatorCodes) - 1
+        o = self.fb.OperatorT()
+        o.opcodeIndex, o.inputs, o.outputs = self.opcodes[code], ins, outs
+        if opt is not None:
+            o.builtinOptionsType, o.builtinOptions = opt_type, opt
+        self.sub.operators.append(o)
+
+    def fully_connected(self, ins: list[int], outs: list[int]) -> None:
+        self.op(self.B.FULLY_CONNECTED, ins, outs, self.fb.BuiltinOptions.FullyConnectedOptions,
+                self.fb.FullyConnectedOptionsT())
+
+
+# One emitter per op kind of the IR: (writer, op) -> operators appended.
+def _emit_fully_connected(w: _Writer, o: Op) -> None:
+    x, wt, b = o.inputs
+    if not (w.full or w.qtype is not None):                  # fp32
+        w.fully_connected([w.tensor(x, False), w.tensor(wt, False), w.tensor(b, False)], [w.tensor(o.output, False)])
+        return
+    if w.full:
+        xi = w.tensor(x, True)
+    else:                                                    # mixed: QUANTIZE the float input (once)
+        fresh = (id(x), True) not in w.index
+        xi_f = w.tensor(x, False)
+        w.shadow.add(x)
+        xi = w.tensor(x, True)
+        if fresh:
+            w.op(w.B.QUANTIZE, [xi_f], [xi])
+    # int8 weights per output row, bias int32 (int64 with int16 activations) at input x weight scale
+    s_in = w.params[(id(x), True)][1]
+    bdt = "int32" if w.qtype == "int8" else "int64"
+    # a row of zero weights (a gate the training switched off) would get a vanishing scale
+    # and push its bias past the integer range: such a row's scale is set by its bias instead
+    w_scale = np.maximum(np.abs(wt.value).max(1) / 127.0, np.abs(b.value) / (s_in * (np.iinfo(bdt).max // 2)))
+    w_scale = np.maximum(w_scale, 1e-12 / 127.0)
+    wq = np.clip(np.round(wt.value / w_scale[:, None]), -127, 127).astype(np.int8)
+    zeros = np.zeros(len(w_scale), int)
+    wi = w.add_tensor(wt.name, wt.value.shape, "int8", wq, w_scale, zeros, axis=0)
+    bq = np.round(b.value / (s_in * w_scale)).astype(bdt)
+    bi = w.add_tensor(b.name, b.value.shape, bdt, bq, s_in * w_scale, zeros, axis=0)
+    if w.full:
+        w.fully_connected([xi, wi, bi], [w.tensor(o.output, True)])
+        return
+    w.shadow.add(o.output)                                   # mixed: DEQUANTIZE back to float
+    yi = w.tensor(o.output, True)
+    w.fully_connected([xi, wi, bi], [yi])
+    w.op(w.B.DEQUANTIZE, [yi], [w.tensor(o.output, False)])
+
+
+def _emit_binary(w: _Writer, o: Op) -> None:
+    fb = w.fb
+    a, b = o.inputs
+    ins = [w.tensor(a, w.full, like=b if a.const else None), w.tensor(b, w.full, like=a if b.const else None)]
+    opt_t, opt = {"ADD": (fb.BuiltinOptions.AddOptions, fb.AddOptionsT()),
+                  "SUB": (fb.BuiltinOptions.SubOptions, fb.SubOptionsT()),
+                  "MUL": (fb.BuiltinOptions.MulOptions, fb.MulOptionsT())}[o.kind]
+    if o.kind in ("ADD", "SUB"):
+        # the default int16 path wants power-of-two scales with one input matching the
+        # output ("sub.cc: input1_shift == 0 || input2_shift == 0" on a GRU-128);
+        # calibrated scales are arbitrary, so take the general rescaling kernel
+        opt.potScaleInt16 = False
+    w.op(getattr(w.B, o.kind), ins, [w.tensor(o.output, w.full)], opt_t, opt)
+
+
+def _emit_activation(w: _Writer, o: Op) -> None:
+    w.op(getattr(w.B, o.kind), [w.tensor(o.inputs[0], w.full)], [w.tensor(o.output, w.full)])
+
+
+def _emit_greater_equal(w: _Writer, o: Op) -> None:
+    v, thr = o.inputs
+    w.op(w.B.GREATER_EQUAL, [w.tensor(v, w.full), w.tensor(thr, w.full, like=v)], [w.tensor(o.output, w.full)])
+
+
+def _emit_cast(w: _Writer, o: Op) -> None:
+    opt = w.fb.CastOptionsT()
+    opt.inDataType, opt.outDataType = w.TT["bool"], w.TT[w.qtype if w.full else "float32"]
+    w.op(w.B.CAST, [w.tensor(o.inputs[0], w.full)], [w.tensor(o.output, w.full)], w.fb.BuiltinOptions.CastOptions, opt)
+
+
+EMITTERS = {"FULLY_CONNECTED": _emit_fully_connected, "ADD": _emit_binary, "SUB": _emit_binary,
+            "MUL": _emit_binary, "LOGISTIC": _emit_activation, "TANH": _emit_activation,
+            "GREATER_EQUAL": _emit_greater_equal, "CAST": _emit_cast}
+
+
 def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = None) -> tuple[bytes, dict]:
     """Write ``g`` under precision ``plan``; returns the flatbuffer and the I/O quantisation
     {tensor name: {"dtype", "scale", "zero_point"}} for the manifest."""
-    from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
 
-    if plan not in MODES:
-        raise ValueError(f"unknown precision plan {plan!r}; known: {', '.join(MODES)}")
-    qtype = MODES[plan]
-    full = plan in ("int8", "a16w8")
-    if full and any(o.kind in ("GREATER_EQUAL", "CAST") for o in g.ops):
+    if plan != "fp32" and plan not in PLANS:
+        raise ValueError(f"unknown precision plan {plan!r}; known: fp32, {', '.join(PLANS)}")
+    if plan in ("int8", "a16w8") and any(o.kind in ("GREATER_EQUAL", "CAST") for o in g.ops):
         # Measured (LiteRT reference kernels and XNNPACK alike, so not a kernel bug): the
         # membrane's int8 step at its calibrated range (~0.18 for |v| up to ~20) flips ~7%
         # of spikes, and each flip is a state error of 1.0 fed back: 8% argmax agreement.
         # The mixed plans (float recurrence) work, so offer only those.
         raise NotImplementedError("full-integer spiking (GREATER_EQUAL + CAST on a quantised membrane) "
                                   "is not supported by this lowering")
-    sq = state_quant(g, family, qtype) if full else {}
-    TT = {"float32": fb.TensorType.FLOAT32, "int8": fb.TensorType.INT8, "int16": fb.TensorType.INT16,
-          "int32": fb.TensorType.INT32, "int64": fb.TensorType.INT64, "bool": fb.TensorType.BOOL}
-    model = fb.ModelT()
-    model.version = 3
-    model.buffers = [fb.BufferT()]
-    sub = fb.SubGraphT()
-    sub.tensors, sub.operators = [], []
-    opcodes: dict[int, int] = {}
-    index: dict[int, int] = {}
-    io_quant: dict[str, dict] = {}
-    params: dict[tuple, tuple] = {}          # (id(tensor), quantised) -> (dtype, scale, zp) as emitted
-
-    def add_tensor(name, shape, dtype, data=None, scale=None, zp=None, axis=None) -> int:
-        t = fb.TensorT()
-        t.name, t.shape, t.type = name.encode(), list(shape), TT[dtype]
-        if data is not None:
-            buf = fb.BufferT()
-            buf.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
-            model.buffers.append(buf)
-            t.buffer = len(model.buffers) - 1
-        else:
-            t.buffer = 0
-        if scale is not None:
-            q = fb.QuantizationParametersT()
-            q.scale = [float(s) for s in np.atleast_1d(scale)]
-            q.zeroPoint = [int(z) for z in np.atleast_1d(zp)]
-            if axis is not None:
-                q.quantizedDimension = axis
-            t.quantization = q
-        sub.tensors.append(t)
-        return len(sub.tensors) - 1
-
-    def act_params(t: Tensor, qt: str) -> tuple[float, int]:
-        if t.name in sq:
-            return sq[t.name]
-        if t.fixed and qt in t.fixed:
-            return t.fixed[qt]
-        return _qparams(t.value.min(), t.value.max(), qt)
-
-    def tensor(t: Tensor, quantised: bool, like: Tensor | None = None) -> int:
-        """Emit (once) the tensor ``t``; quantised activations get int8/int16 params."""
-        key = (id(t), quantised)
-        if key in index:
-            return index[key]
-        width = t.value.shape[-1] if t.value.ndim else 1
-        if t.value.dtype == bool:
-            i = add_tensor(t.name, [1, width], "bool")
-        elif t.const and quantised:
-            if like is not None and (id(like), True) in params:
-                dt, s, z = params[(id(like), True)]  # a comparison constant shares its operand's scale
-            else:
-                dt = qtype
-                s, z = _qparams(t.value.min(), t.value.max(), qtype)
-            qv = np.clip(np.round(t.value / s) + z, *_limits(dt)).astype(dt)
-            i = add_tensor(t.name, t.value.shape, dt, qv, s, z)
-        elif t.const:
-            i = add_tensor(t.name, t.value.shape, "float32", t.value.astype(np.float32))
-        elif quantised:
-            s, z = act_params(t, qtype)
-            if t.value.dtype == np.float32 and t in cast_outputs:   # 0/1 from a CAST: scale 1
-                s, z = 1.0, 0
-            i = add_tensor(t.name if t not in shadow else t.name + "_q", [1, width], qtype, scale=s, zp=z)
-            params[key] = (qtype, s, z)
-        else:
-            i = add_tensor(t.name, [1, width], "float32")
-            params[key] = ("float32", None, None)
-        index[key] = i
-        return i
-
-    def op(code: int, ins: list[int], outs: list[int], opt_type=0, opt=None):
-        if code not in opcodes:
-            oc = fb.OperatorCodeT()
-            oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = code, min(code, 127), 1
-            model.operatorCodes = (model.operatorCodes or []) + [oc]
-            opcodes[code] = len(model.operatorCodes) - 1
-        o = fb.OperatorT()
-        o.opcodeIndex, o.inputs, o.outputs = opcodes[code], ins, outs
-        if opt is not None:
-            o.builtinOptionsType, o.builtinOptions = opt_type, opt
-        sub.operators.append(o)
-
-    B = fb.BuiltinOperator
-    cast_outputs = {op_.output for op_ in g.ops if op_.kind == "CAST"}
-    shadow: set = set()
-
+    w = _Writer(g, plan, family)
     # Graph inputs first, so their tensor params are known. Full-integer plans keep the
     # frame and the logits float at the graph boundary (QUANTIZE in, DEQUANTIZE out, done
     # by LiteRT's kernels) while the state crosses it as int8 and is fed back as is: the
     # device's Python never quantises a frame or dequantises a logit.
     x_in, logits_out = g.inputs[0], g.outputs[0]
-    if full:
-        shadow.update((x_in, logits_out))
-        op(B.QUANTIZE, [tensor(x_in, False)], [tensor(x_in, True)])
+    if w.full:
+        w.shadow.update((x_in, logits_out))
+        w.op(w.B.QUANTIZE, [w.tensor(x_in, False)], [w.tensor(x_in, True)])
     for t in g.inputs[1:]:
-        tensor(t, full)
+        w.tensor(t, w.full)
     for o in g.ops:
-        quant_here = full or (qtype is not None and o.kind == "FULLY_CONNECTED")
-        if o.kind == "FULLY_CONNECTED":
-            x, w, b = o.inputs
-            if quant_here:
-                if not full:                       # mixed: QUANTIZE float input -> int (once)
-                    fresh = (id(x), True) not in index
-                    xi_f = tensor(x, False)
-                    shadow.add(x)
-                    xi = tensor(x, True)
-                    if fresh:
-                        op(B.QUANTIZE, [xi_f], [xi])
-                else:
-                    xi = tensor(x, True)
-                s_in = params[(id(x), True)][1]
-                w_scale = np.maximum(np.abs(w.value).max(1), 1e-12) / 127.0
-                wq = np.clip(np.round(w.value / w_scale[:, None]), -127, 127).astype(np.int8)
-                wi = add_tensor(w.name, w.value.shape, "int8", wq, w_scale, np.zeros(len(w_scale), int), axis=0)
-                bdt = "int32" if qtype == "int8" else "int64"
-                bq = np.round(b.value / (s_in * w_scale)).astype(bdt)
-                bi = add_tensor(b.name, b.value.shape, bdt, bq, s_in * w_scale, np.zeros(len(w_scale), int), axis=0)
-                if full:
-                    yi = tensor(o.output, True)
-                else:
-                    shadow.add(o.output)
-                    yi = tensor(o.output, True)
-                    op(B.FULLY_CONNECTED, [xi, wi, bi], [yi], fb.BuiltinOptions.FullyConnectedOptions,
-                       fb.FullyConnectedOptionsT())
-                    op(B.DEQUANTIZE, [yi], [tensor(o.output, False)])
-                    continue
-            else:
-                xi, wi, bi = tensor(x, False), tensor(w, False), tensor(b, False)
-                yi = tensor(o.output, False)
-            op(B.FULLY_CONNECTED, [xi, wi, bi], [yi], fb.BuiltinOptions.FullyConnectedOptions,
-               fb.FullyConnectedOptionsT())
-        elif o.kind in ("ADD", "SUB", "MUL"):
-            a, b = o.inputs
-            ins = [tensor(a, full, like=b if a.const else None), tensor(b, full, like=a if b.const else None)]
-            opt_t, opt = {"ADD": (fb.BuiltinOptions.AddOptions, fb.AddOptionsT()),
-                          "SUB": (fb.BuiltinOptions.SubOptions, fb.SubOptionsT()),
-                          "MUL": (fb.BuiltinOptions.MulOptions, fb.MulOptionsT())}[o.kind]
-            if o.kind in ("ADD", "SUB"):
-                # the default int16 path wants power-of-two scales with one input matching
-                # the output ("sub.cc: input1_shift == 0 || input2_shift == 0" on a GRU-128);
-                # calibrated scales are arbitrary, so take the general rescaling kernel
-                opt.potScaleInt16 = False
-            op(getattr(B, o.kind), ins, [tensor(o.output, full)], opt_t, opt)
-        elif o.kind in ("LOGISTIC", "TANH"):
-            op(getattr(B, o.kind), [tensor(o.inputs[0], full)], [tensor(o.output, full)])
-        elif o.kind == "GREATER_EQUAL":
-            v, thr = o.inputs
-            op(B.GREATER_EQUAL, [tensor(v, full), tensor(thr, full, like=v)], [tensor(o.output, full)])
-        elif o.kind == "CAST":
-            opt = fb.CastOptionsT()
-            opt.inDataType, opt.outDataType = TT["bool"], TT[qtype if full else "float32"]
-            op(B.CAST, [tensor(o.inputs[0], full)], [tensor(o.output, full)], fb.BuiltinOptions.CastOptions, opt)
-        else:  # pragma: no cover - the lowering only makes the kinds above
-            raise NotImplementedError(o.kind)
+        EMITTERS[o.kind](w, o)
+    if w.full:
+        w.op(w.B.DEQUANTIZE, [w.index[(id(logits_out), True)]], [w.tensor(logits_out, False)])
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(_finish(w, g, metadata))), _io_quant(w, g)
 
-    if full:
-        op(B.DEQUANTIZE, [index[(id(logits_out), True)]], [tensor(logits_out, False)])
-    sub.inputs = [index[(id(x_in), False)]] + [index[(id(t), full)] for t in g.inputs[1:]]
-    sub.outputs = [index[(id(logits_out), False)]] + [index[(id(t), full)] for t in g.outputs[1:]]
+
+def _finish(w: _Writer, g: Graph, metadata: dict[str, bytes] | None):
+    """Bind the subgraph's inputs and outputs, and embed ``metadata`` (the manifest)."""
+    fb, sub, model = w.fb, w.sub, w.model
+    x_in, logits_out = g.inputs[0], g.outputs[0]
+    sub.inputs = [w.index[(id(x_in), False)]] + [w.index[(id(t), w.full)] for t in g.inputs[1:]]
+    sub.outputs = [w.index[(id(logits_out), False)]] + [w.index[(id(t), w.full)] for t in g.outputs[1:]]
     sub.name = b"step"
     model.subgraphs = [sub]
     model.description = b"edgerf step graph"
-    for t in (*g.inputs, *g.outputs):
-        dt, s, z = params[(id(t), full and t not in (x_in, logits_out))]
-        io_quant[t.name] = {"dtype": dt, "scale": s, "zero_point": z}
     if metadata:
         model.metadata = []
         for k, v in metadata.items():
@@ -429,7 +460,17 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
             m = fb.MetadataT()
             m.name, m.buffer = k.encode(), len(model.buffers) - 1
             model.metadata.append(m)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), io_quant
+    return model
+
+
+def _io_quant(w: _Writer, g: Graph) -> dict[str, dict]:
+    """How each graph input and output crosses the boundary (frame and logits stay float)."""
+    boundary = (g.inputs[0], g.outputs[0])
+    out = {}
+    for t in (*g.inputs, *g.outputs):
+        dt, s, z = w.params[(id(t), w.full and t not in boundary)]
+        out[t.name] = {"dtype": dt, "scale": s, "zero_point": z}
+    return out
 
 
 def _limits(dt: str) -> tuple[int, int]:
@@ -439,10 +480,9 @@ def _limits(dt: str) -> tuple[int, int]:
 
 def interpreter(path_or_bytes, threads: int = 1):
     """A LiteRT interpreter (ai-edge-litert; tflite_runtime as a fallback)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # pragma: no cover - devices with only the old package
-        from tflite_runtime.interpreter import Interpreter
+    from edgerf.runtime.backends import litert_interpreter
+
+    _, Interpreter = litert_interpreter()
     kw = {"model_content": path_or_bytes} if isinstance(path_or_bytes, (bytes, bytearray)) else \
         {"model_path": str(path_or_bytes)}
     it = Interpreter(**kw, num_threads=threads)

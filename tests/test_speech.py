@@ -64,7 +64,8 @@ def test_speaker_split_is_disjoint_and_deterministic():
     n = {s: len(v) for s, v in by_split.items()}
     assert n["train"] > n["test"] > 0 and n["val"] > 0
     assert speech.speaker_of(root / "_unknown_" / "backward_0c540988_nohash_0.wav.wav", "_unknown_") == "0c540988"
-    assert speech.split_of("0c540988") == speech.split_of("0c540988")
+    # SHA-1 of the speaker hash mod 100 (0c540988: bucket 41): the same split on every platform and run
+    assert [speech.split_of(k) for k in ("0c540988", "0a7c2a8d", "02ade946")] == ["train", "val", "test"]
 
 
 def test_log_mel_matches_a_direct_computation_and_streams_in_chunks():
@@ -155,7 +156,8 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     _wav(tmp_path / "rec.wav", pcm)
     r = CliRunner().invoke(app, ["stream", str(tmp_path / "g.onnx"), str(tmp_path / "rec.wav"), "--threshold", "0.095"])
     assert r.exit_code == 0, r.output
-    assert all(json.loads(line)["name"] in task.classes for line in r.stdout.splitlines() if line.startswith("{"))
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert events and all(e["name"] in task.classes for e in events)      # a threshold just above 1/11
 
 
 def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, monkeypatch):

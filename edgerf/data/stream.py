@@ -73,16 +73,6 @@ class Stream:
         return Stream(self.x[:steps], self.labels[:steps], self.mask[:steps],
                       self.starts[keep], self.ends[keep])
 
-    def to_npz(self) -> dict[str, np.ndarray]:
-        return {"x": self.x, "labels": self.labels, "mask": self.mask,
-                "starts": self.starts, "ends": self.ends}
-
-    @classmethod
-    def from_npz(cls, d) -> "Stream":
-        return cls(np.asarray(d["x"], np.float32), np.asarray(d["labels"], np.int64),
-                   np.asarray(d["mask"], bool), np.asarray(d["starts"], np.int64),
-                   np.asarray(d["ends"], np.int64))
-
 
 def concat_samples(samples: Sequence[np.ndarray], labels: Sequence[int],
                    gaps: Sequence[np.ndarray]) -> Stream:

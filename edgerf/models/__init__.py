@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from edgerf.errors import ArtifactError
+from edgerf.manifest import artifact_name
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTINS = {
@@ -31,8 +32,11 @@ DEFAULT_CHECKPOINT = BUILTIN_DIR / "default-gru.pt"
 KWS_CHECKPOINT = BUILTIN_DIR / "kws-gru.pt"
 DEMO_RECORDING = BUILTIN_DIR / "kws-demo.wav"
 DEMO_TRUTH = BUILTIN_DIR / "kws-demo.json"
-# What `edgerf stream <built-in>` runs: the int8 TFLite graph, the smallest and fastest.
-STREAM_ARTIFACT = "{name}.int8.tflite"
+
+
+def _stream_artifact(name: str) -> str:
+    """What `edgerf stream <built-in>` runs: the int8 TFLite graph, the smallest and fastest."""
+    return artifact_name(name, ".tflite", int8=True)
 
 
 def cache_dir() -> Path:
@@ -46,7 +50,7 @@ def builtin_checkpoint(name: str = "default-gru") -> Path:
     if name not in BUILTINS:
         raise ArtifactError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTINS)}.")
     ckpt = BUILTIN_DIR / f"{name}.pt"
-    if not (BUILTIN_DIR / STREAM_ARTIFACT.format(name=name)).exists():
+    if not (BUILTIN_DIR / _stream_artifact(name)).exists():
         raise ArtifactError(f"the built-in {name} is not exported in {BUILTIN_DIR}; this installation is "
                             "incomplete: reinstall edgerf (or run `python -m edgerf.models.build`).")
     return ckpt
@@ -54,4 +58,4 @@ def builtin_checkpoint(name: str = "default-gru") -> Path:
 
 def builtin_artifact(name: str) -> Path:
     """The artifact ``edgerf stream`` runs for a built-in name."""
-    return builtin_checkpoint(name).with_name(STREAM_ARTIFACT.format(name=name))
+    return builtin_checkpoint(name).with_name(_stream_artifact(name))

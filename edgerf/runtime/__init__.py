@@ -3,11 +3,11 @@
     from edgerf.runtime import StepModel
     model = StepModel.load("gru.int8.onnx")         # manifest read, state bound by name
     for frame in frames:                            # forever; no reset needed
-        probs = model.step(frame)
+        logits = model.step(frame)                  # logits [C]; model.probs(logits) for probabilities
     model.save_state("state.npz")                   # survive a reboot
 
 See ``StepModel`` for the watchdog and persistence, ``EventDetector`` for turning
-probabilities into detections.
+probabilities into detections, and ``examples/`` for whole device loops.
 """
 
 from edgerf.runtime.events import Event, EventDetector

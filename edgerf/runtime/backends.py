@@ -7,6 +7,7 @@ models; ``StepModel`` adds validation, snapshots and persistence on top.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,32 @@ from edgerf.manifest import INPUT, OUTPUT
 ORT_DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
+
+def ort_session(src, threads: int = 1):
+    """An ONNX Runtime CPU session (path or bytes) as every edgerf run makes it: ``threads``
+    intra-op threads, no spinning, quiet, and without the optimizer pass that breaks int8
+    state round-trips (ORT_DISABLED_OPTIMIZERS)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(src) if isinstance(src, (str, os.PathLike)) else src, so,
+                                providers=["CPUExecutionProvider"], disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+
+
+def litert_interpreter():
+    """(package name, Interpreter class): ai-edge-litert, else the older tflite-runtime that
+    some devices still carry. ImportError when neither is installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return "ai-edge-litert", Interpreter
+    except ImportError:  # pragma: no cover - devices with only the old package
+        from tflite_runtime.interpreter import Interpreter
+        return "tflite-runtime", Interpreter
+
 class OnnxBackend:
     """ONNX Runtime with IOBinding over numpy buffers.
 
@@ -35,19 +62,13 @@ class OnnxBackend:
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (a clear message before anything else)
         except ImportError as e:
             raise ArtifactError(f"{path} needs ONNX Runtime: pip install onnxruntime (or 'edgerf[runtime]'), "
                                 "or run the .tflite artifact with LiteRT.") from e
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+            self.session = ort_session(path, threads)
         except Exception as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0][:200]}") from e
         _check_io(path, manifest, {i.name: i.shape for i in self.session.get_inputs()},
@@ -117,15 +138,10 @@ class TFLiteBackend:
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
         try:
-            from ai_edge_litert.interpreter import Interpreter
-            self.name = "ai-edge-litert"
-        except ImportError:  # pragma: no cover - devices with only the old package
-            try:
-                from tflite_runtime.interpreter import Interpreter
-                self.name = "tflite-runtime"
-            except ImportError as e:
-                raise ArtifactError(f"{path} needs a LiteRT interpreter: pip install ai-edge-litert "
-                                    "(or tflite-runtime on devices that have nothing else).") from e
+            self.name, Interpreter = litert_interpreter()
+        except ImportError as e:
+            raise ArtifactError(f"{path} needs a LiteRT interpreter: pip install ai-edge-litert "
+                                "(or tflite-runtime on devices that have nothing else).") from e
         try:
             it = Interpreter(model_path=str(path), num_threads=threads)
         except Exception as e:

@@ -302,7 +302,7 @@ class StepModel:
             self.load_state(path)
             return True
         except StateError as e:
-            self.reset_state()
+            self._initial_state()
             self._snapshot = self.get_state()
             self.health["refused_states"] = self.health.get("refused_states", 0) + 1
             self.health["last_refusal"] = str(e)
@@ -311,8 +311,8 @@ class StepModel:
     def _state_bytes(self) -> int:
         return sum(int(np.prod(s.shape)) * 4 for s in self.backend.read_state())
 
-    def reset_state(self) -> None:
-        """Back to the initial state (the model never needs this; tests and tools may)."""
+    def _initial_state(self) -> None:
+        """Back to the initial state: only when a saved state is refused (``resume``)."""
         self.set_state({s["name"]: np.full_like(b, s.get("init", 0.0))
                         for s, b in zip(self.manifest["states"], self.backend.read_state())})
 

@@ -1,0 +1,48 @@
+"""A device loop: audio arrives in chunks, keywords come out. numpy + one interpreter.
+
+    python examples/keyword_loop.py [ARTIFACT] [RECORDING.wav] [--chunk-ms 20]
+
+ARTIFACT defaults to the built-in keyword model (int8 TFLite), RECORDING to its 20 s demo
+recording, read in chunks of --chunk-ms as a microphone driver would deliver them. The
+model's own front end (log-mel, normalisation from its manifest) turns each chunk into
+frames; the state carries over between chunks and is never reset; ``EventDetector``
+turns probabilities into keyword events, printed as JSON lines.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgerf.data.speech import read_wav
+from edgerf.models import DEMO_RECORDING, builtin_artifact
+from edgerf.runtime import EventDetector, StepModel
+
+
+def chunks(pcm, size: int):
+    """A microphone stand-in: fixed-size blocks of samples, the last one short."""
+    for k in range(0, len(pcm), size):
+        yield pcm[k:k + size]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", nargs="?", type=Path, default=None, help="an exported keyword model")
+    p.add_argument("recording", nargs="?", type=Path, default=DEMO_RECORDING, help="16 kHz mono WAV")
+    p.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk, as a driver delivers it")
+    a = p.parse_args(argv)
+    model = StepModel.load(a.artifact or builtin_artifact("kws-gru"))
+    detector = EventDetector(model.classes, model.threshold)
+    period = model.manifest["frame"]["period_s"]
+    rate = model.manifest["frame"]["sample_rate"]
+    for chunk in chunks(read_wav(a.recording), int(rate * a.chunk_ms / 1000)):
+        for frame in model.featurize(chunk):
+            event = detector.update(model.probs(model.step(frame)))
+            if event and event.name != "_unknown_":
+                print(json.dumps({"word": event.name, "start_s": round(event.start * period, 2),
+                                  "confidence": round(event.confidence, 3)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
