@@ -86,14 +86,14 @@ def setup_sysroot(log=lambda s: None) -> Path:
 
 
 def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
-    from edgerf.bench.run import _accuracy, run_bench
+    from edgerf.bench.run import BenchRun, accuracy_metrics, run_bench
     import edgerf
 
     if not ready():
         raise EdgerfError("arm64 emulation is not set up: run `edgerf bench --device arm64 --setup` once "
                           "(needs apt and root), or run `edgerf bench --device cpu` on the ARM board itself.")
-    x86 = run_bench(artifacts, ckpt, replace(cfg, device="cpu", rss=False), progress, log)
-    targets, stream = x86["_plots"]["targets"], x86["_plots"]["stream"]
+    run = run_bench(artifacts, ckpt, replace(cfg, device="cpu", rss=False), progress, log)
+    x86, targets, stream = run.report, run.targets, run.stream
     if stream is None:
         raise EdgerfError("the arm64 check compares trajectories, so it needs accuracy data (a dataset or the "
                           "evaluation bundle); drop --no-accuracy.")
@@ -128,18 +128,18 @@ def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
             "latency_is": "EMULATED (qemu-user): measures the emulator, not an ARM core; 'windows' are "
                           "5 equal slices of one pass over the accuracy stream",
             "steps_per_s": lat.steps_per_s, "size_bytes": t.result["size_bytes"], "threads": cfg.threads,
-            "accuracy": _accuracy(logits, reference, stream, threshold),
+            "accuracy": accuracy_metrics(logits, reference, stream, threshold),
             "vs_x86": {"argmax_agreement_all": float((logits.argmax(-1) == x86_logits.argmax(-1)).mean()),
                        "max_abs_logits_diff": float(np.abs(logits - x86_logits).max()),
                        "bit_identical": bool(np.array_equal(logits, x86_logits))},
         })
-    x86.pop("_plots")
-    return {**{k: v for k, v in x86.items() if k not in ("targets", "machine")},
-            "device": "arm64", "emulated": True, "qemu_cpu": QEMU_CPU,
-            "machine": {**x86["machine"], "emulated_python": meta.get("python"),
-                        "emulated_versions": {k: v for k, v in meta.items() if k not in ("machine", "python")},
-                        "cpu": f"qemu {QEMU_CPU} on {x86['machine']['cpu']}", "arch": meta.get("machine"),
-                        "isa_flags": CPUINFO.split("Features\t: ")[1].split("\n")[0].split(),
-                        "host_isa_flags": x86["machine"]["isa_flags"]},
-            "targets": rows,
-            "x86_accuracy": {r["target"]: r.get("accuracy") for r in x86["targets"]}}
+    report = {**{k: v for k, v in x86.items() if k not in ("targets", "machine")},
+              "device": "arm64", "emulated": True, "qemu_cpu": QEMU_CPU,
+              "machine": {**x86["machine"], "emulated_python": meta.get("python"),
+                          "emulated_versions": {k: v for k, v in meta.items() if k not in ("machine", "python")},
+                          "cpu": f"qemu {QEMU_CPU} on {x86['machine']['cpu']}", "arch": meta.get("machine"),
+                          "isa_flags": CPUINFO.split("Features\t: ")[1].split("\n")[0].split(),
+                          "host_isa_flags": x86["machine"]["isa_flags"]},
+              "targets": rows,
+              "x86_accuracy": {r["target"]: r.get("accuracy") for r in x86["targets"]}}
+    return BenchRun(report, [], None)   # emulated timings: no plots beside them

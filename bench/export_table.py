@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgerf.atomic import write_text
 from edgerf.bench.report import markdown_table, write_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -92,9 +93,9 @@ def main(argv=None) -> int:
                 lines.append(f"  - tried `{t['plan']}`: agreement {t['argmax_agreement']:.4%}, acc_p {t['acc_p']:.4f} "
                              f"(fp32 {t['acc_p_fp32']:.4f}), state rms error "
                              + ", ".join(f"{k} {v:.3g}" for k, v in t["rms_state"].items()))
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    write_text(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
-    (RESULTS / f"{stem}_plans.json").write_text(json.dumps(plans, indent=2))
+    write_text(RESULTS / f"{stem}_plans.json", json.dumps(plans, indent=2))
     return 0
 
 

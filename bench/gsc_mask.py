@@ -22,6 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> int:
+    from edgerf.atomic import write_text
     from edgerf.data import speech
     from edgerf.features import HOP, WIN, ActivityMask, LogMelStream
     from edgerf.tasks import get_task
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
         silent += not mask[f0:f1].any()
     res["word_clips_with_no_informative_frame"] = silent
     res["word_clips"] = int(sum(w != speech.SILENCE for w in words))
-    (RESULTS / "gsc_mask.json").write_text(json.dumps(res, indent=2))
+    write_text(RESULTS / "gsc_mask.json", json.dumps(res, indent=2))
     md = ["# Speech Commands: causal activity mask (theta = 0.9)", "",
           f"`python -m edgerf.bench.gsc_mask --split {a.split}`: {res['frames']:,} frames of real clips "
           "(word and `_silence_` clips interleaved, mask state never reset).", "",
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     md += [f"| {w} | {v:.1%} |" for w, v in per_word.items()]
     md += ["", "In training streams the mask is applied inside word clips only (gaps are known to be "
            "background), so the mask's errors on `_silence_` do not become labels."]
-    (RESULTS / "gsc_mask.md").write_text("\n".join(md) + "\n")
+    write_text(RESULTS / "gsc_mask.md", "\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -66,9 +66,9 @@ def main(argv=None) -> int:
             shutil.copyfile(src, ckpt)
             print(f"exporting {fam} --int8 (default budget) ...", flush=True)
             export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True), log=print)
-        rep = run_bench([], ckpt, BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False),
+        run = run_bench([], ckpt, BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False),
                         progress=False, log=print)
-        frames = rep["_plots"]["stream"].x[:2000]
+        rep, frames = run.report, run.stream.x[:2000]
         torch_us = next(t["latency"]["overall"]["median_us"] for t in rep["targets"] if t["target"] == "torch")
         for t in rep["targets"]:
             acc = t.get("accuracy", {})

@@ -91,19 +91,20 @@ def markdown(rep: dict, plots: bool = True) -> str:
     return "\n".join(out)
 
 
-def write_report(rep: dict, out_dir: Path) -> list[Path]:
+def write_report(run, out_dir: Path) -> list[Path]:
+    """bench.json, bench.md and (with matplotlib, for a run on this machine) the PNG plots
+    of a ``BenchRun``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra = rep.pop("_plots", None)
+    drawn = bool(run.targets)
     try:
         import matplotlib  # noqa: F401  (host extra; a device with the runtime extra has none)
     except ImportError:
-        extra = None
-    write_text(out_dir / "bench.json", json.dumps(rep, indent=2, default=float))
-    write_text(out_dir / "bench.md", markdown(rep, plots=extra is not None))
+        drawn = False
+    write_text(out_dir / "bench.json", json.dumps(run.report, indent=2, default=float))
+    write_text(out_dir / "bench.md", markdown(run.report, plots=drawn))
     files = [out_dir / "bench.json", out_dir / "bench.md"]
-    if extra is not None:
-        files += plots(rep, extra["targets"], extra["stream"], out_dir)
-        rep["_plots"] = extra
+    if drawn:
+        files += plots(run.report, run.targets, run.stream, out_dir)
     return files
 
 

@@ -56,6 +56,15 @@ class Target:
     result: dict = field(default_factory=dict)
 
 
+@dataclass
+class BenchRun:
+    """What ``run_bench`` measured: the JSON-able report (bench.json) and, for plots and the
+    arm64 comparison, the targets with their logits and the stream they ran on."""
+    report: dict
+    targets: list[Target]
+    stream: object | None          # edgerf.data.Stream, or None with --no-accuracy
+
+
 def artifact_kind(path: Path) -> str:
     runtime = {".onnx": "onnx", ".tflite": "tflite"}[path.suffix]
     return f"{runtime}-{'int8' if is_int8(path) else 'fp32'}"
@@ -152,7 +161,7 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
 
 
 def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig = BenchConfig(),
-              progress: bool = True, log=lambda s: None) -> dict:
+              progress: bool = True, log=lambda s: None) -> BenchRun:
     if cfg.device not in DEVICES:
         raise EdgerfError(f"unknown device {cfg.device!r}; known: {', '.join(DEVICES)}")
     if cfg.device == "arm64":
@@ -202,7 +211,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
             tg.result = {"latency": lat, "size_bytes": size, "threads": cfg.threads}
             if stream is not None:
                 logits = _trajectory(tg, model, stream, cfg.threads)
-                tg.result["accuracy"] = _accuracy(logits, ref_logits, stream, first["decision"]["threshold"])
+                tg.result["accuracy"] = accuracy_metrics(logits, ref_logits, stream, first["decision"]["threshold"])
                 if first["frame"].get("period_s"):        # audio: keyword events, as the field counts them
                     from edgerf.metrics import keyword_metrics, softmax
                     from edgerf.runtime.events import detect_events
@@ -216,7 +225,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         from edgerf.bench.rss import measure
         for tg in targets:
             tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
-    return _report(targets, first, cfg, ref_desc, stream, data)
+    return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
 
 
 def portable(cfg: BenchConfig) -> dict:
@@ -232,7 +241,7 @@ def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
     return StepModel.load(tg.path, threads=threads).run(stream.x)
 
 
-def _accuracy(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> dict:
+def accuracy_metrics(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> dict:
     m = stream_metrics(logits, stream.labels, stream.mask, stream.ends, threshold)
     n = len(stream.ends)
     k = max(1, n // 10)
@@ -269,5 +278,4 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
             "task": manifest["frame"].get("name"), "frame_period_s": period,
             "threshold": manifest["decision"]["threshold"],
             "reference": ref_desc, "data": data, "accuracy_steps": len(stream) if stream is not None else 0,
-            "targets": rows,
-            "_plots": {"targets": targets, "stream": stream}}   # dropped before JSON
+            "targets": rows}

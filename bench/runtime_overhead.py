@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerf.atomic import write_text
 from edgerf.bench.latency import measure_latency
 from edgerf.bench.report import markdown_table
 
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
                 r["p99_vs_bare"] = r["p99_us"] / base["p99_us"]
     machine = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                "onnxruntime": ort.__version__, "threads": 1}
-    Path(a.out + ".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    write_text(Path(a.out + ".json"), json.dumps({"machine": machine, "rows": rows}, indent=2))
     md = ("# StepModel overhead over a bare interpreter call\n\n"
           f"Produced by `python -m edgerf.bench.runtime_overhead {' '.join(a.artifacts)}`. One intra-op thread, "
           "frames from a real test stream, state fed back. ONNX: `bare` = `run_with_iobinding` on a prepared "
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
           "watchdog. Medians of per-step times over 2 x 5 windows, interleaved.\n\n"
           + markdown_table(rows, ["artifact", "precision", "loop", "median_us", "p99_us", "median_vs_bare",
                                   "p99_vs_bare", "steps"]))
-    Path(a.out + ".md").write_text(md)
+    write_text(Path(a.out + ".md"), md)
     print(md)
     return 0
 

@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgerf.atomic import write_text
 from edgerf.bench.report import markdown_table, read_records, write_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,7 +70,6 @@ def main(argv=None) -> int:
     write_records(jsonl, records)
     columns = COLUMNS + (KEYWORD_COLUMNS if curves else []) + (["note"] if any("note" in r for r in records) else [])
     if curves:
-        from edgerf.atomic import write_text
         from edgerf.bench.render import plot_det
         write_text(RESULTS / f"{a.task}_det.json", json.dumps(curves, indent=1) + "\n")
         plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{a.task}_det.png")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
               "threshold (hits, misses, false accepts), false accepts per hour on an hour of real "
               "background, and the miss rate at 1 false accept per hour (the DET curves: "
               f"{a.task}_det.png, {a.task}_det.json)." if curves else "") + "\n\n" + markdown_table(records, columns))
-    (RESULTS / f"{a.task}_train.md").write_text(md)
+    write_text(RESULTS / f"{a.task}_train.md", md)
     print(md)
     return 0
 

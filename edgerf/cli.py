@@ -474,11 +474,11 @@ def bench(
     cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
                       accuracy=not no_accuracy, rss=not no_rss, data=_path(data), background=_path(background),
                       gap_kind=gap_kind)
-    rep = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
+    run = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
     if report:
-        for f in render.write_report(rep, report):
+        for f in render.write_report(run, report):
             log(f"wrote {f}")
-    typer.echo(render.table(rep))
+    typer.echo(render.table(run.report))
 
 
 @command

@@ -26,7 +26,7 @@ def test_emulated_trajectories_match_x86(tmp_path, sfmnist):
     export_checkpoint(tmp_path / "m.pt", tmp_path, ExportConfig(int8=True, parity_steps=1000, calibration_steps=2000,
                                                                  check_steps=1000, bundle_steps=500))
     rep = run_bench([], tmp_path / "m.pt", BenchConfig(device="arm64", seconds=0.05, windows=5, steps=400,
-                                                       rss=False), progress=False)
+                                                       rss=False), progress=False).report
     assert rep["emulated"] is True and rep["machine"]["arch"] == "aarch64"
     assert [t["target"] for t in rep["targets"]] == ["onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
     for t in rep["targets"]:

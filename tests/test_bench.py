@@ -50,7 +50,8 @@ def model_dir(tmp_path_factory, sfmnist):
 
 def test_bench_report_schema(model_dir, tmp_path):
     from edgerf.bench import render
-    rep = run_bench([], model_dir / "m.pt", FAST, progress=False)
+    run = run_bench([], model_dir / "m.pt", FAST, progress=False)
+    rep = run.report
     assert [t["target"] for t in rep["targets"]] == ["torch", "onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"]
     assert rep["reference"].startswith("torch fp32 eager")
     for t in rep["targets"]:
@@ -67,7 +68,7 @@ def test_bench_report_schema(model_dir, tmp_path):
     for fp32 in (rep["targets"][1]["accuracy"], rep["targets"][3]["accuracy"]):
         assert fp32["argmax_agreement"] >= 0.999 and fp32["max_abs_logits_drift"] < 1e-3
     assert rep["machine"]["cores"] >= 1 and "onnxruntime" in rep["machine"]["versions"]
-    files = render.write_report(rep, tmp_path / "r")
+    files = render.write_report(run, tmp_path / "r")
     names = {f.name for f in files}
     assert names == {"bench.json", "bench.md", "latency.png", "accuracy_along_stream.png", "stream_excerpt.png"}
     loaded = json.loads((tmp_path / "r" / "bench.json").read_text())
@@ -80,11 +81,12 @@ def test_bench_on_a_device_without_torch_or_data_uses_the_bundle(model_dir, tmp_
         import json
         from pathlib import Path
         from edgerf.bench.run import BenchConfig, run_bench
-        rep = run_bench([Path({str(model_dir / 'm.onnx')!r}), Path({str(model_dir / 'm.int8.onnx')!r})],
+        run = run_bench([Path({str(model_dir / 'm.onnx')!r}), Path({str(model_dir / 'm.int8.onnx')!r})],
                         cfg=BenchConfig(seconds=0.05, windows=5, warmup_s=0.01, steps=10_000, rss=False),
                         progress=False)
+        rep = run.report
         from edgerf.bench.render import write_report
-        written = sorted(p.name for p in write_report(rep, Path({str(tmp_path / 'rep')!r})))
+        written = sorted(p.name for p in write_report(run, Path({str(tmp_path / 'rep')!r})))
         assert written == ["bench.json", "bench.md"], written      # no plots without matplotlib
         print(json.dumps({{"ref": rep["reference"], "steps": rep["accuracy_steps"],
                           "targets": [t["target"] for t in rep["targets"]],
@@ -122,7 +124,7 @@ def test_bad_inputs(model_dir, tmp_path, monkeypatch):
     with pytest.raises(DataError, match="--no-accuracy"):
         run_bench([tmp_path / "c.onnx"], model_dir / "m.pt", FAST, progress=False)
     rep = run_bench([tmp_path / "c.onnx"], model_dir / "m.pt",
-                    BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False)
+                    BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False).report
     assert rep["reference"].startswith("accuracy skipped") and "accuracy" not in rep["targets"][1]
 
 

@@ -1,3 +1,6 @@
+"""The GRU cell (torch): PyTorch's GRU equations as explicit Linear and elementwise ops,
+so every op maps one to one onto the exported step graph."""
+
 from __future__ import annotations
 
 import torch

@@ -1,3 +1,6 @@
+"""The recurrent leaky integrate-and-fire cell (torch): a membrane with a leak, a spike by
+threshold with a surrogate gradient, and a subtractive self-reset."""
+
 from __future__ import annotations
 
 import torch

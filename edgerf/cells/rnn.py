@@ -1,3 +1,5 @@
+"""The Elman RNN cell (torch): h' = tanh(W_x x + W_h h + b)."""
+
 from __future__ import annotations
 
 import torch

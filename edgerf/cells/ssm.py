@@ -1,3 +1,6 @@
+"""The state-space cells (torch): the diagonal SSM (A, B, C, D with a GLU output and a
+state bounded by (1 - a) input scaling) and its selective variant (input-dependent decay)."""
+
 from __future__ import annotations
 
 import math
