@@ -16,7 +16,7 @@ and the torch reference logits; the report says which reference was used.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,27 +25,13 @@ from edgerf import bundle as bundle_io
 from edgerf.bench.latency import Latency, measure_latency
 from edgerf.bench.machine import machine_info
 from edgerf.choices import DEVICES
-from edgerf.data.source import differs, tail
+from edgerf.configs import BenchConfig
+from edgerf.data.source import differs
 from edgerf.errors import ArtifactError, DataError, EdgerfError
 from edgerf.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, verify_export
 from edgerf.metrics import agreement, stream_metrics
 from edgerf.progress import bar
 
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    device: str = "cpu"
-    seconds: float = 2.0       # per latency window (protocol: >= 2 s)
-    windows: int = 5           # protocol: >= 5 windows
-    warmup_s: float = 1.0
-    steps: int = 10_000        # accuracy stream length (protocol: >= 10^4)
-    threads: int = 1
-    accuracy: bool = True
-    rss: bool = True           # peak RSS per backend, each in a fresh process
-    data: str | None = None      # dataset folder (edgerf.data.source.locate); given: nothing else is read
-    background: str | None = None  # audio: folder of long background recordings
-    gap_kind: str | None = None  # evaluate on other gaps than the training ones (needs the dataset)
 
 
 @dataclass
@@ -228,11 +214,6 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
 
 
-def portable(cfg: BenchConfig) -> dict:
-    """The config as a report records it: data folders by their last two path components."""
-    return {k: (tail(Path(v)) if k in ("data", "background") and v else v) for k, v in asdict(cfg).items()}
-
-
 def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
     if tg.name == "torch":
         from edgerf.export.parity import torch_trajectory
@@ -273,7 +254,7 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
             row["accuracy"] = t.result["accuracy"]
         rows.append(row)
     return {"format": "edgerf-bench/1", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "device": cfg.device, "emulated": False, "config": portable(cfg), "machine": machine_info(),
+            "device": cfg.device, "emulated": False, "config": cfg.portable(), "machine": machine_info(),
             "model": manifest["model"] | {"classes": len(manifest["model"]["classes"])},
             "task": manifest["frame"].get("name"), "frame_period_s": period,
             "threshold": manifest["decision"]["threshold"],

@@ -9,16 +9,20 @@ Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
+import typing
 from enum import Enum
+from inspect import Parameter, Signature, signature
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from edgerf.choices import DEVICES, FAMILY_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
+from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.errors import EdgerfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -43,20 +47,65 @@ def _fail(e: EdgerfError) -> None:
     raise typer.Exit(e.exit_code)
 
 
-def command(fn):
-    """An ``edgerf`` command whose errors become exit codes here, in one place: an
-    EdgerfError exits with its code (2 bad input, 3 failed parity gate) and a ValueError (an
-    option value out of range) with 2, each as one line on stderr; anything else is a bug
-    and keeps its traceback (exit 1)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgerfError as e:
-            _fail(e)
-        except ValueError as e:
-            _fail(EdgerfError(str(e)))
-    return app.command()(run)
+def command(*configs, choices: dict | None = None):
+    """Register an ``edgerf`` command.
+
+    Its options are its own parameters, then one per field of each config dataclass in
+    ``configs`` that declares a help text (``edgerf.configs.option``): default and help come
+    from the dataclass, a field named in ``choices`` is offered as that choice type, and the
+    values arrive in the command's ``**options``. Errors become exit codes here, in one
+    place: an EdgerfError exits with its code (2 bad input, 3 failed parity gate) and a
+    ValueError (an option value out of range) with 2, each as one line on stderr; anything
+    else is a bug and keeps its traceback (exit 1)."""
+    def register(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except EdgerfError as e:
+                _fail(e)
+            except ValueError as e:
+                _fail(EdgerfError(str(e)))
+        if configs:
+            own = [q for q in signature(fn).parameters.values() if q.kind != q.VAR_KEYWORD]
+            run.__signature__ = Signature(own + [o for c in configs for o in _options(c, choices or {})])
+        return app.command()(run)
+    return register
+
+
+def _options(cls, choices: dict) -> list[Parameter]:
+    """One keyword-only typer option per documented field of the config dataclass ``cls``."""
+    from edgerf.configs import default_of
+
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata:
+            continue
+        default, annotation = default_of(f), hints[f.name]
+        if f.name in choices:
+            annotation, default = choices[f.name], choices[f.name](default)
+        elif isinstance(default, tuple):                       # a list option: comma-separated
+            annotation, default = str, ",".join(default)
+        out.append(Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=annotation,
+                                     default=typer.Option(default, *f.metadata["flags"], help=f.metadata["help"])))
+    return out
+
+
+def _config(cls, options: dict, **given):
+    """The config ``cls`` from parsed option values (choices back to their names, comma lists
+    to tuples) and ``given`` fields."""
+    from edgerf.configs import default_of
+
+    kw = dict(given)
+    for f in dataclasses.fields(cls):
+        if f.name in options:
+            v = options[f.name]
+            v = v.value if isinstance(v, Enum) else v
+            if isinstance(default_of(f), tuple) and isinstance(v, str):
+                v = tuple(x.strip() for x in v.split(",") if x.strip())
+            kw[f.name] = v
+    return cls(**kw)
 
 
 def _choice(name: str, values) -> type[Enum]:
@@ -88,15 +137,14 @@ def _refuse_overwrite(path: Path, force: bool) -> None:
         _fail(EdgerfError(f"{path} exists; pass --force to overwrite it."))
 
 
-def _data_option():
-    return typer.Option(None, "--data", help="Dataset folder. When given, the command reads nothing from anywhere "
-                                             "else; default: $EDGERF_DATA, then Debian's /usr/share/datasets, then "
-                                             "../shared/data beside a checkout.")
+def _same_as(cls, name: str, choice: type[Enum] | None = None):
+    """A typer option with the default and help of field ``name`` of config ``cls``, for a
+    command that takes that one field (sweep, plot) without the whole config."""
+    from edgerf.configs import default_of
 
-
-def _background_option():
-    return typer.Option(None, "--background", help="Audio tasks: a folder of long background recordings, cut into "
-                                                   "the gaps (default: the dataset's _silence_ clips).")
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default = default_of(f) if choice is None else choice(default_of(f))
+    return typer.Option(default, *f.metadata["flags"], help=f.metadata["help"])
 
 
 def _path(p: Optional[Path]) -> Optional[str]:
@@ -111,39 +159,12 @@ Device = _choice("Device", DEVICES)
 TrainDevice = _choice("TrainDevice", TRAIN_DEVICES)
 
 
-@command
+@command(TrainConfig, choices={"task": Task, "model": Family, "loss": Mode, "device": TrainDevice})
 def train(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint file to write (atomically)."),
-    task: Task = typer.Option("sfmnist", help="Task: sfmnist (Sequential Fashion-MNIST) or gsc (Speech Commands keywords)."),
-    model: Family = typer.Option("gru", help="Model family."),
-    loss: Mode = typer.Option("reset-free", help="reset-free (the paper), periodic-reset or ce (baselines)."),
-    hidden: int = typer.Option(128, help="Width of the recurrent layers."),
-    layers: int = typer.Option(1, help="Stacked recurrent layers."),
-    epochs: int = typer.Option(6, help="Passes over the training split."),
-    batch: int = typer.Option(64, help="Parallel unreset training streams."),
-    bptt: int = typer.Option(128, help="Truncated-BPTT chunk length in steps (state carries over)."),
-    lr: float = typer.Option(3e-3, help="Peak Adam learning rate (cosine decay)."),
-    seed: int = typer.Option(0, help="Seed for weights, stream order and noise."),
-    train_samples: Optional[int] = typer.Option(None, help="Use only the first N training samples."),
-    val_samples: int = typer.Option(500, help="Validation samples checked after each epoch."),
-    test_steps: int = typer.Option(100_000, help="Length of the unreset test stream for the final numbers."),
-    threads: int = typer.Option(1, help="torch intra-op threads."),
-    device: TrainDevice = typer.Option("auto", help="Where to train: cuda when torch sees one, else cpu. Under "
-                                                    "torchrun each process trains a share of the --batch lanes."),
-    words: Optional[str] = typer.Option(None, help="Audio tasks: comma-separated keywords to learn; the other word "
-                                                   "folders become _unknown_ (default: every word folder is a class)."),
-    background_hours: float = typer.Option(1.0, help="Audio tasks: hours of background-only test audio on which "
-                                                     "false accepts per hour are counted (0: skip)."),
-    gap_kind: Optional[str] = typer.Option(None, help="What fills the gaps between samples: gaussian, uniform, "
-                                                      "silence, background (audio), shuffled, or a comma-separated "
-                                                      "mix (one kind drawn per gap). Default: gaussian for images, "
-                                                      "background for audio."),
-    gap_min: Optional[float] = typer.Option(None, help="Shortest gap (rows for images, seconds for audio)."),
-    gap_max: Optional[float] = typer.Option(None, help="Longest gap (rows for images, seconds for audio)."),
-    data: Optional[Path] = _data_option(),
-    background: Optional[Path] = _background_option(),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **options,
 ) -> None:
     """Train a recurrent classifier on an unreset stream and write a checkpoint.
 
@@ -151,15 +172,10 @@ def train(
     the lanes are dealt over the processes, gradients averaged, rank 0 writes."""
     _need_host("train")
     from edgerf import checkpoint
-    from edgerf.train import TrainConfig, train as run
+    from edgerf.train import train as run
 
     _refuse_overwrite(output, force)
-    cfg = TrainConfig(task=task.value, model=model.value, loss=loss.value, hidden=hidden, layers=layers,
-                      epochs=epochs, batch=batch, bptt=bptt, lr=lr, seed=seed, train_samples=train_samples,
-                      val_samples=val_samples, test_steps=test_steps, threads=threads,
-                      data=_path(data), device=device.value, words=words,
-                      background=_path(background), background_hours=background_hours,
-                      gap_kind=gap_kind, gap_min=gap_min, gap_max=gap_max)
+    cfg = _config(TrainConfig, options)
     ckpt = run(cfg, progress=not quiet)
     if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
         return
@@ -168,39 +184,20 @@ def train(
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 
 
-@command
+@command(ExportConfig, Budget)
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write <name>.int8.onnx/.tflite (state-aware precision plan)."),
-    format: str = typer.Option("onnx,tflite", "--format", help="Comma-separated formats: onnx, tflite."),
-    name: Optional[str] = typer.Option(None, help="Artifact base name (default: checkpoint file stem)."),
-    parity_steps: int = typer.Option(10_000, help="Test-stream steps of the parity gate (state fed back)."),
-    calibration_steps: int = typer.Option(20_000, help="Unreset training-stream steps for int8 calibration."),
-    check_steps: int = typer.Option(50_000, help="Held-out (val) steps on which the int8 plan is chosen."),
-    max_acc_p_drop: float = typer.Option(0.005, help="int8 budget: largest acc_p drop against fp32 on the same "
-                                                     "held-out samples (0.005 = 0.5 points); the upper end of its "
-                                                     "paired 95% interval may reach twice this."),
-    max_false_alarm_rise: float = typer.Option(0.0005, help="int8 budget: largest rise of the per-step false-alarm "
-                                                            "rate against fp32 (0.0005 = 0.05 points)."),
-    min_agreement: float = typer.Option(0.0, help="int8 budget, optional: argmax agreement with fp32 on "
-                                                  "informative frames (reported either way)."),
-    data: Optional[Path] = _data_option(),
-    background: Optional[Path] = _background_option(),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing artifacts."),
     report: Optional[Path] = typer.Option(None, help="Also write the export report as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
+    **options,
 ) -> None:
     """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
     _need_host("export")
     from edgerf import atomic
-    from edgerf.export.pipeline import ExportConfig, export_checkpoint
-    from edgerf.export.quantize import Budget
+    from edgerf.export.pipeline import export_checkpoint
 
-    cfg = ExportConfig(formats=tuple(f.strip() for f in format.split(",") if f.strip()), int8=int8,
-                       parity_steps=parity_steps, calibration_steps=calibration_steps, check_steps=check_steps,
-                       budget=Budget(max_acc_p_drop, 2 * max_acc_p_drop, max_false_alarm_rise, min_agreement), force=force, name=name,
-                       data=_path(data), background=_path(background))
+    cfg = _config(ExportConfig, options, budget=_config(Budget, options))
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
     if report:
@@ -237,7 +234,7 @@ def render_export_report(rep) -> str:
     return "\n".join(lines)
 
 
-@command
+@command()
 def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), or a "
                                                       "checkpoint .pt.")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
@@ -350,7 +347,7 @@ def _event_record(ev, period: Optional[float]) -> dict:
     return d
 
 
-@command
+@command()
 def stream(
     model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
                                           "or a built-in name: default-gru, kws-gru (runs its int8 TFLite)."),
@@ -432,36 +429,26 @@ def stream(
     typer.secho(f"{m.steps:,} steps{seconds}; health {m.health}", err=True)
 
 
-@command
+@command(BenchConfig, choices={"device": Device})
 def bench(
     artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model (default: all beside --ckpt, or the built-in model)."),
     ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint: torch eager reference and the artifacts beside it."),
-    device: Device = typer.Option("cpu", help="cpu (this machine, or run it on the Pi itself) or arm64 (aarch64 under qemu emulation)."),
-    seconds: float = typer.Option(2.0, help="Length of each latency window."),
-    windows: int = typer.Option(5, help="Latency windows after warm-up."),
-    steps: int = typer.Option(10_000, help="Length of the unreset accuracy stream."),
-    threads: int = typer.Option(1, help="Intra-op threads for every backend."),
     report: Optional[Path] = typer.Option(None, help="Write bench.json, bench.md and PNG plots into this folder."),
     force: bool = typer.Option(False, "--force", help="Write --report into a folder that is not empty."),
-    no_accuracy: bool = typer.Option(False, "--no-accuracy", help="Latency only (no dataset or bundle needed)."),
-    no_rss: bool = typer.Option(False, "--no-rss", help="Skip the per-backend peak-RSS probes."),
     setup: bool = typer.Option(False, "--setup", help="With --device arm64: build the emulation sysroot (once)."),
-    data: Optional[Path] = _data_option(),
-    background: Optional[Path] = _background_option(),
-    gap_kind: Optional[str] = typer.Option(None, help="Evaluate on other gaps than the model was trained with "
-                                                      "(gaussian, uniform, silence, background, shuffled, or a mix); "
-                                                      "needs the dataset."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    **options,
 ) -> None:
     """Per-step latency and no-reset continual accuracy of every artifact, beside torch eager."""
-    from edgerf.bench.run import BenchConfig, run_bench
     from edgerf.bench import render
+    from edgerf.bench.run import run_bench
 
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     if report:
         _refuse_overwrite(report, force)
+    cfg = _config(BenchConfig, options)
     if setup:
-        if device.value != "arm64":
+        if cfg.device != "arm64":
             raise EdgerfError("--setup is for --device arm64")
         from edgerf.bench.arm64 import setup_sysroot
         setup_sysroot(log=log)
@@ -471,9 +458,6 @@ def bench(
         from edgerf.models import builtin_checkpoint
         ckpt = builtin_checkpoint("default-gru")
         log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
-    cfg = BenchConfig(device=device.value, seconds=seconds, windows=windows, steps=steps, threads=threads,
-                      accuracy=not no_accuracy, rss=not no_rss, data=_path(data), background=_path(background),
-                      gap_kind=gap_kind)
     run = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
     if report:
         for f in render.write_report(run, report):
@@ -481,18 +465,18 @@ def bench(
     typer.echo(render.table(run.report))
 
 
-@command
+@command()
 def sweep(
-    task: Task = typer.Option("sfmnist", help="Task of every trial."),
+    task: Task = _same_as(TrainConfig, "task", Task),
     models: str = typer.Option("gru", help=f"Comma-separated families: {', '.join(FAMILY_NAMES)}."),
     losses: str = typer.Option("reset-free", help=f"Comma-separated training modes: {', '.join(TRAINING_MODE_NAMES)}."),
     seeds: str = typer.Option("0", help="Comma-separated seeds."),
     hidden: str = typer.Option("128", help="Comma-separated widths."),
-    epochs: int = typer.Option(6, help="Epochs of every trial."),
-    batch: int = typer.Option(64, help="Parallel unreset training streams per trial."),
-    train_samples: Optional[int] = typer.Option(None, help="Use only the first N training samples."),
-    val_samples: int = typer.Option(500, help="Validation samples checked after each epoch."),
-    test_steps: int = typer.Option(100_000, help="Length of the unreset test stream of every trial."),
+    epochs: int = _same_as(TrainConfig, "epochs"),
+    batch: int = _same_as(TrainConfig, "batch"),
+    train_samples: Optional[int] = _same_as(TrainConfig, "train_samples"),
+    val_samples: int = _same_as(TrainConfig, "val_samples"),
+    test_steps: int = _same_as(TrainConfig, "test_steps"),
     out: Path = typer.Option(Path("runs/sweep"), "-o", "--out", help="Folder for the trials' checkpoints and logs; "
                                                                      "finished trials found here are reused."),
     results: Optional[Path] = typer.Option(None, help="Prefix of the result tables (.jsonl, .md); default OUT/sweep."),
@@ -501,8 +485,8 @@ def sweep(
     cpus: int = typer.Option(1, help="CPUs (torch threads) per trial."),
     engine: str = typer.Option("auto", help="ray, pool (local processes), or auto: ray when edgerf[sweep] is "
                                             "installed."),
-    data: Optional[Path] = _data_option(),
-    background: Optional[Path] = _background_option(),
+    data: Optional[Path] = _same_as(TrainConfig, "data"),
+    background: Optional[Path] = _same_as(TrainConfig, "background"),
 ) -> None:
     """Train a grid (families x losses x seeds x widths) as Ray Tune trials; resumable."""
     _need_host("sweep")
@@ -530,15 +514,15 @@ def sweep(
         _fail(EdgerfError(str(e)))
 
 
-@command
+@command()
 def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
     steps: int = typer.Option(600, help="Steps of the excerpt."),
     seed: int = typer.Option(3, help="Which test stream (seed)."),
-    data: Optional[Path] = _data_option(),
-    background: Optional[Path] = _background_option(),
+    data: Optional[Path] = _same_as(TrainConfig, "data"),
+    background: Optional[Path] = _same_as(TrainConfig, "background"),
 ) -> None:
     """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
     _need_host("plot")

@@ -10,11 +10,8 @@ zeroed at every sample start.
 from __future__ import annotations
 
 import math
-import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,7 +20,7 @@ import torch
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint, versions
 from edgerf.data import Stream
-from edgerf.data.source import tail
+from edgerf.configs import TrainConfig
 from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
 from edgerf.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
@@ -31,67 +28,9 @@ from edgerf.progress import bar
 from edgerf.tasks import get_task
 
 
-PATHS = ("data", "background")   # the config fields that name folders of this machine
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    task: str = "sfmnist"        # row of edgerf.tasks.TASKS
-    model: str = "gru"           # row of edgerf.cells.FAMILIES
-    loss: str = "reset-free"     # row of edgerf.loss.TRAINING_MODES
-    hidden: int = 128            # GRU-128 fits a Pi's cache and reaches ~0.88 acc_p here
-    layers: int = 1              # one layer is enough for 28-feature frames
-    epochs: int = 6              # ~8 min for GRU-128 on one core; accuracy flattens after
-    batch: int = 64              # parallel unreset streams per update
-    bptt: int = 128              # chunk length: spans several samples, so gaps are learnt in context
-    lr: float = 3e-3             # Adam, cosine-decayed to 0 over the run
-    clip: float = 1.0            # gradient-norm clip: recurrent nets spike without it
-    seed: int = 0                # weights, stream order and noise all follow from it
-    train_samples: int | None = None  # None: the whole train split (55,000 images)
-    val_samples: int = 500       # per-epoch check on the held-out 'val' split (never test)
-    test_steps: int = 100_000    # length of the unreset test stream for the final numbers
-    threads: int = 1             # torch intra-op threads; small matmuls gain little from more
-    data: str | None = None      # dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)
-    device: str = "auto"         # cuda when torch sees one, else cpu
-    words: str | None = None     # audio: comma-separated keywords (others -> _unknown_); None: every folder
-    background: str | None = None  # audio: folder of long background recordings (else _silence_/)
-    background_hours: float = 1.0  # audio: background-only stream for false accepts per hour
-    gap_kind: str | None = None  # gaps between samples (edgerf.tasks.GAP_KINDS, or a mix); None: the task's
-    gap_min: float | None = None  # shortest / longest gap in the task's unit (rows; seconds for audio)
-    gap_max: float | None = None
-
-    def __post_init__(self):
-        limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
-                  "bptt": (1, 1 << 20), "val_samples": (1, 1 << 24), "test_steps": (1, 1 << 31),
-                  "threads": (1, 1024)}
-        for name, (lo, hi) in limits.items():
-            v = getattr(self, name)
-            if not lo <= v <= hi:
-                raise ValueError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, not {v}")
-        if not 0 <= self.background_hours <= 1000:
-            raise ValueError(f"--background-hours must be in 0..1000, not {self.background_hours}")
-        if self.train_samples is not None and self.train_samples < 1:
-            raise ValueError(f"--train-samples must be at least 1, not {self.train_samples}")
-        if not (0 < self.lr < 10 and 0 < self.clip):
-            raise ValueError(f"--lr must be in (0, 10), not {self.lr}")
-
-    def command(self) -> str:
-        """The ``edgerf train`` command line that reproduces this config (data folders by their
-        last two path components: the recipe, not this machine's layout)."""
-        parts = ["edgerf", "train", "--task", self.task, "--model", self.model, "--loss", self.loss]
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name not in ("task", "model", "loss", "device") and v != f.default:
-                parts += [f"--{f.name.replace('_', '-')}", tail(Path(v)) if f.name in PATHS else str(v)]
-        return shlex.join(parts)
-
-    def portable(self) -> dict:
-        """The config as a checkpoint records it: folders by their last two components."""
-        return {k: (tail(Path(v)) if k in PATHS and v else v) for k, v in asdict(self).items()}
-
-    def model_config(self, task) -> ModelConfig:
-        return ModelConfig(family=self.model, input_size=task.features, hidden=self.hidden,
-                           layers=self.layers, classes=len(task.classes))
+def model_config(cfg: TrainConfig, task) -> ModelConfig:
+    return ModelConfig(family=cfg.model, input_size=task.features, hidden=cfg.hidden,
+                       layers=cfg.layers, classes=len(task.classes))
 
 
 def cosine_schedule(opt, total_updates: int):
@@ -266,7 +205,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     n_train = len(train_arrays[0])
     val = task.stream("val", cfg.val_samples, seed=cfg.seed + 1)
 
-    model = RecurrentClassifier(cfg.model_config(task)).to(dist.device)
+    model = RecurrentClassifier(model_config(cfg, task)).to(dist.device)
     net = model
     if dist.backend is not None:
         from torch.nn.parallel import DistributedDataParallel

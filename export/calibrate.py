@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from edgerf.cells import RecurrentClassifier
+from edgerf.configs import CALIBRATION_STEPS
 from edgerf.export.parity import torch_trajectory
 from edgerf.manifest import INPUT, state_io_names
 from edgerf.tasks import CALIBRATION_SEED
 
-CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,000 did not
 
 
 def calibration_feeds(model: RecurrentClassifier, task, steps: int = CALIBRATION_STEPS,

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from edgerf import bundle, manifest
 from edgerf.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint, versions
+from edgerf.configs import ExportConfig
 from edgerf.data.source import differs
 from edgerf.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
@@ -27,27 +28,6 @@ from edgerf.metrics import stream_metrics
 from edgerf.progress import bar
 from edgerf.tasks import CALIBRATION_SEED, EVAL_SEED, PARITY_SEED, PLAN_CHECK_SEED, get_task
 
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    formats: tuple[str, ...] = ("onnx", "tflite")
-    int8: bool = False
-    parity_steps: int = 10_000            # >= 10^4 steps of a real test stream, state fed back
-    # fp32 graph vs torch, per tensor: |d| <= atol + rtol * max|ref|. Both run fp32 with
-    # different matmul orders; a trained SSM's state reaches O(100) and integrates over
-    # ~1000 steps, so its rounding grows to ~1e-2 there. A wrong graph (a dropped gate,
-    # swapped weights) is off by O(0.1-1) in logits of O(10), far above this.
-    parity_atol: float = 1e-3
-    parity_rtol: float = 1e-3
-    calibration_steps: int = calibrate.CALIBRATION_STEPS
-    check_steps: int = 50_000             # held-out (val) stream on which the int8 plan is chosen
-    bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
-    budget: quantize.Budget = field(default_factory=quantize.Budget)
-    force: bool = False                   # overwrite existing artifacts
-    name: str | None = None               # artifact base name; default: checkpoint file stem
-    data: str | None = None               # dataset folder (edgerf.data.source.locate)
-    background: str | None = None         # audio: folder of long background recordings
 
 
 @dataclass

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgerf.configs import tail
 from edgerf.data import fashion, speech
 from edgerf.errors import DataError
 
@@ -70,11 +71,6 @@ def locate(dataset: str, data: str | os.PathLike | None = None,
             raise DataError(f"no .wav files in --background {background}; put long background recordings "
                             "there (16 kHz mono 16-bit).")
     return DataSource(dataset, root.resolve(), origin, bg)
-
-
-def tail(path: Path) -> str:
-    """The last two components of a path: enough to recognise a folder, nothing of the machine."""
-    return "/".join(Path(path).parts[-2:])
 
 
 def listing(files: list[Path], root: Path) -> dict:
