@@ -69,6 +69,8 @@ class TrainConfig:
                                         "per gap). Default: gaussian for images, background for audio.")
     gap_min: float | None = option(None, "Shortest gap (rows for images, seconds for audio).")
     gap_max: float | None = option(None, "Longest gap (rows for images, seconds for audio).")
+    frame_stack: int | None = option(None, "Audio tasks: log-mel frames of 10 ms per step (3: steps of 30 ms, a "
+                                           "third of the steps per second of audio). Default: 1.")
 
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),

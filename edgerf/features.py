@@ -27,9 +27,27 @@ def featurizer(frame: dict):
     if kind == "image-row":
         return lambda raw: normalise_rows(raw, mean, std)
     if kind == "log-mel":
-        stream = LogMelStream()
-        return lambda pcm: (stream.feed(pcm)[0] - mean) / std
+        return _StackedLogMel(int(frame.get("stack", 1)), mean, std)
     raise ValueError(f"no feature extractor for frame kind {kind!r}")
+
+
+class _StackedLogMel:
+    """PCM chunks -> normalised log-mel frames, ``k`` consecutive 10 ms frames per step (as
+    the task stacks them); frames that do not yet fill a step wait for the next chunk."""
+
+    def __init__(self, k: int, mean: np.ndarray, std: np.ndarray):
+        self.k, self.mean, self.std = k, mean, std
+        self.stream = LogMelStream()
+        self.pending = np.zeros((0, N_MELS), np.float32)
+
+    def __call__(self, pcm: np.ndarray) -> np.ndarray:
+        frames = (self.stream.feed(pcm)[0] - self.mean) / self.std
+        if self.k == 1:
+            return frames
+        frames = np.concatenate([self.pending, frames])
+        n = len(frames) // self.k * self.k
+        self.pending = frames[n:]
+        return frames[:n].reshape(-1, self.k * frames.shape[1])
 
 
 # ---------------------------------------------------------------------------------

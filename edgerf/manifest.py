@@ -195,7 +195,10 @@ def validate(manifest, where: str = "manifest") -> dict:
             if "init" in st and not r[0] <= st["init"] <= r[1]:
                 raise _bad(where, f"{field}.init", f"{st['init']} lies outside its range {r}")
         _quant(st.get("quant"), where, f"{field}.quant")
-    features = x["shape"][1]
+    stack = manifest["frame"].get("stack", 1)   # audio: log-mel frames per step
+    if not (isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1 and x["shape"][1] % stack == 0):
+        raise _bad(where, "frame.stack", f"must be a whole number of frames dividing {x['shape'][1]}, not {stack!r:.40}")
+    features = x["shape"][1] // stack     # normalised per band, before stacking
     for key in ("mean", "std"):           # the frame normalisation the device applies
         v = manifest["frame"].get(key)
         vals = v if isinstance(v, list) else [v] if v is not None else []

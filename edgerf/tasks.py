@@ -21,7 +21,7 @@ from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
 from edgerf.data.stream import NO_LABEL
 from edgerf.errors import DataError
-from edgerf.features import ActivityMask, LogMelStream, normalise_rows
+from edgerf.features import N_MELS, ActivityMask, LogMelStream, normalise_rows
 
 SPLITS = ("train", "val", "test")
 # What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
@@ -193,6 +193,11 @@ class SpeechCommands(_Task):
     Labels: the clip's class on informative frames. A clip whose frames are all below
     the mask threshold has no informative frame and no acc_p point (counted).
     Splits by speaker hash (``edgerf.data.speech``): train 70%, val 10%, test 20%.
+
+    ``stack`` (``with_stack``): k consecutive log-mel frames make one step of 10k ms (40k
+    features, oldest first); a step is informative when any of its frames is. A word is
+    then ~k times fewer steps: shorter dependencies for the recurrence to carry and k
+    times fewer steps per second of audio on the device.
     """
 
     name: str = "gsc"
@@ -213,13 +218,23 @@ class SpeechCommands(_Task):
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
     norm_clips: int = 200                # training clips that measure the per-band statistics
     gap_kind: str = "background"         # see GAP_KINDS
+    stack: int = 1                       # log-mel frames per step (with_stack)
     source: DataSource | None = field(default=None, compare=False, repr=False)   # see bind
 
     dataset: ClassVar[str] = "speech-commands"
 
     @property
     def steps_per_sample(self) -> float:
-        return 98 + (self.gap_min_s + self.gap_max_s) / 2 * self.sample_rate / self.hop
+        return (98 + (self.gap_min_s + self.gap_max_s) / 2 * self.sample_rate / self.hop) / self.stack
+
+    def with_stack(self, k: int | None) -> "SpeechCommands":
+        """The task with ``k`` log-mel frames per step (None: as it is)."""
+        if k is None:
+            return self
+        if not 1 <= int(k) <= 100:
+            raise ValueError(f"--frame-stack must be in 1..100, not {k}")
+        k = int(k)
+        return replace(self, stack=k, features=N_MELS * k, period_s=round(self.hop / self.sample_rate * k, 6))
 
     def split_rule(self) -> str:
         return {"speaker": "by speaker hash, 70/10/20", "file": "by file hash, 70/10/20 (fewer than "
@@ -254,7 +269,7 @@ class SpeechCommands(_Task):
             raise DataError(f"{root} gives {len(classes)} class ({', '.join(classes)}); a keyword model needs two "
                             "or more word folders (or one word and other words as _unknown_).")
         task = replace(self, classes=classes, split_mode=speech.split_mode(root), source=self.data)
-        raw = replace(task, mean=0.0, std=1.0)
+        raw = replace(task, mean=0.0, std=1.0).with_stack(1)     # statistics per band, on 10 ms frames
         n = min(self.norm_clips, len(raw.split_arrays("train")[0]))
         x = raw.stream("train", n, seed=0).x
         return replace(task, mean=tuple(np.round(x.mean(0), 4).tolist()),
@@ -333,7 +348,8 @@ class SpeechCommands(_Task):
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
         x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64), np.asarray(ends, np.int64))
+        return _stacked(Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64),
+                               np.asarray(ends, np.int64)), self.stack)
 
     def samples_for_steps(self, steps: int) -> int:
         return int(np.ceil(steps / self.steps_per_sample * 1.1))
@@ -380,8 +396,21 @@ class SpeechCommands(_Task):
         logmel, _ = LogMelStream().feed(np.concatenate(pieces))
         x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         T = len(x)
-        return Stream(x.astype(np.float32), np.full(T, NO_LABEL, np.int64), np.zeros(T, bool),
-                      np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return _stacked(Stream(x.astype(np.float32), np.full(T, NO_LABEL, np.int64), np.zeros(T, bool),
+                               np.zeros(0, np.int64), np.zeros(0, np.int64)), self.stack)
+
+
+def _stacked(s: Stream, k: int) -> Stream:
+    """``k`` consecutive frames per step (the device's featurizer stacks the same way): a
+    step is informative when any of its frames is, and keeps the sample's label; a trailing
+    part-step is dropped, with any sample that ends in it."""
+    if k == 1:
+        return s
+    T = len(s) // k
+    mask = s.mask[:T * k].reshape(T, k).any(1)
+    labels = np.where(mask, s.labels[:T * k].reshape(T, k).max(1), NO_LABEL)
+    keep = s.ends < T * k
+    return Stream(s.x[:T * k].reshape(T, k * s.x.shape[1]), labels, mask, s.starts[keep] // k, s.ends[keep] // k)
 
 
 # Decoded files, keyed by the folder they came from (a bound task always names one).

@@ -197,6 +197,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
     task = get_task(cfg.task).bind(cfg.data, cfg.background).resolve(cfg.words).with_gaps(
         cfg.gap_kind, cfg.gap_min, cfg.gap_max)
+    if cfg.frame_stack is not None:
+        if not hasattr(task, "with_stack"):
+            raise ValueError("--frame-stack is for audio tasks (gsc)")
+        task = task.with_stack(cfg.frame_stack)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

@@ -130,8 +130,10 @@ def test_tiny_gsc_training_run_through_the_cli(tmp_path):
     assert ck.task["name"] == "gsc" and ck.model.config.input_size == 40 and ck.model.config.classes == 11
 
 
-def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
-    """A GSC model end to end on the device side: PCM chunks -> the training features -> events."""
+@pytest.mark.parametrize("stack", [1, 3])
+def test_gsc_export_runtime_features_and_wav_stream(tmp_path, stack):
+    """A GSC model end to end on the device side: PCM chunks -> the training features (one
+    10 ms frame per step, or ``stack`` of them) -> events."""
     import json
 
     from edgerf import checkpoint
@@ -142,8 +144,8 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     from edgerf.features import LogMelStream
     from edgerf.runtime import StepModel
 
-    task = get_task("gsc")
-    model = RecurrentClassifier(ModelConfig(family="gru", input_size=40, hidden=16, classes=11)).eval()
+    task = get_task("gsc").with_stack(stack)
+    model = RecurrentClassifier(ModelConfig(family="gru", input_size=40 * stack, hidden=16, classes=11)).eval()
     checkpoint.save(tmp_path / "g.pt", Checkpoint(model=model, task=task.spec(), training={}))
     export_checkpoint(tmp_path / "g.pt", tmp_path, ExportConfig(formats=("onnx",), parity_steps=500,
                                                                 calibration_steps=1000, bundle_steps=300))
@@ -151,8 +153,12 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path):
     root = locate("speech-commands").root
     pcm = np.concatenate([speech.read_wav(p) for p in sorted((root / "yes").glob("*.wav"))[:3]])
     chunks = np.concatenate([rt.featurize(pcm[k:k + 1234]) for k in range(0, len(pcm), 1234)])
-    np.testing.assert_allclose(chunks, (LogMelStream().feed(pcm)[0] - task.mean) / task.std, atol=1e-5)
-    assert rt.manifest["frame"]["period_s"] == 0.01 and rt.manifest["frame"]["frame_kind"] == "log-mel"
+    frames = (LogMelStream().feed(pcm)[0] - task.mean) / task.std
+    frames = frames[: len(frames) // stack * stack].reshape(-1, 40 * stack)       # oldest frame first
+    np.testing.assert_allclose(chunks, frames, atol=1e-5)
+    assert rt.manifest["frame"]["period_s"] == 0.01 * stack and rt.manifest["frame"]["frame_kind"] == "log-mel"
+    # the task's own stream stacks the same way: same step count for the same audio
+    assert task.stream("test", 3, seed=0).x.shape[1] == 40 * stack
     _wav(tmp_path / "rec.wav", pcm)
     r = CliRunner().invoke(app, ["stream", str(tmp_path / "g.onnx"), str(tmp_path / "rec.wav"), "--threshold", "0.095"])
     assert r.exit_code == 0, r.output
