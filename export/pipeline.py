@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -122,78 +122,119 @@ class _Stages:
             return fn(*args, progress=pb.advance)
 
 
+@dataclass
+class _Run:
+    """What every stage of one export shares: the model and its task (bound to the data the
+    export reads), the staging folder, the parity stream with torch's trajectory on it, the
+    calibration feeds and the manifest fields every artifact carries."""
+    model: object
+    task: object
+    cfg: ExportConfig
+    stage: Path
+    base: str
+    log: object
+    stages: _Stages
+    test: object = None                    # the unreset test stream of the parity gate
+    ref: tuple = ()                        # torch's (logits, states) on it
+    feeds: dict = field(default_factory=dict)
+    common: dict = field(default_factory=dict)
+    check: object = None                   # held-out val stream on which the int8 plan is chosen
+    check_ref: tuple = ()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.model.state_names)
+
+    def score(self, logits) -> dict:
+        t = self.test
+        return stream_metrics(logits, t.labels, t.mask, t.ends, self.task.threshold)
+
+    def held_out(self):
+        """The val stream and torch on it, made once (only an int8 export needs them)."""
+        if self.check is None:
+            self.check = self.task.stream("val", self.task.samples_for_steps(self.cfg.check_steps),
+                                          seed=PLAN_CHECK_SEED)
+            self.check_ref = self.stages.run("torch on val", len(self.check), parity.torch_trajectory,
+                                             self.model, self.check.x)
+        return self.check, self.check_ref
+
+
 def _export(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log, stages: _Stages) -> ExportReport:
+    run = _prepare(ckpt, ckpt_path, stage, base, cfg, log, stages)
+    _write_bundle(run.model, run.task, ckpt, stage / f"{base}.bundle.npz", cfg)
+    artifacts, plans = [], {}
+    for fmt_name in cfg.formats:
+        fmt = FORMATS[fmt_name]()
+        fmt.prepare(run.model, run.feeds, stage)
+        artifacts.append(_fp32_artifact(run, fmt, fmt_name))
+        if cfg.int8:
+            art, plans[fmt_name] = _int8_artifact(run, fmt, fmt_name)
+            artifacts.append(art)
+    return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plans or None, seconds=0.0)
+
+
+def _prepare(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, log, stages: _Stages) -> _Run:
+    """Bind the data, run torch over the parity stream, calibrate, and gather the manifest fields."""
     model, task = ckpt.model, get_task(ckpt.task).bind(cfg.data, cfg.background)
-    names = list(model.state_names)
-    versions = _versions()
+    run = _Run(model, task, cfg, stage, base, log, stages)
     data = task.provenance()
     other = differs(ckpt.training.get("data"), data)
     if other:
         log(f"note: this export reads other data than the model was trained on: {other}")
         data["differs_from_training"] = other
-
-    test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=PARITY_SEED)
-    log(f"torch reference over {len(test):,} test steps ...")
-    ref_logits, ref_states = stages.run("torch reference", len(test), parity.torch_trajectory, model, test.x)
-
-    def score(logits):
-        return stream_metrics(logits, test.labels, test.mask, test.ends, task.threshold)
-
+    run.test = task.stream("test", task.samples_for_steps(cfg.parity_steps), seed=PARITY_SEED)
+    log(f"torch reference over {len(run.test):,} test steps ...")
+    run.ref = stages.run("torch reference", len(run.test), parity.torch_trajectory, model, run.test.x)
     # State ranges over a long unreset training stream: the int8 calibration, and in
     # every manifest the reference the runtime's watchdog checks the state against.
     log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
-    feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
-                       cfg.calibration_steps, CALIBRATION_SEED)
-    common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
-                         "layers": model.config.layers},
-                  classes=list(task.classes), input_size=model.config.input_size, state_names=names,
-                  state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
-                  source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
-                          "train_command": ckpt.training.get("command", ""),
-                          "train_data": ckpt.training.get("data"), "export_data": data,
-                          "test": ckpt.results.get("test", [])},
-                  versions=versions, state_ranges=calibrate.ranges(feeds))
-    _write_bundle(model, task, ckpt, stage / f"{base}.bundle.npz", cfg)
+    run.feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
+                           cfg.calibration_steps, CALIBRATION_SEED)
+    run.common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
+                             "layers": model.config.layers},
+                      classes=list(task.classes), input_size=model.config.input_size, state_names=run.names,
+                      state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
+                      source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
+                              "train_command": ckpt.training.get("command", ""),
+                              "train_data": ckpt.training.get("data"), "export_data": data,
+                              "test": ckpt.results.get("test", [])},
+                      versions=_versions(), state_ranges=calibrate.ranges(run.feeds))
+    return run
 
-    artifacts, plans = [], {}
-    check = None
-    for fmt_name in cfg.formats:
-        fmt = FORMATS[fmt_name]()
-        fmt.prepare(model, feeds, stage)
-        path = stage / manifest.artifact_name(base, fmt.suffix)
-        fmt.build("fp32", path)
-        logits, states = stages.run(f"{fmt_name} fp32 parity", len(test), fmt.run, path, test.x, names)
-        gate = _gate(ref_logits, ref_states, logits, states, names, test.mask, cfg)
-        log(f"{fmt_name} fp32 parity: {gate.summary()}")
-        if not gate.passed:
-            d = gate.first_divergence or {}
-            raise ParityError(f"the fp32 {fmt_name} graph diverged from torch: {d.get('tensor', 'argmax')} first "
-                              f"left tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
-                              f"{gate.summary()}. Nothing was written.")
-        m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision="fp32", plan={"plan": "fp32"}, **common)
-        artifacts.append(_finish(fmt, path, m, gate, score(logits)))
-        artifacts[-1].test["reference"] = score(ref_logits)
-        if not cfg.int8:
-            continue
-        if check is None:
-            check = task.stream("val", task.samples_for_steps(cfg.check_steps), seed=PLAN_CHECK_SEED)
-            check_ref = stages.run("torch on val", len(check), parity.torch_trajectory, model, check.x)
-        # each runtime climbs the whole ladder: their integer kernels round differently, so
-        # one may keep full int8 where the other needs a safer rung
-        chosen, plan_report = _choose_plan(fmt, fmt_name, model, task, stage, base, check, check_ref,
-                                           0, cfg, log, stages)
-        plans[fmt_name] = plan_report
-        int8_path = stage / manifest.artifact_name(base, fmt.suffix, int8=True)
-        os.replace(chosen, int8_path)
-        logits, states = stages.run(f"{fmt_name} int8 drift", len(test), fmt.run, int8_path, test.x, names)
-        drift = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, test.mask)
-        log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
-        q = fmt.io_quant(plan_report["plan"], int8_path, names) if plan_report["plan"] != "fp32" \
-            else {"states": {}, "io": {}}
-        m = manifest.make(artifact=int8_path.name, runtime=fmt.runtime, precision=plan_report["plan"],
-                          plan=plan_report, state_quant=q["states"], io_quant=q["io"], **common)
-        artifacts.append(_finish(fmt, int8_path, m, drift, score(logits)))
-    return ExportReport(checkpoint=str(ckpt_path), artifacts=artifacts, plan=plans or None, seconds=0.0)
+
+def _fp32_artifact(run: _Run, fmt, fmt_name: str) -> ArtifactReport:
+    """The fp32 graph, gated against torch over the parity stream: a divergence writes nothing."""
+    path = run.stage / manifest.artifact_name(run.base, fmt.suffix)
+    fmt.build("fp32", path)
+    logits, states = run.stages.run(f"{fmt_name} fp32 parity", len(run.test), fmt.run, path, run.test.x, run.names)
+    gate = _gate(*run.ref, logits, states, run.names, run.test.mask, run.cfg)
+    run.log(f"{fmt_name} fp32 parity: {gate.summary()}")
+    if not gate.passed:
+        d = gate.first_divergence or {}
+        raise ParityError(f"the fp32 {fmt_name} graph diverged from torch: {d.get('tensor', 'argmax')} first "
+                          f"left tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
+                          f"{gate.summary()}. Nothing was written.")
+    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision="fp32", plan={"plan": "fp32"}, **run.common)
+    art = _finish(fmt, path, m, gate, run.score(logits))
+    art.test["reference"] = run.score(run.ref[0])
+    return art
+
+
+def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]:
+    """The cheapest precision plan within budget (each runtime climbs the whole ladder: their
+    integer kernels round differently, so one may keep full int8 where the other needs a
+    safer rung), with its drift from torch on the parity stream."""
+    chosen, plan_report = _choose_plan(run, fmt, fmt_name)
+    path = run.stage / manifest.artifact_name(run.base, fmt.suffix, int8=True)
+    os.replace(chosen, path)
+    logits, states = run.stages.run(f"{fmt_name} int8 drift", len(run.test), fmt.run, path, run.test.x, run.names)
+    drift = parity.compare(*run.ref, logits, states, run.names, atol=np.inf, min_agreement=0.0, mask=run.test.mask)
+    run.log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
+    q = fmt.io_quant(plan_report["plan"], path, run.names) if plan_report["plan"] != "fp32" \
+        else {"states": {}, "io": {}}
+    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan_report["plan"],
+                      plan=plan_report, state_quant=q["states"], io_quant=q["io"], **run.common)
+    return _finish(fmt, path, m, drift, run.score(logits)), plan_report
 
 
 def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
@@ -214,55 +255,61 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
     return parity.compare(ref_logits, ref_states, logits, states, names, tols, 0.999, mask)
 
 
-def _choose_plan(fmt, fmt_name: str, model, task, stage: Path, base: str, check, check_ref, start: int,
-                 cfg: ExportConfig, log, stages: _Stages) -> tuple[Path, dict]:
+def _choose_plan(run: _Run, fmt, fmt_name: str) -> tuple[Path, dict]:
     """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
-    names = list(model.state_names)
-    ref_logits, ref_states = check_ref
-    ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, task.threshold)
+    check, (ref_logits, _) = run.held_out()
+    ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, run.task.threshold)
+    fp32_us = fmt.us_per_step(run.stage / manifest.artifact_name(run.base, fmt.suffix), check.x[:SPEED_STEPS], run.names)
     tried = []
-    fp32_us = fmt.us_per_step(stage / f"{base}{fmt.suffix}", check.x[:SPEED_STEPS], names)
-    for plan in list(quantize.PLANS)[start:]:
-        path = stage / f"{base}.{plan}.candidate{fmt.suffix}"
-        try:
-            fmt.build(plan, path)
-            logits, states = stages.run(f"{fmt_name} plan {plan}", len(check), fmt.run, path, check.x, names)
-            plan_us = fmt.us_per_step(path, check.x[:SPEED_STEPS], names)
-        except NotImplementedError as e:
-            tried.append({"plan": plan, "error": str(e), "within_budget": False})
-            log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
-            continue
-        p = parity.compare(ref_logits, ref_states, logits, states, names, np.inf, 0.0, check.mask)
-        got = stream_metrics(logits, check.labels, check.mask, check.ends, task.threshold)
-        paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
-                                            check.labels[check.ends])
-        ok = cfg.budget.judge(ref, got, p.argmax_agreement, paired)
-        tried.append({"plan": plan, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
-                      "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
-                      "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
-                      "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok,
-                      "closed_loop_us": round(plan_us, 2), "closed_loop_us_fp32": round(fp32_us, 2)})
-        lo, hi = paired["ci95"]
-        log(f"  {fmt_name} plan {plan:10s}: acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop "
-            f"{paired['drop'] * 100:+.2f} pt, 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}]), false alarms "
-            f"{got['false_alarm']:.3%} vs {ref['false_alarm']:.3%}, decisions agree {paired['decision_agreement']:.2%}, "
-            f"frames {p.argmax_agreement:.2%} -> {'kept' if ok else 'over budget'}")
-        if ok:
+    for plan in quantize.PLANS:
+        path = run.stage / f"{run.base}.{plan}.candidate{fmt.suffix}"
+        t = _try_plan(run, fmt, fmt_name, plan, path, ref, fp32_us)
+        tried.append(t)
+        if t["within_budget"]:
             why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
-                   f"({paired['samples']:,} samples)")
-            if plan_us > fp32_us:     # smaller, but not faster in this runtime here: say so, with numbers
-                why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 ({plan_us:.1f} vs "
-                        f"{fp32_us:.1f} us per step, median): int8 pays in size here, not speed")
-                log(f"  {fmt_name}: {plan} is {plan_us:.1f} us/step vs fp32 {fp32_us:.1f} here: smaller, not faster")
-            return path, {"plan": plan, "why": why, "budget": asdict(cfg.budget), "tried": tried,
+                   f"({t['acc_p_drop']['samples']:,} samples)")
+            if t["closed_loop_us"] > fp32_us:   # smaller, but not faster in this runtime here: say so
+                why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 "
+                        f"({t['closed_loop_us']:.1f} vs {fp32_us:.1f} us per step, median): int8 pays in size "
+                        "here, not speed")
+                run.log(f"  {fmt_name}: {plan} is {t['closed_loop_us']:.1f} us/step vs fp32 {fp32_us:.1f} here: "
+                        "smaller, not faster")
+            return path, {"plan": plan, "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
                           "check_steps": len(check)}
-    path = stage / f"{base}.fp32.candidate{fmt.suffix}"
+    path = run.stage / f"{run.base}.fp32.candidate{fmt.suffix}"
     fmt.build("fp32", path)
     why = ("no integer plan met the budget on the held-out stream (closed-loop state error compounds); "
            "the '.int8' artifact is kept in float")
-    log(f"  {fmt_name}: {why}")
-    return path, {"plan": "fp32", "why": why, "budget": asdict(cfg.budget), "tried": tried,
+    run.log(f"  {fmt_name}: {why}")
+    return path, {"plan": "fp32", "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
                   "check_steps": len(check)}
+
+
+def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, fp32_us: float) -> dict:
+    """One rung: build it, run it closed loop over the held-out stream, judge it by the budget."""
+    check, (ref_logits, ref_states) = run.held_out()
+    try:
+        fmt.build(plan, path)
+        logits, states = run.stages.run(f"{fmt_name} plan {plan}", len(check), fmt.run, path, check.x, run.names)
+        plan_us = fmt.us_per_step(path, check.x[:SPEED_STEPS], run.names)
+    except NotImplementedError as e:
+        run.log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
+        return {"plan": plan, "error": str(e), "within_budget": False}
+    p = parity.compare(ref_logits, ref_states, logits, states, run.names, atol=np.inf, min_agreement=0.0, mask=check.mask)
+    got = stream_metrics(logits, check.labels, check.mask, check.ends, run.task.threshold)
+    paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
+                                        check.labels[check.ends])
+    ok = run.cfg.budget.judge(ref, got, p.argmax_agreement, paired)
+    lo, hi = paired["ci95"]
+    run.log(f"  {fmt_name} plan {plan:10s}: acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop "
+            f"{paired['drop'] * 100:+.2f} pt, 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}]), false alarms "
+            f"{got['false_alarm']:.3%} vs {ref['false_alarm']:.3%}, decisions agree {paired['decision_agreement']:.2%}, "
+            f"frames {p.argmax_agreement:.2%} -> {'kept' if ok else 'over budget'}")
+    return {"plan": plan, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
+            "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
+            "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
+            "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok,
+            "closed_loop_us": round(plan_us, 2), "closed_loop_us_fp32": round(fp32_us, 2)}
 
 
 SPEED_STEPS = 3_000    # closed-loop steps that time the fp32 graph against each plan (median)
