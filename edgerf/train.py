@@ -97,6 +97,8 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log) -> tuple[Str
     test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
+    if getattr(task, "stack", 1) != 1:
+        base["frame_stack"] = task.stack
     background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
         if task.period_s and cfg.background_hours > 0 else None
     records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]

@@ -112,14 +112,15 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
 
 
 class _Stages:
-    """``run(label, steps, fn, *args)`` calls ``fn(*args, progress=advance)`` under a bar."""
+    """``run(label, total, fn, *args, **kwargs)`` calls ``fn(..., progress=advance)`` under a bar
+    of ``total`` steps."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
 
-    def run(self, label: str, steps: int, fn, *args):
-        with bar(label, steps, self.enabled) as pb:
-            return fn(*args, progress=pb.advance)
+    def run(self, label: str, total: int, fn, *args, **kwargs):
+        with bar(label, total, self.enabled) as pb:
+            return fn(*args, **kwargs, progress=pb.advance)
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _prepare(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, l
     # every manifest the reference the runtime's watchdog checks the state against.
     log(f"calibrating on {cfg.calibration_steps:,} unreset training steps ...")
     run.feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
-                           cfg.calibration_steps, CALIBRATION_SEED)
+                           steps=cfg.calibration_steps, seed=CALIBRATION_SEED)
     run.common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
                              "layers": model.config.layers},
                       classes=list(task.classes), input_size=model.config.input_size, state_names=run.names,
