@@ -49,10 +49,14 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--models", default=",".join(FAMILIES))
     p.add_argument("--losses", default=",".join(TRAINING_MODES))
+    p.add_argument("--frame-stack", type=int, default=None,
+                   help="audio: log-mel frames per step; results go to <task>_stack<k>_train.*")
     a = p.parse_args(argv)
-    a.out = a.out or f"runs/{a.task}"
+    name = a.task + (f"_stack{a.frame_stack}" if a.frame_stack else "")
+    a.out = a.out or f"runs/{name}"
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    settings = dict(GRID[a.task], **({"epochs": a.epochs} if a.epochs else {}))
+    settings = dict(GRID[a.task], **({"epochs": a.epochs} if a.epochs else {}),
+                    **({"frame_stack": a.frame_stack} if a.frame_stack else {}))
     base = TrainConfig(task=a.task, **settings)
     # the grid is a sweep over families x losses (one seed, the task's width); trials keep
     # the grid's historic checkpoint names, which export_table and `make results` read
@@ -63,7 +67,7 @@ def main(argv=None) -> int:
                         names={(m, lo): f"{m}-{lo}" for m in models for lo in losses})
     records = run_sweep(sweep)["records"]
     jobs = [(m, lo) for m in models for lo in losses]
-    jsonl = RESULTS / f"{a.task}_train.jsonl"
+    jsonl = RESULTS / f"{name}_train.jsonl"
     keep = [r for r in read_records(jsonl) if (r["model"], r["loss"]) not in set(jobs)]
     records = sorted(keep + records, key=lambda r: (r["model"], r["loss"], r["eval"]))
     curves = {f"{r['model']} {r['loss']} {r['eval']}": r.pop("det") for r in records if "det" in r}
@@ -71,17 +75,18 @@ def main(argv=None) -> int:
     columns = COLUMNS + (KEYWORD_COLUMNS if curves else []) + (["note"] if any("note" in r for r in records) else [])
     if curves:
         from edgerf.bench.render import plot_det
-        write_text(RESULTS / f"{a.task}_det.json", json.dumps(curves, indent=1) + "\n")
-        plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{a.task}_det.png")
+        write_text(RESULTS / f"{name}_det.json", json.dumps(curves, indent=1) + "\n")
+        plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{name}_det.png")
     md = (f"# {TITLES[a.task]}: training grid\n\n"
-          f"Produced by `python -m edgerf.bench.train_grid --task {a.task}` ({base.command()} for each "
+          f"Produced by `python -m edgerf.bench.train_grid --task {a.task}"
+          f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}` ({base.command()} for each "
           "model and loss). Every model is evaluated on the same unreset test stream; periodic-reset also "
           "with oracle resets at sample starts." + (
               " Keyword columns: events of the runtime's detector on the test stream at the decision "
               "threshold (hits, misses, false accepts), false accepts per hour on an hour of real "
               "background, and the miss rate at 1 false accept per hour (the DET curves: "
-              f"{a.task}_det.png, {a.task}_det.json)." if curves else "") + "\n\n" + markdown_table(records, columns))
-    write_text(RESULTS / f"{a.task}_train.md", md)
+              f"{name}_det.png, {name}_det.json)." if curves else "") + "\n\n" + markdown_table(records, columns))
+    write_text(RESULTS / f"{name}_train.md", md)
     print(md)
     return 0
 
