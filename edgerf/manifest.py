@@ -157,6 +157,19 @@ def validate(manifest, where: str = "manifest") -> dict:
     _get(art, "precision", str, where, "artifact")
     if "sha256" in art and not (isinstance(art["sha256"], str) and len(art["sha256"]) == 64):
         raise _bad(where, "artifact.sha256", "must be 64 hex digits")
+    x, y = _validate_io(manifest, where)
+    _validate_states(manifest, where, taken={x["name"], y["name"]})
+    _validate_frame(manifest["frame"], x["shape"][1], where)
+    t = _get(manifest["decision"], "threshold", float, where, "decision")
+    if not 0 < t < 1:
+        raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
+    if "checkpoint_sha256" in manifest["source"]:
+        _get(manifest["source"], "checkpoint_sha256", str, where, "source")
+    return manifest
+
+
+def _validate_io(manifest: dict, where: str) -> tuple[dict, dict]:
+    """The frame input and the logits output: float32 at the boundary, one logit per class."""
     classes = _get(manifest["model"], "classes", list, where, "model")
     if not (2 <= len(classes) <= MAX_CLASSES and all(isinstance(c, str) and c for c in classes)
             and len(set(classes)) == len(classes)):
@@ -171,16 +184,20 @@ def validate(manifest, where: str = "manifest") -> dict:
     _size(x.get("shape"), where, f"inputs.{INPUT}", MAX_FEATURES)
     if _size(y.get("shape"), where, f"outputs.{OUTPUT}", MAX_CLASSES) != len(classes):
         raise _bad(where, f"outputs.{OUTPUT}.shape", f"must have one logit per class ({len(classes)})")
+    return x, y
+
+
+def _validate_states(manifest: dict, where: str, taken: set) -> None:
+    """Each state: distinct tensor names, float32, a bounded size, a finite range holding its init."""
     states = _get(manifest, "states", list, where, "manifest")
     if not 1 <= len(states) <= MAX_STATES:
         raise _bad(where, "states", f"must list 1..{MAX_STATES} state tensors")
-    seen = {x["name"], y["name"]}
     for k, st in enumerate(states):
         field = f"states[{k}]"
         for key in ("name", "input", "output"):
-            if _get(st, key, str, where, field) in seen and key != "name":
+            if _get(st, key, str, where, field) in taken and key != "name":
                 raise _bad(where, f"{field}.{key}", "names a tensor twice")
-            seen.add(st[key])
+            taken.add(st[key])
         if st.get("dtype") != "float32":
             raise _bad(where, f"{field}.dtype", "must be float32")
         _size(st.get("shape"), where, field, MAX_STATE_SIZE)
@@ -195,12 +212,17 @@ def validate(manifest, where: str = "manifest") -> dict:
             if "init" in st and not r[0] <= st["init"] <= r[1]:
                 raise _bad(where, f"{field}.init", f"{st['init']} lies outside its range {r}")
         _quant(st.get("quant"), where, f"{field}.quant")
-    stack = manifest["frame"].get("stack", 1)   # audio: log-mel frames per step
-    if not (isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1 and x["shape"][1] % stack == 0):
-        raise _bad(where, "frame.stack", f"must be a whole number of frames dividing {x['shape'][1]}, not {stack!r:.40}")
-    features = x["shape"][1] // stack     # normalised per band, before stacking
-    for key in ("mean", "std"):           # the frame normalisation the device applies
-        v = manifest["frame"].get(key)
+
+
+def _validate_frame(frame: dict, width: int, where: str) -> None:
+    """The frame normalisation the device applies: one value, or one per band (audio bands
+    before ``stack`` frames are joined into one step of ``width`` features)."""
+    stack = frame.get("stack", 1)
+    if not (isinstance(stack, int) and not isinstance(stack, bool) and stack >= 1 and width % stack == 0):
+        raise _bad(where, "frame.stack", f"must be a whole number of frames dividing {width}, not {stack!r:.40}")
+    features = width // stack
+    for key in ("mean", "std"):
+        v = frame.get(key)
         vals = v if isinstance(v, list) else [v] if v is not None else []
         if v is not None and not (isinstance(v, (int, float, list)) and not isinstance(v, bool)
                                   and (not isinstance(v, list) or len(v) == features)
@@ -208,12 +230,6 @@ def validate(manifest, where: str = "manifest") -> dict:
                                           and math.isfinite(e) for e in vals)
                                   and (key == "mean" or all(e > 0 for e in vals))):
             raise _bad(where, f"frame.{key}", f"must be a finite number or {features} of them (std > 0)")
-    t = _get(manifest["decision"], "threshold", float, where, "decision")
-    if not 0 < t < 1:
-        raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
-    if "checkpoint_sha256" in manifest["source"]:
-        _get(manifest["source"], "checkpoint_sha256", str, where, "source")
-    return manifest
 
 
 def read(artifact: str | os.PathLike) -> dict:
