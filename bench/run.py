@@ -156,7 +156,33 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     ckpt, artifacts = discover(artifacts, ckpt)
     if not artifacts:
         raise ArtifactError("nothing to benchmark: give artifacts, --ckpt, or neither for the built-in model.")
-    from edgerf.runtime import StepModel
+    manifests = _manifests(artifacts)
+    first = manifests[artifacts[0]]
+    stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
+
+    targets = [Target("torch", ckpt, "fp32")] if model is not None else []
+    targets += [Target(artifact_kind(a), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
+    frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
+    total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
+    with bar("bench", total, progress) as pb:
+        for tg in targets:
+            step = (_torch_step(model, frames, cfg.threads) if tg.name == "torch"
+                    else _runtime_step(tg.path, frames, cfg.threads))
+            lat = measure_latency(step, cfg.windows, cfg.seconds, cfg.warmup_s, progress=pb.advance)
+            tg.result = {"latency": lat, "size_bytes": tg.path.stat().st_size, "threads": cfg.threads}
+            if stream is not None:
+                tg.result["logits"] = _trajectory(tg, model, stream, cfg.threads)
+                tg.result["accuracy"] = _scores(tg.result["logits"], ref_logits, stream, first)
+                pb.advance()
+    if cfg.rss:
+        from edgerf.bench.rss import measure
+        for tg in targets:
+            tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
+    return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
+
+
+def _manifests(artifacts: list[Path]) -> dict[Path, dict]:
+    """Each artifact's manifest, its export index checked, all from one checkpoint."""
     for a in artifacts:
         verify_export(a)
     manifests = {a: read_manifest(a) for a in artifacts}
@@ -165,53 +191,39 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         if m.get("source", {}).get("checkpoint_sha256") != first.get("source", {}).get("checkpoint_sha256"):
             raise ArtifactError(f"{a.name} comes from another checkpoint than {artifacts[0].name}; "
                                 "bench compares artifacts of one model.")
-    stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
+    return manifests
 
-    targets = []
-    if model is not None:
-        targets.append(Target("torch", ckpt, "fp32"))
-    targets += [Target(artifact_kind(a), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
-    frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
-    T = len(frames)
 
-    total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
-    with bar("bench", total, progress) as pb:
-        for tg in targets:
-            if tg.name == "torch":
-                import torch
-                torch.set_num_threads(cfg.threads)
-                xt = torch.from_numpy(frames)
-                state = [model.init_state(1)]
+def _torch_step(model, frames: np.ndarray, threads: int):
+    """step(i): torch eager, batch 1, the state fed back (the reference every ratio is to)."""
+    import torch
+    torch.set_num_threads(threads)
+    xt, state = torch.from_numpy(frames), [model.init_state(1)]
 
-                def step(i, xt=xt, state=state):
-                    with torch.no_grad():
-                        _, state[0] = model.step(xt[i % T][None], state[0])
-                size = ckpt.stat().st_size
-            else:
-                rt = StepModel.load(tg.path, threads=cfg.threads)
+    def step(i):
+        with torch.no_grad():
+            _, state[0] = model.step(xt[i % len(xt)][None], state[0])
+    return step
 
-                def step(i, rt=rt):
-                    rt.step(frames[i % T])
-                size = tg.path.stat().st_size
-            lat = measure_latency(step, cfg.windows, cfg.seconds, cfg.warmup_s, progress=pb.advance)
-            tg.result = {"latency": lat, "size_bytes": size, "threads": cfg.threads}
-            if stream is not None:
-                logits = _trajectory(tg, model, stream, cfg.threads)
-                tg.result["accuracy"] = accuracy_metrics(logits, ref_logits, stream, first["decision"]["threshold"])
-                if first["frame"].get("period_s"):        # audio: keyword events, as the field counts them
-                    from edgerf.metrics import keyword_metrics, softmax
-                    from edgerf.runtime.events import detect_events
-                    classes = list(first["model"]["classes"])
-                    events = detect_events(softmax(logits), classes, first["decision"]["threshold"])
-                    tg.result["accuracy"]["keywords"] = keyword_metrics(events, stream, classes,
-                                                                       first["frame"]["period_s"])
-                tg.result["logits"] = logits
-                pb.advance()
-    if cfg.rss:
-        from edgerf.bench.rss import measure
-        for tg in targets:
-            tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
-    return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
+
+def _runtime_step(path: Path, frames: np.ndarray, threads: int):
+    """step(i): the artifact through the public runtime, as a device runs it."""
+    from edgerf.runtime import StepModel
+    rt = StepModel.load(path, threads=threads)
+    return lambda i: rt.step(frames[i % len(frames)])
+
+
+def _scores(logits: np.ndarray, ref_logits: np.ndarray, stream, manifest: dict) -> dict:
+    """The accuracy figures, and for audio the keyword events as the field counts them."""
+    threshold = manifest["decision"]["threshold"]
+    out = accuracy_metrics(logits, ref_logits, stream, threshold)
+    if manifest["frame"].get("period_s"):
+        from edgerf.metrics import keyword_metrics, softmax
+        from edgerf.runtime.events import detect_events
+        classes = list(manifest["model"]["classes"])
+        events = detect_events(softmax(logits), classes, threshold)
+        out["keywords"] = keyword_metrics(events, stream, classes, manifest["frame"]["period_s"])
+    return out
 
 
 def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
