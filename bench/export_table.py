@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from edgerf import checkpoint
     from edgerf.cells import FAMILIES
     from edgerf.bench.run import artifact_kind
-    from edgerf.export.formats import FORMATS
+    from edgerf.runtime import StepModel
     from edgerf.export.parity import compare, torch_trajectory
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf.export.quantize import Budget
@@ -62,12 +62,12 @@ def main(argv=None) -> int:
         runs_ = {"torch": (ref_logits, ref_states, None, "fp32")}
         for art in rep.artifacts:
             path = out / art.file
-            fmt = next(f() for f in FORMATS.values() if f.suffix == path.suffix)
-            logits, states = fmt.run(path, stream.x, names)
+            logits, states = StepModel.load(path).run(stream.x, states=True)
             runs_[artifact_kind(path)] = (logits, states, path, art.precision)
         for kind, (logits, states, path, precision) in runs_.items():
             m = stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)
-            par = compare(ref_logits, ref_states, logits, states, names, float("inf"), 0.0, stream.mask)
+            par = compare(ref_logits, ref_states, logits, states, names, atol=float("inf"), min_agreement=0.0,
+                          mask=stream.mask)
             records.append({"task": task.name, "model": fam, "loss": "reset-free", "artifact": kind,
                             "precision": precision, **m, "argmax_agreement": par.argmax_agreement,
                             "argmax_agreement_all": par.argmax_agreement_all,

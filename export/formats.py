@@ -3,7 +3,6 @@
     suffix, runtime         file suffix and manifest runtime name
     prepare(model, feeds)   once per export (TFLite lowers and evaluates the graph here)
     build(plan, path)       write an unembedded artifact at ``path`` for a precision plan
-    run(path, x, names)     closed-loop logits [T, C] and float states [T, S_k], batch 1
     embed(path, manifest)   rewrite the artifact with the manifest inside
     ops(path)               op histogram
     io_quant(plan, path, names)  quantisation of x, logits and states (manifest entries)
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 
 from edgerf.atomic import write_bytes
@@ -36,27 +34,6 @@ class OnnxFormat:
             shutil.copyfile(self.fp32, path)
         else:
             quantize.quantize(self.fp32, path, self.feeds, plan)
-
-    def run(self, path, x, names, progress=None):
-        from edgerf.export import onnx as onnx_export
-        return onnx_export.run_stream(onnx_export.session(path), x, names, progress)
-
-    def us_per_step(self, path, x, names) -> float:
-        """Median time of one closed-loop ``session.run`` step (state fed back), this machine."""
-        import time
-        from edgerf.export import onnx as onnx_export
-        from edgerf.manifest import INPUT, OUTPUT, state_io_names
-        sess = onnx_export.session(path)
-        ins = [state_io_names(n)[0] for n in names]
-        outs = [OUTPUT] + [state_io_names(n)[1] for n in names]
-        shapes = {i.name: i.shape for i in sess.get_inputs()}
-        state = [np.zeros((1, shapes[n][1]), np.float32) for n in ins]
-        times = []
-        for t in range(len(x)):
-            t0 = time.perf_counter_ns()
-            state = sess.run(outs, {INPUT: x[t:t + 1], **dict(zip(ins, state))})[1:]
-            times.append(time.perf_counter_ns() - t0)
-        return float(np.median(times)) / 1e3
 
     def embed(self, path: Path, manifest: dict) -> None:
         import onnx
@@ -88,33 +65,6 @@ class TFLiteFormat:
         from edgerf.export import tflite
         data, self._io[plan] = tflite.emit(self.graph, plan, self.family, metadata)
         write_bytes(path, data)
-
-    def run(self, path, x, names, progress=None):
-        from edgerf.export import tflite
-        return tflite.run_stream(tflite.interpreter(path), x, names, progress)
-
-    def us_per_step(self, path, x, names) -> float:
-        """Median time of one closed-loop step: frame in, invoke, state fed back, logits out."""
-        import time
-        from edgerf.export import tflite
-        from edgerf.manifest import INPUT, OUTPUT, state_io_names
-        from edgerf.runtime.backends import quantize_tensor
-        it = tflite.interpreter(path)
-        ins = {d["name"]: d for d in it.get_input_details()}
-        outs = {d["name"]: d for d in it.get_output_details()}
-        xq = quantize_tensor(ins[INPUT], x[:, None, :].astype(np.float32))
-        links = [(ins[state_io_names(n)[0]]["index"], outs[state_io_names(n)[1]]["index"]) for n in names]
-        xi, oi = ins[INPUT]["index"], outs[OUTPUT]["index"]
-        times = []
-        for t in range(len(x)):
-            t0 = time.perf_counter_ns()
-            it.set_tensor(xi, xq[t])
-            it.invoke()
-            for a, o in links:
-                it.set_tensor(a, it.get_tensor(o))
-            it.get_tensor(oi)
-            times.append(time.perf_counter_ns() - t0)
-        return float(np.median(times)) / 1e3
 
     def embed(self, path: Path, manifest: dict) -> None:
         self.build(manifest["precision"]["plan"], path, {METADATA_KEY: embedded_json(manifest).encode()})

@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
 from edgerf.atomic import atomic_path
 from edgerf.cells import RecurrentClassifier
 from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
-from edgerf.progress import quiet, ticks
+from edgerf.progress import quiet
 
 OPSET = 21   # 21: int16 QuantizeLinear/DequantizeLinear in the standard domain (portable a16w8)
 
@@ -55,6 +54,12 @@ def to_onnx(model: RecurrentClassifier) -> onnx.ModelProto:
                                     opset_version=OPSET, input_names=ins, output_names=outs,
                                     dynamic_shapes=dynamic, verbose=False)
     proto = program.model_proto
+    # the exporter annotates every node and value with its Python stack trace and FX
+    # provenance (source paths and line numbers of this machine): a shipped artifact carries
+    # none of that, and its bytes then depend only on the model
+    for item in (*proto.graph.node, *proto.graph.value_info, *proto.graph.input, *proto.graph.output,
+                 *proto.graph.initializer):
+        del item.metadata_props[:]
     onnx.checker.check_model(proto)
     return proto
 
@@ -86,25 +91,3 @@ def session(path_or_bytes, threads: int = 1):
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and no spinning."""
     from edgerf.runtime.backends import ort_session
     return ort_session(path_or_bytes, threads)
-
-
-def run_stream(sess, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Run a session over frames x [T, D] with batch 1, state fed back.
-
-    Returns logits [T, C] and the state trajectory, one [T, S_k] array per state
-    (the state *after* each step).
-    """
-    ins = [state_io_names(n)[0] for n in state_names]
-    outs = [OUTPUT] + [state_io_names(n)[1] for n in state_names]
-    shapes = {i.name: i.shape for i in sess.get_inputs()}
-    state = [np.zeros((1, shapes[n][1]), np.float32) for n in ins]
-    traj: list[list[np.ndarray]] = [[] for _ in ins]
-    rows = []
-    x = np.ascontiguousarray(x, np.float32)
-    for t in ticks(len(x), progress):
-        res = sess.run(outs, {INPUT: x[t:t + 1], **dict(zip(ins, state))})
-        rows.append(res[0][0])
-        state = res[1:]
-        for k, s in enumerate(state):
-            traj[k].append(s[0])
-    return np.stack(rows), [np.stack(t) for t in traj]

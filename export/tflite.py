@@ -26,7 +26,6 @@ import torch
 from edgerf.cells import RecurrentClassifier
 from edgerf.export.quantize import PLANS
 from edgerf.manifest import INPUT, OUTPUT, state_io_names
-from edgerf.progress import ticks
 
 
 # ---------------------------------------------------------------------------------
@@ -488,29 +487,3 @@ def interpreter(path_or_bytes, threads: int = 1):
     it = Interpreter(**kw, num_threads=threads)
     it.allocate_tensors()
     return it
-
-
-def run_stream(it, x: np.ndarray, state_names: list[str], progress=None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Closed-loop run of a TFLite step model over x [T, D]; float logits and states out.
-    Quantises with the runtime's own helpers, so this reference and StepModel agree bit for bit."""
-    from edgerf.runtime.backends import dequantize_tensor as dq, quantize_tensor as q
-
-    ins = {d["name"]: d for d in it.get_input_details()}
-    outs = {d["name"]: d for d in it.get_output_details()}
-
-    xi = ins[INPUT]
-    pairs = [(ins[state_io_names(n)[0]], outs[state_io_names(n)[1]]) for n in state_names]
-    states = [np.zeros(d_in["shape"], d_in["dtype"]) for d_in, _ in pairs]
-    for (d_in, _), s in zip(pairs, states):
-        s[...] = q(d_in, np.zeros(d_in["shape"], np.float32))
-    logits, traj = [], [[] for _ in pairs]
-    for t in ticks(len(x), progress):
-        it.set_tensor(xi["index"], q(xi, x[t:t + 1].astype(np.float32)))
-        for (d_in, _), s in zip(pairs, states):
-            it.set_tensor(d_in["index"], s)
-        it.invoke()
-        logits.append(dq(outs[OUTPUT], it.get_tensor(outs[OUTPUT]["index"]))[0])
-        states = [it.get_tensor(d_out["index"]) for _, d_out in pairs]
-        for k, ((_, d_out), s) in enumerate(zip(pairs, states)):
-            traj[k].append(dq(d_out, s)[0])
-    return np.stack(logits), [np.stack(t) for t in traj]

@@ -113,6 +113,30 @@ def user_dataset(tmp_path):
     return root, bg
 
 
+def run_graph(graph, model, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A bare step graph (an .onnx/.tflite path, or TFLite bytes) run closed loop over frames
+    ``x`` through the runtime, as the export's gate runs its candidates: StepModel with a
+    manifest made for it. Returns logits [T, C] and the state trajectories."""
+    import tempfile
+
+    from edgerf import manifest
+    from edgerf.runtime.model import StepModel
+    from edgerf.tasks import get_task
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(graph, (bytes, bytearray)):
+            Path(tmp, "g.tflite").write_bytes(graph)
+            graph = Path(tmp, "g.tflite")
+        graph = Path(graph)
+        c = model.config
+        m = manifest.make(artifact=graph.name, runtime=graph.suffix[1:], precision="graph", plan={"plan": "graph"},
+                          model={"family": c.family, "hidden": c.hidden, "layers": c.layers},
+                          classes=[f"c{k}" for k in range(c.classes)], input_size=c.input_size,
+                          state_names=list(model.state_names), state_sizes=list(model.state_sizes()),
+                          frame=get_task("sfmnist").spec(), threshold=0.9, source={}, versions={})
+        return StepModel.for_export(graph, m).run(x, states=True)
+
+
 def run_blocked(code: str, blocked: tuple[str, ...]) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where importing any of ``blocked`` fails, as on
     a device that has only the runtime extra installed."""

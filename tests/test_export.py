@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import run_graph
 from edgerf import checkpoint, manifest
 from edgerf.cells import FAMILIES, ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
@@ -209,7 +210,7 @@ def test_every_onnx_plan_runs_in_a_second_runtime(tmp_path, sfmnist, test_stream
     for t in range(len(x)):
         logits, h = ref.run(None, {"x": x[t:t + 1], "l0_h_in": h})
         out.append(logits[0])
-    ort_logits, _ = onnx_export.run_stream(onnx_export.session(path), x, ["l0_h"])
+    ort_logits, _ = run_graph(path, ck.model, x)
     # fp32: the same arithmetic; quantised: rounding ties may differ by one step, no more
     tol = 1e-4 if plan == "fp32" else 0.05 * (np.abs(ort_logits).max() + 1)
     assert np.abs(np.stack(out) - ort_logits).max() <= tol
@@ -224,5 +225,20 @@ def test_matmul_only_plans_load_in_onnx_runtime(tmp_path, sfmnist, test_stream, 
     ck = checkpoint.load(_ckpt(tmp_path, "gru", sfmnist))
     onnx_export.save(onnx_export.to_onnx(ck.model), tmp_path / "m.onnx")
     quantize.quantize(tmp_path / "m.onnx", tmp_path / "q.onnx", calibrate.calibration_feeds(ck.model, sfmnist, 2000), plan)
-    logits, _ = onnx_export.run_stream(onnx_export.session(tmp_path / "q.onnx"), test_stream.x[:200], ["l0_h"])
+    logits, _ = run_graph(tmp_path / "q.onnx", ck.model, test_stream.x[:200])
     assert np.isfinite(logits).all()
+
+
+def test_exported_graphs_carry_no_path_of_this_machine(tmp_path, sfmnist):
+    """torch's exporter annotates nodes with stack traces (source paths, line numbers); an
+    artifact ships none of them, so its bytes depend on the model alone."""
+    from pathlib import Path
+
+    import edgerf
+    ck = _ckpt(tmp_path, "gru", sfmnist)
+    export_checkpoint(ck, tmp_path, ExportConfig(int8=True, parity_steps=500, calibration_steps=1000,
+                                                 check_steps=500, bundle_steps=300))
+    here = str(Path(edgerf.__file__).resolve().parents[1]).encode()
+    for f in ("gru.onnx", "gru.int8.onnx", "gru.tflite", "gru.int8.tflite"):
+        data = (tmp_path / f).read_bytes()
+        assert here not in data and b"stack_trace" not in data and str(tmp_path).encode() not in data, f

@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 
+from conftest import run_graph
 from edgerf.cells import FAMILIES
 from edgerf.export import calibrate, quantize, tflite
 from edgerf.export import onnx as onnx_export
@@ -29,7 +30,7 @@ def test_float_lowering_matches_torch(family, sfmnist, test_stream):
     feeds = calibrate.calibration_feeds(model, sfmnist, 500)
     g = tflite.lower(model, feeds)
     data, io = tflite.emit(g, "fp32", family)
-    logits, states = tflite.run_stream(tflite.interpreter(data), test_stream.x, list(model.state_names))
+    logits, states = run_graph(data, model, test_stream.x)
     ref, ref_states = torch_trajectory(model, test_stream.x)
     p = compare(ref, ref_states, logits, states, list(model.state_names), 1e-3, 0.999, test_stream.mask)
     assert p.passed, p.summary()
@@ -52,7 +53,7 @@ def test_full_int8_gru_keeps_the_state_int8(trained_gru, test_stream):
     sig = [t for t in it.get_tensor_details() if t["name"].startswith(("r_", "z_"))]
     assert sig and all(t["quantization"] == (1 / 256, -128) for t in sig)
     # closed loop over a real stream: the raw int8 state is fed back every step
-    logits, states = tflite.run_stream(it, test_stream.x, ["l0_h"])
+    logits, states = run_graph(data, model, test_stream.x)
     ref, ref_states = torch_trajectory(model, test_stream.x)
     p = compare(ref, ref_states, logits, states, ["l0_h"], np.inf, 0.0, test_stream.mask)
     assert p.argmax_agreement >= 0.95, p.summary()
@@ -74,9 +75,8 @@ def test_onnx_and_tflite_int8_share_calibrated_ranges(trained_gru, tmp_path, tes
     assert x_q["quantization"][0] == pytest.approx(onnx_scale, rel=1e-6)     # quantised inside the graph
     assert abs(x_q["quantization"][1] - onnx_zp) <= 1
     # and the two int8 trajectories can be compared step by step
-    a, _ = onnx_export.run_stream(onnx_export.session(tmp_path / "q.onnx"), test_stream.x, ["l0_h"])
-    data, _ = tflite.emit(tflite.lower(model, feeds), "int8", "gru")
-    b, _ = tflite.run_stream(tflite.interpreter(data), test_stream.x, ["l0_h"])
+    a, _ = run_graph(tmp_path / "q.onnx", model, test_stream.x)
+    b, _ = run_graph(data, model, test_stream.x)
     agree = (a.argmax(-1) == b.argmax(-1))[test_stream.mask].mean()
     assert agree >= 0.95
 
@@ -102,7 +102,7 @@ def test_integer_plans_run_for_every_family(family, sfmnist, test_stream):
     feeds = calibrate.calibration_feeds(model, sfmnist, 1000)
     plan = "int8-gemm" if family == "lif" else "int8"
     data, io = tflite.emit(tflite.lower(model, feeds), plan, family)
-    logits, states = tflite.run_stream(tflite.interpreter(data), test_stream.x, list(model.state_names))
+    logits, states = run_graph(data, model, test_stream.x)
     ref, _ = torch_trajectory(model, test_stream.x)
     assert np.isfinite(logits).all() and logits.shape == ref.shape
     assert np.abs(logits - ref).max() < 0.5 * (np.abs(ref).max() + 1)   # quantised, not broken

@@ -28,7 +28,8 @@ from edgerf.atomic import write_bytes
 from edgerf.bundle import npz_unpacked_bytes
 from edgerf.errors import ArtifactError, EdgerfError
 from edgerf.features import featurizer
-from edgerf.manifest import INPUT, read as read_manifest
+from edgerf.manifest import INPUT, read as read_manifest, validate
+from edgerf.progress import ticks
 from edgerf.metrics import softmax
 from edgerf.runtime.backends import BACKENDS
 
@@ -129,6 +130,15 @@ class StepModel:
         model.integrity = integrity
         return model
 
+    @classmethod
+    def for_export(cls, path: str | os.PathLike, manifest: dict, threads: int = 1) -> "StepModel":
+        """A graph being exported, with the manifest it is to carry (neither embedded nor hashed
+        yet): the export's parity gate and precision ladder run their candidates through this,
+        the same backend and watchdog a device runs, so what they check is what ships."""
+        path = Path(path)
+        validate(manifest, str(path))
+        return cls(path, manifest, BACKENDS[path.suffix](path, manifest, 1, threads), 1, "raise", 32, 1.0)
+
     def _state_bounds(self, margin: float) -> list[tuple[float, float]]:
         out = []
         for s in self.manifest["states"]:
@@ -182,12 +192,18 @@ class StepModel:
     def probs(logits: np.ndarray) -> np.ndarray:
         return softmax(logits)
 
-    def run(self, frames: np.ndarray) -> np.ndarray:
-        """Step through frames [T, D] (batch 1); returns logits [T, C]. For scoring and tests."""
+    def run(self, frames: np.ndarray, states: bool = False, progress=None):
+        """Step through frames [T, D] (batch 1); returns logits [T, C], and with ``states`` also
+        the state after each step, one [T, S_k] float array per state (the closed-loop
+        trajectory the export's parity gate compares with torch). ``progress(n)`` is called
+        as steps are done."""
         out = np.empty((len(frames), len(self.classes)), np.float32)
-        for t in range(len(frames)):
+        traj = [np.empty((len(frames), s["shape"][1]), np.float32) for s in self.manifest["states"]] if states else []
+        for t in ticks(len(frames), progress):
             out[t] = self.step(frames[t])
-        return out
+            for k, s in enumerate(self.backend.read_state() if states else ()):
+                traj[k][t] = s[0]
+        return (out, traj) if states else out
 
     def _bad(self, why: str):
         self.health["bad_frames"] += 1
