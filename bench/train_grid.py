@@ -75,7 +75,9 @@ def main(argv=None) -> int:
     columns = COLUMNS + (KEYWORD_COLUMNS if curves else []) + (["note"] if any("note" in r for r in records) else [])
     if curves:
         from edgerf.bench.render import plot_det
-        write_text(RESULTS / f"{name}_det.json", json.dumps(curves, indent=1) + "\n")
+        det = RESULTS / f"{name}_det.json"        # a partial re-run keeps the other runs' curves
+        curves = {**(json.loads(det.read_text()) if det.exists() else {}), **curves}
+        write_text(det, json.dumps(curves, indent=1) + "\n")
         plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{name}_det.png")
     md = (f"# {TITLES[a.task]}: training grid\n\n"
           f"Produced by `python -m edgerf.bench.train_grid --task {a.task}"
