@@ -136,7 +136,7 @@ class StepModel:
         yet): the export's parity gate and precision ladder run their candidates through this,
         the same backend and watchdog a device runs, so what they check is what ships."""
         path = Path(path)
-        validate(manifest, str(path))
+        manifest = validate(json.loads(json.dumps(manifest)), str(path))   # as a device will read it
         return cls(path, manifest, BACKENDS[path.suffix](path, manifest, 1, threads), 1, "raise", 32, 1.0)
 
     def _state_bounds(self, margin: float) -> list[tuple[float, float]]:
