@@ -120,7 +120,7 @@ def _reference(manifest: dict, artifacts: list[Path], ckpt: Path | None, cfg: Be
         except DataError as e:
             if cfg.data or cfg.background:
                 raise
-            log(f"dataset not found ({str(e).split('.')[0]}); using the evaluation bundle")
+            log(f"dataset not found ({str(e).split('. ')[0]}); using the evaluation bundle")
     b_path = bundle_io.bundle_path(artifacts[0])
     if not b_path.exists():
         raise DataError("no reference for accuracy: torch/the checkpoint/the dataset are missing and there is "

@@ -60,8 +60,9 @@ def locate(dataset: str, data: str | os.PathLike | None = None,
     else:
         root = next((r for r in map(reader.root_in, reader.DEFAULT_DIRS) if r is not None), None)
         if root is None:
+            looked = dict.fromkeys(str(d.resolve()) for d in reader.DEFAULT_DIRS)
             raise DataError(f"{reader.TITLE} not found (no --data, no $EDGERF_DATA, nothing in "
-                            f"{', '.join(map(str, reader.DEFAULT_DIRS))}). {reader.HOW_TO_GET}")
+                            f"{', '.join(looked)}). {reader.HOW_TO_GET}")
     bg = None
     if background is not None:
         if dataset != "speech-commands":
