@@ -86,5 +86,9 @@ def setup(device: str = "auto") -> Dist:
 
 
 def teardown(dist: Dist) -> None:
+    """Close the process group once every rank is done with it: rank 0 evaluates long after
+    the others finish training, and a rank that closes its gloo connections while a peer
+    still holds the group can abort (seen once under load: SIGABRT in rank 1)."""
     if dist.backend is not None and torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
