@@ -245,8 +245,9 @@ class SpeechCommands(_Task):
         """Word clips per split that this task's classes take (file listing, nothing decoded)."""
         keep = set(self.classes) | (set(speech.word_folders(self.data.root)) if speech.UNKNOWN in self.classes
                                     else set())
-        return {s: sum(c.word in keep for c in speech.list_clips(self.data.root, s, self.split_mode))
-                for s in SPLITS}
+        splits = [speech.clip_split(c, self.split_mode) for c in speech.list_clips(self.data.root)
+                  if c.word in keep]                          # one listing, not one per split
+        return {s: splits.count(s) for s in SPLITS}
 
     def resolve(self, words=None) -> "SpeechCommands":
         """The task for its bound dataset: its classes (every word folder, or ``words`` with the

@@ -207,7 +207,7 @@ def _fp32_artifact(run: _Run, fmt, fmt_name: str) -> ArtifactReport:
     """The fp32 graph, gated against torch over the parity stream: a divergence writes nothing."""
     path = run.stage / manifest.artifact_name(run.base, fmt.suffix)
     fmt.build("fp32", path)
-    logits, states = _closed_loop(run, fmt, path, "fp32", run.test.x, f"{fmt_name} fp32 parity")
+    logits, states = _closed_loop(run, _candidate(run, fmt, path, "fp32"), run.test.x, f"{fmt_name} fp32 parity")
     gate = _gate(*run.ref, logits, states, run.names, run.test.mask, run.cfg)
     run.log(f"{fmt_name} fp32 parity: {gate.summary()}")
     if not gate.passed:
@@ -228,7 +228,8 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
     chosen, plan_report = _choose_plan(run, fmt, fmt_name)
     path = run.stage / manifest.artifact_name(run.base, fmt.suffix, int8=True)
     os.replace(chosen, path)
-    logits, states = _closed_loop(run, fmt, path, plan_report["plan"], run.test.x, f"{fmt_name} int8 drift")
+    logits, states = _closed_loop(run, _candidate(run, fmt, path, plan_report["plan"]), run.test.x,
+                                  f"{fmt_name} int8 drift")
     drift = parity.compare(*run.ref, logits, states, run.names, atol=np.inf, min_agreement=0.0, mask=run.test.mask)
     run.log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
     q = fmt.io_quant(plan_report["plan"], path, run.names) if plan_report["plan"] != "fp32" \
@@ -260,7 +261,8 @@ def _choose_plan(run: _Run, fmt, fmt_name: str) -> tuple[Path, dict]:
     """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
     check, (ref_logits, _) = run.held_out()
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, run.task.threshold)
-    fp32_us = _us_per_step(run, fmt, run.stage / manifest.artifact_name(run.base, fmt.suffix), "fp32", check.x)
+    fp32_us = _us_per_step(_candidate(run, fmt, run.stage / manifest.artifact_name(run.base, fmt.suffix), "fp32"),
+                           check.x)
     tried = []
     for plan in quantize.PLANS:
         path = run.stage / f"{run.base}.{plan}.candidate{fmt.suffix}"
@@ -291,8 +293,9 @@ def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, f
     check, (ref_logits, ref_states) = run.held_out()
     try:
         fmt.build(plan, path)
-        logits, states = _closed_loop(run, fmt, path, plan, check.x, f"{fmt_name} plan {plan}")
-        plan_us = _us_per_step(run, fmt, path, plan, check.x)
+        candidate = _candidate(run, fmt, path, plan)
+        logits, states = _closed_loop(run, candidate, check.x, f"{fmt_name} plan {plan}")
+        plan_us = _us_per_step(candidate, check.x)
     except NotImplementedError as e:
         run.log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
         return {"plan": plan, "error": str(e), "within_budget": False}
@@ -324,20 +327,18 @@ def _candidate(run: _Run, fmt, path: Path, plan: str):
     return StepModel.for_export(path, m)
 
 
-def _closed_loop(run: _Run, fmt, path: Path, plan: str, x, label: str):
-    """Logits [T, C] and the state trajectories of a graph over frames ``x``, state fed back."""
-    model = _candidate(run, fmt, path, plan)
+def _closed_loop(run: _Run, model, x, label: str):
+    """Logits [T, C] and the state trajectories of a candidate over frames ``x``, state fed back."""
     logits, states = run.stages.run(label, len(x), model.run, x, states=True)
     if model.health["state_restores"]:
         run.log(f"  {label}: the watchdog restored the state {model.health['state_restores']} time(s)")
     return logits, states
 
 
-def _us_per_step(run: _Run, fmt, path: Path, plan: str, x) -> float:
-    """Median time of one ``StepModel.step`` of a graph (frame in, state fed back, logits out)
-    over the first SPEED_STEPS frames, on this machine."""
+def _us_per_step(model, x) -> float:
+    """Median time of one ``StepModel.step`` of a candidate (frame in, state fed back, logits
+    out) over the first SPEED_STEPS frames, on this machine."""
     import time
-    model = _candidate(run, fmt, path, plan)
     times = []
     for frame in x[:SPEED_STEPS]:
         t0 = time.perf_counter_ns()

@@ -104,10 +104,13 @@ def list_clips(root: Path, split: str | None = None, mode: str = "speaker") -> l
     if mode not in SPLIT_MODES:
         raise ValueError(f"split mode must be one of {SPLIT_MODES}, not {mode!r}")
 
-    def key(c: Clip) -> str:
-        return c.speaker if mode == "speaker" or c.word == SILENCE else f"{c.word}/{c.path.name}"
+    return [c for c in _all_clips(root) if split is None or clip_split(c, mode) == split]
 
-    return [c for c in _all_clips(root) if split is None or split_of(key(c)) == split]
+
+def clip_split(c: Clip, mode: str = "speaker") -> str:
+    """The split of a clip: by its speaker, or by its file with few speakers (``_silence_``
+    clips, which have no speaker, always by file)."""
+    return split_of(c.speaker if mode == "speaker" or c.word == SILENCE else f"{c.word}/{c.path.name}")
 
 
 def word_folders(root: Path) -> list[str]:
