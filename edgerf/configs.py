@@ -148,11 +148,28 @@ class ExportConfig:
     calibration_steps: int = option(CALIBRATION_STEPS, "Unreset training-stream steps for int8 calibration.")
     check_steps: int = option(50_000, "Held-out (val) steps on which the int8 plan is chosen.")
     bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
+    qat_epochs: int = option(0, "int8 only: first fine-tune a copy of the model for N epochs through a fake-quant "
+                                "twin of its full-int8 graph, with its training loss on unreset streams (0: off). "
+                                "Use it when the full-int8 plan misses the budget; each epoch costs about two "
+                                "training epochs. The fp32 artifacts and the checkpoint are never changed.")
+    qat_lr: float = option(3e-4, "Peak learning rate of that fine-tuning (cosine decay to 0).")
+    qat_samples: int | None = option(None, "Training samples per fine-tuning epoch (default: the whole training "
+                                           "split).")
     budget: Budget = field(default_factory=Budget)
     force: bool = option(False, "Overwrite existing artifacts.", "--force")
     name: str | None = option(None, "Artifact base name (default: the checkpoint's file stem).")
     data: str | None = option(None, DATA_HELP)
     background: str | None = option(None, BACKGROUND_HELP)
+
+    def __post_init__(self):
+        if not 0 <= self.qat_epochs <= 1000:
+            raise ValueError(f"--qat-epochs must be in 0..1000, not {self.qat_epochs}")
+        if self.qat_epochs and not self.int8:
+            raise ValueError("--qat-epochs fine-tunes for the int8 artifact: add --int8")
+        if not 0 < self.qat_lr < 10:
+            raise ValueError(f"--qat-lr must be in (0, 10), not {self.qat_lr}")
+        if self.qat_samples is not None and self.qat_samples < 1:
+            raise ValueError(f"--qat-samples must be at least 1, not {self.qat_samples}")
 
 
 @dataclass(frozen=True)

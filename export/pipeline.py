@@ -141,6 +141,16 @@ class _Run:
     common: dict = field(default_factory=dict)
     check: object = None                   # held-out val stream on which the int8 plan is chosen
     check_ref: tuple = ()
+    int8_model: object = None              # with --qat-epochs: the copy fine-tuned for int8 ...
+    int8_feeds: dict = field(default_factory=dict)   # ... its calibration feeds ...
+    qat: dict | None = None                # ... and how it was tuned
+
+    def common_for(self, plan: str) -> dict:
+        """Manifest fields of a candidate: an integer plan of a fine-tuned copy carries that
+        copy's state ranges (the watchdog's reference)."""
+        if plan == "fp32" or self.int8_model is None:
+            return self.common
+        return {**self.common, "state_ranges": calibrate.ranges(self.int8_feeds)}
 
     @property
     def names(self) -> list[str]:
@@ -200,7 +210,24 @@ def _prepare(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, l
                               "train_data": ckpt.training.get("data"), "export_data": data,
                               "test": ckpt.results.get("test", [])},
                       versions=_versions(), state_ranges=calibrate.ranges(run.feeds))
+    if cfg.int8 and cfg.qat_epochs:
+        _fine_tune(run, ckpt)
     return run
+
+
+def _fine_tune(run: _Run, ckpt) -> None:
+    """--qat-epochs: a copy of the model fine-tuned through its full-int8 twin (edgerf.export.qat),
+    then calibrated like the original; only the int8 artifacts are built from it."""
+    from edgerf.export import qat
+    cfg, t0 = run.cfg, time.perf_counter()
+    run.log(f"fine-tuning a copy for int8: {cfg.qat_epochs} epoch(s), lr {cfg.qat_lr:g} ...")
+    run.int8_model, history = qat.fine_tune(run.model, run.task, ckpt.training.get("config", {}), cfg.qat_epochs,
+                                            cfg.qat_lr, cfg.qat_samples, cfg.calibration_steps,
+                                            progress=run.stages.enabled, log=run.log)
+    run.int8_feeds = run.stages.run("calibration (fine-tuned)", cfg.calibration_steps, calibrate.calibration_feeds,
+                                    run.int8_model, run.task, steps=cfg.calibration_steps, seed=CALIBRATION_SEED)
+    run.qat = {"epochs": cfg.qat_epochs, "lr": cfg.qat_lr, "samples": cfg.qat_samples, "history": history,
+               "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _fp32_artifact(run: _Run, fmt, fmt_name: str) -> ArtifactReport:
@@ -225,18 +252,32 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
     """The cheapest precision plan within budget (each runtime climbs the whole ladder: their
     integer kernels round differently, so one may keep full int8 where the other needs a
     safer rung), with its drift from torch on the parity stream."""
-    chosen, plan_report = _choose_plan(run, fmt, fmt_name)
+    qfmt = _int8_format(run, fmt, fmt_name)
+    chosen, plan_report = _choose_plan(run, fmt, qfmt, fmt_name)
+    plan = plan_report["plan"]
+    if plan == "fp32":
+        qfmt = fmt                           # the fall-back is the original model's fp32 graph
     path = run.stage / manifest.artifact_name(run.base, fmt.suffix, int8=True)
     os.replace(chosen, path)
-    logits, states = _closed_loop(run, _candidate(run, fmt, path, plan_report["plan"]), run.test.x,
-                                  f"{fmt_name} int8 drift")
+    logits, states = _closed_loop(run, _candidate(run, qfmt, path, plan), run.test.x, f"{fmt_name} int8 drift")
     drift = parity.compare(*run.ref, logits, states, run.names, atol=np.inf, min_agreement=0.0, mask=run.test.mask)
-    run.log(f"{fmt_name} int8 ({plan_report['plan']}) drift: {drift.summary()}")
-    q = fmt.io_quant(plan_report["plan"], path, run.names) if plan_report["plan"] != "fp32" \
-        else {"states": {}, "io": {}}
-    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan_report["plan"],
-                      plan=plan_report, state_quant=q["states"], io_quant=q["io"], **run.common)
-    return _finish(fmt, path, m, drift, run.score(logits)), plan_report
+    run.log(f"{fmt_name} int8 ({plan}) drift: {drift.summary()}")
+    q = qfmt.io_quant(plan, path, run.names) if plan != "fp32" else {"states": {}, "io": {}}
+    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan=plan_report,
+                      state_quant=q["states"], io_quant=q["io"], **run.common_for(plan))
+    return _finish(qfmt, path, m, drift, run.score(logits)), plan_report
+
+
+def _int8_format(run: _Run, fmt, fmt_name: str):
+    """The format that builds the integer plans: ``fmt`` itself, or with --qat-epochs one
+    prepared from the fine-tuned copy."""
+    if run.int8_model is None:
+        return fmt
+    folder = run.stage / "fine-tuned"
+    folder.mkdir(exist_ok=True)
+    qfmt = FORMATS[fmt_name]()
+    qfmt.prepare(run.int8_model, run.int8_feeds, folder)
+    return qfmt
 
 
 def _write_bundle(model, task, ckpt, path: Path, cfg: ExportConfig) -> None:
@@ -257,8 +298,9 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
     return parity.compare(ref_logits, ref_states, logits, states, names, tols, 0.999, mask)
 
 
-def _choose_plan(run: _Run, fmt, fmt_name: str) -> tuple[Path, dict]:
-    """Try the precision rungs from cheapest to safest on a held-out stream; keep the first in budget."""
+def _choose_plan(run: _Run, fmt, qfmt, fmt_name: str) -> tuple[Path, dict]:
+    """Try the precision rungs (built by ``qfmt``) from cheapest to safest on a held-out stream,
+    each judged against the original fp32 model; keep the first in budget, else ``fmt``'s fp32."""
     check, (ref_logits, _) = run.held_out()
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, run.task.threshold)
     fp32_us = _us_per_step(_candidate(run, fmt, run.stage / manifest.artifact_name(run.base, fmt.suffix), "fp32"),
@@ -266,11 +308,13 @@ def _choose_plan(run: _Run, fmt, fmt_name: str) -> tuple[Path, dict]:
     tried = []
     for plan in quantize.PLANS:
         path = run.stage / f"{run.base}.{plan}.candidate{fmt.suffix}"
-        t = _try_plan(run, fmt, fmt_name, plan, path, ref, fp32_us)
+        t = _try_plan(run, qfmt, fmt_name, plan, path, ref, fp32_us)
         tried.append(t)
         if t["within_budget"]:
             why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
                    f"({t['acc_p_drop']['samples']:,} samples)")
+            if run.qat:
+                why += f", after {run.qat['epochs']} epoch(s) of int8 fine-tuning"
             if t["closed_loop_us"] > fp32_us:   # smaller, but not faster in this runtime here: say so
                 why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 "
                         f"({t['closed_loop_us']:.1f} vs {fp32_us:.1f} us per step, median): int8 pays in size "
@@ -278,14 +322,14 @@ def _choose_plan(run: _Run, fmt, fmt_name: str) -> tuple[Path, dict]:
                 run.log(f"  {fmt_name}: {plan} is {t['closed_loop_us']:.1f} us/step vs fp32 {fp32_us:.1f} here: "
                         "smaller, not faster")
             return path, {"plan": plan, "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
-                          "check_steps": len(check)}
+                          "check_steps": len(check), **({"qat": run.qat} if run.qat else {})}
     path = run.stage / f"{run.base}.fp32.candidate{fmt.suffix}"
     fmt.build("fp32", path)
     why = ("no integer plan met the budget on the held-out stream (closed-loop state error compounds); "
            "the '.int8' artifact is kept in float")
     run.log(f"  {fmt_name}: {why}")
     return path, {"plan": "fp32", "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
-                  "check_steps": len(check)}
+                  "check_steps": len(check), **({"qat": run.qat} if run.qat else {})}
 
 
 def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, fp32_us: float) -> dict:
@@ -323,7 +367,8 @@ def _candidate(run: _Run, fmt, path: Path, plan: str):
     """A graph of this export as the device will run it: through ``StepModel`` (the runtime's
     backend and watchdog) with the manifest it is to carry."""
     from edgerf.runtime.model import StepModel
-    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan={"plan": plan}, **run.common)
+    m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan={"plan": plan},
+                      **run.common_for(plan))
     return StepModel.for_export(path, m)
 
 

@@ -63,7 +63,7 @@ class Graph:
         return t
 
     def const(self, value, name="const") -> Tensor:
-        return Tensor(self._name(name), np.asarray(value, np.float32), const=True)
+        return Tensor(self._name(name), _np(value), const=True)
 
     def _op(self, kind, inputs, value, name) -> Tensor:
         out = Tensor(self._name(name), value)
@@ -102,18 +102,27 @@ class Graph:
         return self._op("CAST", [cmp], cmp.value.astype(np.float32), name)
 
 
-def _weights(linear) -> tuple[np.ndarray, np.ndarray]:
+def _np(value) -> np.ndarray:
+    return np.asarray(value.detach().cpu().numpy() if torch.is_tensor(value) else value, np.float32)
+
+
+def weight_bias(linear) -> tuple:
+    """(weight, bias) of a Linear or of a (weight, bias) pair, as given (torch or numpy)."""
     if isinstance(linear, tuple):
-        w, b = linear
-    else:
-        w = linear.weight.detach().numpy()
-        b = linear.bias.detach().numpy() if linear.bias is not None else np.zeros(w.shape[0], np.float32)
-    return np.asarray(w, np.float32), np.asarray(b, np.float32)
+        return linear
+    b = linear.bias if linear.bias is not None else torch.zeros(linear.weight.shape[0])
+    return linear.weight, b
 
 
-def _rows(linear: torch.nn.Linear, k: int, parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows k of ``parts`` stacked gates of a Linear (GRU's [r; z; n])."""
-    w, b = _weights(linear)
+def _weights(linear) -> tuple[np.ndarray, np.ndarray]:
+    w, b = weight_bias(linear)
+    return _np(w), _np(b)
+
+
+def _rows(linear: torch.nn.Linear, k: int, parts: int) -> tuple:
+    """Rows k of ``parts`` stacked gates of a Linear (GRU's [r; z; n]), still torch tensors:
+    the fake-quant twin (edgerf.export.qat) trains through this same lowering."""
+    w, b = weight_bias(linear)
     H = w.shape[0] // parts
     return w[k * H:(k + 1) * H], b[k * H:(k + 1) * H]
 
@@ -147,8 +156,8 @@ def _glu(g: Graph, cell, u: Tensor, h: Tensor) -> Tensor:
 
 def _lower_ssm(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
     (h,) = state
-    a = cell.decay().detach().numpy()
-    w, b = _weights(cell.b_proj)
+    a = cell.decay()
+    w, b = weight_bias(cell.b_proj)
     inject = g.fc(u, ((1 - a)[:, None] * w, (1 - a) * b), "b_proj")   # (1 - a) folded into B
     h = g.add(g.mul(h, g.const(a[None], "decay")), inject, "h")
     return _glu(g, cell, u, h), [h]
@@ -164,8 +173,8 @@ def _lower_ssm_sel(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tens
 
 def _lower_lif(g: Graph, cell, u: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
     v, a = state
-    beta = torch.sigmoid(cell.logit_beta).detach().numpy()[None]
-    alpha = torch.sigmoid(cell.logit_alpha).detach().numpy()[None]
+    beta = torch.sigmoid(cell.logit_beta)[None]
+    alpha = torch.sigmoid(cell.logit_alpha)[None]
     s_prev = g.step_fn(v, cell.threshold, "s_prev")
     rec = g.sub(g.fc(s_prev, cell.s_proj, "s_proj"), g.mul(s_prev, g.const(np.full((1, 1), cell.threshold))))
     v = g.add(g.add(g.mul(v, g.const(beta, "beta")), g.fc(u, cell.x_proj, "x_proj")), rec, "v")
@@ -178,6 +187,19 @@ LOWERINGS = {"rnn": _lower_rnn, "gru": _lower_gru, "ssm": _lower_ssm, "ssm-sel":
              "lif": _lower_lif}
 
 
+def step_ops(g, model: RecurrentClassifier, x, states: list) -> tuple:
+    """One step of ``model`` built with ``g`` (a ``Graph``, or the fake-quant twin's builder):
+    input layer, each cell's lowering, readout. Returns (logits, new states)."""
+    y = g.fc(x, model.input, "input")
+    new, i = [], 0
+    for cell in model.cells:
+        k = len(cell.state_names)
+        y, s = LOWERINGS[model.config.family](g, cell, y, states[i:i + k])
+        new += s
+        i += k
+    return g.fc(y, model.readout, "readout"), new
+
+
 def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
     """The step graph of ``model`` evaluated on calibration ``feeds`` (graph input -> [N, F])."""
     family = model.config.family
@@ -186,15 +208,8 @@ def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
     g = Graph()
     x = g.input(INPUT, feeds[INPUT])
     states = [g.input(state_io_names(n)[0], feeds[state_io_names(n)[0]]) for n in model.state_names]
-    y = g.fc(x, model.input, "input")
-    new, i = [], 0
     with torch.no_grad():
-        for cell in model.cells:
-            k = len(cell.state_names)
-            y, s = LOWERINGS[family](g, cell, y, states[i:i + k])
-            new += s
-            i += k
-        logits = g.fc(y, model.readout, "readout")
+        logits, new = step_ops(g, model, x, states)
     logits.name = OUTPUT
     outputs = [logits]
     for name, t, t_in in zip(model.state_names, new, states):
@@ -306,6 +321,7 @@ class _Writer:
                 s, z = _qparams(t.value.min(), t.value.max(), self.qtype)
             qv = np.clip(np.round(t.value / s) + z, *_limits(dt)).astype(dt)
             i = self.add_tensor(t.name, t.value.shape, dt, qv, s, z)
+            self.params[key] = (dt, s, z)
         elif t.const:
             i = self.add_tensor(t.name, t.value.shape, "float32", t.value.astype(np.float32))
         elif quantised:
@@ -338,6 +354,14 @@ class _Writer:
                 self.fb.FullyConnectedOptionsT())
 
 
+def fc_weight_scale(w: np.ndarray, b: np.ndarray, s_in: float, bias_dtype: str = "int32") -> np.ndarray:
+    """Per output row: the int8 weight scale (symmetric, 127 levels). A row of zero weights (a
+    gate the training switched off) would get a vanishing scale and push its bias past the
+    integer range: such a row's scale is set by its bias instead."""
+    scale = np.maximum(np.abs(w).max(1) / 127.0, np.abs(b) / (s_in * (np.iinfo(bias_dtype).max // 2)))
+    return np.maximum(scale, 1e-12 / 127.0)
+
+
 # One emitter per op kind of the IR: (writer, op) -> operators appended.
 def _emit_fully_connected(w: _Writer, o: Op) -> None:
     x, wt, b = o.inputs
@@ -356,10 +380,7 @@ def _emit_fully_connected(w: _Writer, o: Op) -> None:
     # int8 weights per output row, bias int32 (int64 with int16 activations) at input x weight scale
     s_in = w.params[(id(x), True)][1]
     bdt = "int32" if w.qtype == "int8" else "int64"
-    # a row of zero weights (a gate the training switched off) would get a vanishing scale
-    # and push its bias past the integer range: such a row's scale is set by its bias instead
-    w_scale = np.maximum(np.abs(wt.value).max(1) / 127.0, np.abs(b.value) / (s_in * (np.iinfo(bdt).max // 2)))
-    w_scale = np.maximum(w_scale, 1e-12 / 127.0)
+    w_scale = fc_weight_scale(wt.value, b.value, s_in, bdt)
     wq = np.clip(np.round(wt.value / w_scale[:, None]), -127, 127).astype(np.int8)
     zeros = np.zeros(len(w_scale), int)
     wi = w.add_tensor(wt.name, wt.value.shape, "int8", wq, w_scale, zeros, axis=0)
@@ -377,7 +398,12 @@ def _emit_fully_connected(w: _Writer, o: Op) -> None:
 def _emit_binary(w: _Writer, o: Op) -> None:
     fb = w.fb
     a, b = o.inputs
-    ins = [w.tensor(a, w.full, like=b if a.const else None), w.tensor(b, w.full, like=a if b.const else None)]
+    # A constant added to or subtracted from a tensor shares its scale (the kernel rescales
+    # both inputs anyway). A constant factor gets its own: a decay in (0, 1) at the scale of
+    # the state it multiplies (~0.01 to 0.1) kept a handful of levels and broke the SSM.
+    share = o.kind != "MUL"
+    ins = [w.tensor(a, w.full, like=b if a.const and share else None),
+           w.tensor(b, w.full, like=a if b.const and share else None)]
     opt_t, opt = {"ADD": (fb.BuiltinOptions.AddOptions, fb.AddOptionsT()),
                   "SUB": (fb.BuiltinOptions.SubOptions, fb.SubOptionsT()),
                   "MUL": (fb.BuiltinOptions.MulOptions, fb.MulOptionsT())}[o.kind]
@@ -423,6 +449,12 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
         # The mixed plans (float recurrence) work, so offer only those.
         raise NotImplementedError("full-integer spiking (GREATER_EQUAL + CAST on a quantised membrane) "
                                   "is not supported by this lowering")
+    w = _written(g, plan, family)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(_finish(w, g, metadata))), _io_quant(w, g)
+
+
+def _written(g: Graph, plan: str, family: str) -> _Writer:
+    """Every operator of ``g`` under ``plan`` (the flatbuffer not yet serialised)."""
     w = _Writer(g, plan, family)
     # Graph inputs first, so their tensor params are known. Full-integer plans keep the
     # frame and the logits float at the graph boundary (QUANTIZE in, DEQUANTIZE out, done
@@ -438,7 +470,32 @@ def emit(g: Graph, plan: str, family: str, metadata: dict[str, bytes] | None = N
         EMITTERS[o.kind](w, o)
     if w.full:
         w.op(w.B.DEQUANTIZE, [w.index[(id(logits_out), True)]], [w.tensor(logits_out, False)])
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(_finish(w, g, metadata))), _io_quant(w, g)
+    return w
+
+
+@dataclass(frozen=True)
+class OpQuant:
+    """One op of the full-int8 graph as emitted: its kind and the (scale, zero point) of each
+    input (None for a weight or bias: those are quantised per row from their values) and of
+    its output."""
+    kind: str
+    inputs: tuple
+    output: tuple
+
+
+def int8_quantisation(g: Graph, family: str) -> tuple[list[tuple], list[OpQuant]]:
+    """What the full-int8 plan does to every tensor of ``g``: the (scale, zero point) of each
+    graph input (frame, then states) and each op in order. The fake-quant twin
+    (edgerf.export.qat) replays exactly these."""
+    w = _written(g, "int8", family)
+
+    def q(t: Tensor):
+        p = w.params.get((id(t), True))
+        return None if p is None or (t.const and t.per_channel) else (p[1], p[2])
+
+    ops = [OpQuant(o.kind, tuple(None if (t.const and o.kind == "FULLY_CONNECTED") else q(t) for t in o.inputs),
+                   q(o.output)) for o in g.ops]
+    return [q(t) for t in g.inputs], ops
 
 
 def _finish(w: _Writer, g: Graph, metadata: dict[str, bytes] | None):

@@ -1,0 +1,210 @@
+"""Quantization-aware fine-tuning for the full-int8 plan.
+
+The twin is the step graph the TFLite exporter writes (``tflite.step_ops``: the same
+lowering, op for op), built over torch values by a builder that fake-quantises every
+tensor where and as the full-int8 graph quantises it (``tflite.int8_quantisation``):
+
+    frame          QUANTIZE at its calibrated (scale, zero point)
+    FULLY_CONNECTED  weights per output row, symmetric int8 (``tflite.fc_weight_scale``);
+                   bias int32 at input scale x weight scale; output at its calibrated params
+    ADD, SUB, MUL  output at its calibrated params; a constant operand at the params the
+                   emitter gives it
+    LOGISTIC, TANH output at LiteRT's fixed params (1/256, -128) and (1/128, 0)
+    state          int8 at the params shared by the state input and output, fed back as is
+
+Rounding is to nearest (LiteRT rounds ties away from zero, torch to even: only exact
+ties differ) and gradients pass the rounding straight through, zero where a value is
+clamped. With no calibration (``QuantTwin.quant is None``) the twin is the float step
+itself, so fine-tuning never changes what the unquantised path computes for given weights.
+
+``fine_tune`` trains a copy of the model through the twin with the model's own training
+loss on unreset streams (a reset-free model stays reset-free), re-calibrating the scales
+at the start of every epoch; only the int8 artifact is built from the tuned copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgerf.configs import TrainConfig
+from edgerf.export import tflite
+from edgerf.export.calibrate import calibration_feeds
+from edgerf.tasks import CALIBRATION_SEED
+
+QAT_SEED = 2024        # lane order and gaps of the fine-tuning epochs
+
+
+def _fq(x: torch.Tensor, q: tuple) -> torch.Tensor:
+    scale, zp = q
+    return torch.fake_quantize_per_tensor_affine(x, float(scale), int(zp), -128, 127)
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+class _Const:
+    """A constant operand (decay, leak, threshold): quantised by its op's params."""
+
+    def __init__(self, value):
+        self.value = torch.as_tensor(value, dtype=torch.float32)
+
+
+class TwinBuilder:
+    """The builder interface of ``tflite.Graph`` over torch values: each op as the full-int8
+    graph computes it (``ops``), or in float when ``ops`` is None."""
+
+    def __init__(self, ops: list[tflite.OpQuant] | None, weights: dict | None = None):
+        self._ops, self._i = ops, 0
+        # quantised (weight, bias) by op index: the weights do not change within one forward
+        # pass, so a sequence quantises them once, not once per step
+        self._weights = {} if weights is None else weights
+
+    def _spec(self, kind: str) -> tflite.OpQuant | None:
+        if self._ops is None:
+            return None
+        if self._i >= len(self._ops) or self._ops[self._i].kind != kind:
+            raise RuntimeError(f"the twin left the int8 graph at op {self._i} ({kind}): calibrate it again")
+        self._i += 1
+        return self._ops[self._i - 1]
+
+    def const(self, value, name=None) -> _Const:
+        return _Const(value)
+
+    def fc(self, x, linear, name=None):
+        w, b = tflite.weight_bias(linear)
+        spec = self._spec("FULLY_CONNECTED")
+        if spec is None:
+            return F.linear(x, w, b)
+        if self._i not in self._weights:
+            s_in = spec.inputs[0][0]
+            scale = torch.from_numpy(tflite.fc_weight_scale(w.detach().cpu().numpy(), b.detach().cpu().numpy(),
+                                                            s_in)).float()
+            wq = torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(len(scale), dtype=torch.int32), 0,
+                                                        -127, 127)
+            self._weights[self._i] = (wq, _round_ste(b / (s_in * scale)) * (s_in * scale))
+        return _fq(F.linear(x, *self._weights[self._i]), spec.output)
+
+    def _binary(self, kind: str, a, b, fn):
+        spec = self._spec(kind)
+        vals = [(t.value if spec is None else _fq(t.value, spec.inputs[k])) if isinstance(t, _Const) else t
+                for k, t in enumerate((a, b))]
+        out = fn(*vals)
+        return out if spec is None else _fq(out, spec.output)
+
+    def add(self, a, b, name=None):
+        return self._binary("ADD", a, b, torch.add)
+
+    def sub(self, a, b, name=None):
+        return self._binary("SUB", a, b, torch.sub)
+
+    def mul(self, a, b, name=None):
+        return self._binary("MUL", a, b, torch.mul)
+
+    def _activation(self, kind: str, a, fn):
+        spec = self._spec(kind)
+        return fn(a) if spec is None else _fq(fn(a), spec.output)
+
+    def sigmoid(self, a, name=None):
+        return self._activation("LOGISTIC", a, torch.sigmoid)
+
+    def tanh(self, a, name=None):
+        return self._activation("TANH", a, torch.tanh)
+
+    def step_fn(self, v, threshold, name=None):
+        raise NotImplementedError("a spiking cell has no full-integer plan (see edgerf.export.tflite.emit), "
+                                  "so there is nothing to fine-tune it for")
+
+
+class QuantTwin(nn.Module):
+    """The full-int8 TFLite step graph of ``model`` in torch, trainable: ``step`` and ``forward``
+    have the signatures of ``RecurrentClassifier``'s."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.quant: tuple[list, list[tflite.OpQuant]] | None = None
+
+    def calibrate(self, task, steps: int, seed: int = CALIBRATION_SEED, progress=None) -> dict:
+        """Scales from the model's closed-loop run over an unreset training stream, as the export
+        calibrates; returns the calibration feeds."""
+        feeds = calibration_feeds(self.model, task, steps, seed, progress)
+        self.quant = tflite.int8_quantisation(tflite.lower(self.model, feeds), self.model.config.family)
+        return feeds
+
+    def init_state(self, batch: int = 1):
+        return self.model.init_state(batch)
+
+    def step(self, x_t: torch.Tensor, state, weights: dict | None = None):
+        if self.quant is None:
+            logits, new = tflite.step_ops(TwinBuilder(None), self.model, x_t, list(state))
+            return logits, tuple(new)
+        inputs, ops = self.quant
+        x_t = _fq(x_t, inputs[0])
+        state = [_fq(s, q) for s, q in zip(state, inputs[1:])]      # on the int8 grid (a no-op once fed back)
+        logits, new = tflite.step_ops(TwinBuilder(ops, weights), self.model, x_t, state)
+        return logits, tuple(new)
+
+    def forward(self, x: torch.Tensor, state=None, resets: torch.Tensor | None = None):
+        """x [B, T, D] -> logits [B, T, C] and the last state, one step at a time."""
+        if state is None:
+            state = self.init_state(x.shape[0])
+        out, weights = [], {}
+        for t in range(x.shape[1]):
+            if resets is not None:
+                keep = (~resets[:, t]).to(x.dtype)[:, None]
+                state = tuple(s * keep for s in state)
+            logits, state = self.step(x[:, t], state, weights)
+            out.append(logits)
+        return torch.stack(out, 1), state
+
+
+def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: int | None,
+              calibration_steps: int, val_samples: int = 500, progress: bool = False, log=lambda s: None):
+    """A copy of ``model`` fine-tuned for ``epochs`` through its int8 twin; returns (tuned model,
+    history). ``train_config`` is the checkpoint's training config (loss, batch, bptt, clip)."""
+    from edgerf.progress import bar
+    from edgerf.loss import TRAINING_MODES
+    from edgerf.train import _batch, _epoch, _epoch_lanes, cosine_schedule, evaluate
+
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    cfg = replace(TrainConfig(**{k: v for k, v in train_config.items() if k in known and k not in ("data", "background")}),
+                  epochs=epochs, lr=lr)
+    mode = TRAINING_MODES[cfg.loss]
+    tuned = copy.deepcopy(model).float()
+    twin = QuantTwin(tuned)
+    arrays = task.split_arrays("train")
+    if samples is not None:
+        arrays = tuple(a[:samples] for a in arrays)
+    batch = min(cfg.batch, len(arrays[0]))
+    cfg = replace(cfg, batch=batch)
+    rng = np.random.default_rng(QAT_SEED)
+    val = task.stream("val", val_samples, seed=QAT_SEED + 1)
+    opt = torch.optim.Adam(tuned.parameters(), lr=lr)
+    per_epoch = max(1, int(len(arrays[0]) // batch * task.steps_per_sample) // cfg.bptt)
+    sched = cosine_schedule(opt, per_epoch * epochs)
+    state, history = twin.init_state(batch), []
+    for epoch in range(epochs):
+        twin.calibrate(task, calibration_steps)
+        state = tuple(s.detach() for s in state)
+        lanes = _epoch_lanes(task, arrays, batch, list(range(batch)), rng)
+        L = min(len(s) for s in lanes)
+        b, n_chunks = _batch(lanes, mode.oracle_reset, L, "cpu"), L // cfg.bptt
+        with bar(f"int8 fine-tuning {epoch + 1}/{epochs}", n_chunks * cfg.bptt * batch, progress,
+                 fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
+                        "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
+            state, loss_sum, _, _ = _epoch(twin, tuned, opt, sched, b, n_chunks, state, mode, cfg, pb)
+        twin.calibrate(task, calibration_steps)
+        vm = evaluate(twin, val, task.threshold)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1), "val_acc_p_int8": vm["acc_p"],
+                        "val_false_alarm_int8": vm["false_alarm"]})
+        log(f"int8 fine-tuning {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f}, int8 twin on val: "
+            f"acc_p {vm['acc_p']:.4f}, false alarms {vm['false_alarm']:.4%}")
+    tuned.eval()
+    return tuned, history
