@@ -35,3 +35,40 @@ def test_emulated_trajectories_match_x86(tmp_path, sfmnist):
         assert t["vs_x86"]["max_abs_logits_diff"] < 1e-2
     from edgerf.bench import render
     assert "EMULATED" in render.table(rep)
+
+
+def test_the_cost_worker_marks_its_loop_and_reports_per_step(tmp_path):
+    """Natively: the worker runs a built-in model between its two markers and reports a time."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from edgerf.models import BUILTIN_DIR
+    with np.load(BUILTIN_DIR / "default-gru.bundle.npz") as z:
+        np.savez(tmp_path / "f.npz", x=z["x"][:120])
+    for art in ("default-gru.int8.tflite", "default-gru.onnx"):
+        for mode in ("stepmodel", "bare"):
+            r = subprocess.run([sys.executable, "-m", "edgerf.bench.arm_cost", "--worker",
+                                str(BUILTIN_DIR / art), str(tmp_path / "f.npz"), mode],
+                               capture_output=True, text=True, check=True)
+            out = json.loads(r.stdout.strip().splitlines()[-1])
+            assert out["steps"] == 70 and out["median_ns"] > 0
+
+
+@pytest.mark.skipif(not (arm64.ready() and __import__("shutil").which("qemu-aarch64")),
+                    reason="arm64 emulation with Debian's qemu-user not set up (make arm64)")
+def test_emulated_instruction_counts_are_repeatable_and_int8_executes_fewer(tmp_path):
+    import numpy as np
+
+    from edgerf.bench import arm_cost
+    from edgerf.models import BUILTIN_DIR
+    with np.load(BUILTIN_DIR / "default-gru.bundle.npz") as z:
+        np.savez(tmp_path / "f.npz", x=z["x"][:350])
+    f = tmp_path / "f.npz"
+    a = arm_cost._emulated(BUILTIN_DIR / "default-gru.int8.tflite", f, "bare")["insns_per_step"]
+    b = arm_cost._emulated(BUILTIN_DIR / "default-gru.int8.tflite", f, "bare")["insns_per_step"]
+    fp32 = arm_cost._emulated(BUILTIN_DIR / "default-gru.tflite", f, "bare")["insns_per_step"]
+    assert abs(a - b) <= 1e-3 * a            # the same instructions every run
+    assert 1_000 < a < fp32
