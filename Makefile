@@ -45,6 +45,7 @@ results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.export_table
 	$(BIN)/python -m edgerf.bench.gsc_mask
 	$(BIN)/python -m edgerf.bench.int8_table
+	$(BIN)/python -m edgerf.bench.arm_cost
 	$(BIN)/python -m edgerf.bench.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \

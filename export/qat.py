@@ -60,8 +60,10 @@ class TwinBuilder:
     """The builder interface of ``tflite.Graph`` over torch values: each op as the full-int8
     graph computes it (``ops``), or in float when ``ops`` is None."""
 
-    def __init__(self, ops: list[tflite.OpQuant] | None, weights: dict | None = None):
+    def __init__(self, ops: list[tflite.OpQuant] | None, weights: dict | None = None, training: bool = False,
+                 slope: float = 5.0):
         self._ops, self._i = ops, 0
+        self.training, self.slope = training, slope     # a spike's surrogate gradient (edgerf.cells.lif)
         # quantised (weight, bias) by op index: the weights do not change within one forward
         # pass, so a sequence quantises them once, not once per step
         self._weights = {} if weights is None else weights
@@ -118,8 +120,15 @@ class TwinBuilder:
         return self._activation("TANH", a, torch.tanh)
 
     def step_fn(self, v, threshold, name=None):
-        raise NotImplementedError("a spiking cell has no full-integer plan (see edgerf.export.tflite.emit), "
-                                  "so there is nothing to fine-tune it for")
+        """GREATER_EQUAL of the int8 membrane and the threshold at the membrane's params, then
+        CAST to 0/1 (exact at scale 1); the backward pass is the cell's surrogate gradient."""
+        from edgerf.cells.lif import spike
+        cmp = self._spec("GREATER_EQUAL")
+        self._spec("CAST")
+        theta = torch.tensor(float(threshold))
+        if cmp is not None:
+            theta = _fq(theta, cmp.inputs[1])
+        return spike(v, theta, self.slope, self.training)
 
 
 class QuantTwin(nn.Module):
@@ -142,13 +151,16 @@ class QuantTwin(nn.Module):
         return self.model.init_state(batch)
 
     def step(self, x_t: torch.Tensor, state, weights: dict | None = None):
+        slope = getattr(self.model.cells[0], "slope", 5.0)
         if self.quant is None:
-            logits, new = tflite.step_ops(TwinBuilder(None), self.model, x_t, list(state))
+            g = TwinBuilder(None, training=self.training, slope=slope)
+            logits, new = tflite.step_ops(g, self.model, x_t, list(state))
             return logits, tuple(new)
         inputs, ops = self.quant
         x_t = _fq(x_t, inputs[0])
         state = [_fq(s, q) for s, q in zip(state, inputs[1:])]      # on the int8 grid (a no-op once fed back)
-        logits, new = tflite.step_ops(TwinBuilder(ops, weights), self.model, x_t, state)
+        g = TwinBuilder(ops, weights, training=self.training, slope=slope)
+        logits, new = tflite.step_ops(g, self.model, x_t, state)
         return logits, tuple(new)
 
     def forward(self, x: torch.Tensor, state=None, resets: torch.Tensor | None = None):

@@ -81,31 +81,20 @@ def test_onnx_and_tflite_int8_share_calibrated_ranges(trained_gru, tmp_path, tes
     assert agree >= 0.95
 
 
-def test_full_integer_lif_is_refused_not_silently_wrong(sfmnist):
-    from edgerf.cells import ModelConfig, RecurrentClassifier
-    model = RecurrentClassifier(ModelConfig(family="lif", hidden=8)).eval()
-    g = tflite.lower(model, calibrate.calibration_feeds(model, sfmnist, 200))
-    with pytest.raises(NotImplementedError, match="spiking"):
-        tflite.emit(g, "int8", "lif")
-    data, _ = tflite.emit(g, "a16w8-gemm", "lif")       # the mixed plan is available
-    assert len(data) > 0
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_integer_plans_run_for_every_family(family, sfmnist, test_stream):
-    """Each family's integer plan loads in LiteRT and runs closed loop, bounded: full int8
-    (float frame and logits at the boundary, int8 state fed back) for every family whose
-    state is bounded (RNN, GRU by tanh; both SSMs by their convex state update); the mixed
-    plan for LIF (see above)."""
+    """Each family's full-int8 plan loads in LiteRT and runs closed loop (float frame and logits
+    at the boundary, int8 state fed back), every other plan too."""
     from edgerf.cells import ModelConfig, RecurrentClassifier
     model = RecurrentClassifier(ModelConfig(family=family, hidden=16)).eval()
     feeds = calibrate.calibration_feeds(model, sfmnist, 1000)
-    plan = "int8-gemm" if family == "lif" else "int8"
-    data, io = tflite.emit(tflite.lower(model, feeds), plan, family)
-    logits, states = run_graph(data, model, test_stream.x)
+    g = tflite.lower(model, feeds)
     ref, _ = torch_trajectory(model, test_stream.x)
-    assert np.isfinite(logits).all() and logits.shape == ref.shape
-    assert np.abs(logits - ref).max() < 0.5 * (np.abs(ref).max() + 1)   # quantised, not broken
-    if plan == "int8":
-        assert io["x"]["dtype"] == "float32" and io["logits"]["dtype"] == "float32"
-        assert all(io[f"{n}_in"]["dtype"] == "int8" for n in model.state_names)
+    for plan in quantize.PLANS:
+        data, io = tflite.emit(g, plan, family)
+        logits, states = run_graph(data, model, test_stream.x)
+        assert np.isfinite(logits).all() and logits.shape == ref.shape
+        assert np.abs(logits - ref).max() < 0.5 * (np.abs(ref).max() + 1), plan   # quantised, not broken
+    data, io = tflite.emit(g, "int8", family)
+    assert io["x"]["dtype"] == "float32" and io["logits"]["dtype"] == "float32"
+    assert all(io[f"{n}_in"]["dtype"] == "int8" for n in model.state_names)
