@@ -108,6 +108,13 @@ def main(argv=None) -> int:
     from edgerf.atomic import write_text
     from edgerf.bench.machine import machine_info
     from edgerf.bench.report import markdown_table
+    done = {r["family"] for r in rows}
+    if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
+        old = json.loads(a.out.with_suffix(".json").read_text())
+        order = ["rnn", "gru", "ssm", "ssm-sel", "lif"]
+        rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows,
+                      key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
+        plans = {**{k: v for k, v in old.get("plans", {}).items() if k.split()[0] not in done}, **plans}
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "rows": rows, "plans": plans},
                                                       indent=1, default=str) + "\n")
     md = (f"# int8 across the families (Sequential Fashion-MNIST, reset-free, hidden 128)\n\n"

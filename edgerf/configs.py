@@ -146,7 +146,11 @@ class ExportConfig:
     parity_atol: float = 1e-3
     parity_rtol: float = 1e-3
     calibration_steps: int = option(CALIBRATION_STEPS, "Unreset training-stream steps for int8 calibration.")
-    check_steps: int = option(50_000, "Held-out (val) steps on which the int8 plan is chosen.")
+    # 1.5x10^5 steps (~3,000 samples of Sequential Fashion-MNIST): the paired interval of an
+    # acc_p drop narrows with the samples; at 5x10^4 a fine-tuned plan with 6% of decisions
+    # changed (none lost on balance) still had +-1.4 points and failed the upper bound
+    check_steps: int = option(150_000, "Held-out (val) steps on which the int8 plan is chosen (at most the "
+                                       "whole val split).")
     bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
     qat_epochs: int = option(0, "int8 only: first fine-tune a copy of the model for N epochs through a fake-quant "
                                 "twin of its full-int8 graph, with its training loss on unreset streams (0: off). "
