@@ -166,27 +166,34 @@ class TFLiteBackend:
         self.write_state([np.zeros((batch, int(i["shape"][1])), np.float32) for i, _ in self._pairs])
 
         self._xi, self._oi = self._x["index"], self._out["index"]
+        raw = getattr(it, "_interpreter", None)
+        if all(hasattr(raw, f) for f in ("SetTensor", "GetTensor", "Invoke")):
+            # The interpreter's own bindings: the public invoke() first checks (by reference
+            # count) that no numpy view of its buffers is alive, which this backend never makes
+            self._set, self._get, self._invoke = raw.SetTensor, raw.GetTensor, raw.Invoke
+        else:
+            self._set, self._get, self._invoke = it.set_tensor, it.get_tensor, it.invoke
         if self._xq is not None or self._out["dtype"] != np.float32:
             self.step = self._step_quantised     # an artifact with integer frames/logits at its boundary
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Float frame in, float logits out (quantised inside the graph when it is integer):
         the hot path is the interpreter's own calls and nothing else."""
-        it = self.it
-        it.set_tensor(self._xi, x[None] if x.ndim == 1 else x)
-        it.invoke()
+        set_, get = self._set, self._get
+        set_(self._xi, x[None] if x.ndim == 1 else x)
+        self._invoke()
         for i, o in self._links:
-            it.set_tensor(i, it.get_tensor(o))
-        return it.get_tensor(self._oi)               # a new array: callers may keep it
+            set_(i, get(o))
+        return get(self._oi)                         # a new array: callers may keep it
 
     def _step_quantised(self, x: np.ndarray) -> np.ndarray:
-        it = self.it
+        set_, get = self._set, self._get
         x = x[None] if x.ndim == 1 else x
-        it.set_tensor(self._xi, self._xq(x) if self._xq is not None else x)
-        it.invoke()
+        set_(self._xi, self._xq(x) if self._xq is not None else x)
+        self._invoke()
         for i, o in self._links:
-            it.set_tensor(i, it.get_tensor(o))
-        raw = it.get_tensor(self._oi)
+            set_(i, get(o))
+        raw = get(self._oi)
         if raw.dtype == np.float32:
             return raw
         scale, zp = self._out["quantization"]
