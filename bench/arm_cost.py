@@ -198,6 +198,9 @@ def main(argv=None) -> int:
            "Under emulation no time is reported (it would measure qemu).\n\n") + markdown_table(rows, COLUMNS))
     write_text(a.out.with_suffix(".md"), md)
     print(md)
+    from edgerf.bench import int8_table
+    if not native and a.out.parent == RESULTS and (RESULTS / "int8.json").exists():
+        int8_table.render()                      # int8.md shows these counts beside its timings
     return 0
 
 

@@ -27,7 +27,8 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "false_alarm", "agreement",
-           "stepmodel_us", "stepmodel_p99_us", "bare_us", "stepmodel_vs_bare", "vs_torch"]
+           "stepmodel_us", "stepmodel_p99_us", "bare_us", "stepmodel_vs_bare", "vs_torch", "arm64_kinsns",
+           "arm64_vs_fp32"]
 
 
 def bare_us(path: Path, frames: np.ndarray, seconds: float) -> float:
@@ -64,10 +65,14 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--seconds", type=float, default=1.0, help="latency window length")
     p.add_argument("--reexport", action="store_true")
+    p.add_argument("--render", action="store_true", help="only rewrite int8.md from int8.json (and arm_cost.json)")
     p.add_argument("--qat-epochs", default="", help="family=N,... : int8 fine-tuning epochs per family "
                                                      "(edgerf export --qat-epochs N)")
     p.add_argument("--out", type=Path, default=RESULTS / "int8")
     a = p.parse_args(argv)
+    if a.render:
+        print(render(a.out))
+        return 0
     qat = {f: int(n) for f, n in (kv.split("=") for kv in a.qat_epochs.split(",") if kv)}
     rows, plans = [], {}
     for fam in a.families.split(","):
@@ -107,7 +112,6 @@ def main(argv=None) -> int:
             print(json.dumps({k: v for k, v in row.items() if k != "full_int8"}), flush=True)
     from edgerf.atomic import write_text
     from edgerf.bench.machine import machine_info
-    from edgerf.bench.report import markdown_table
     done = {r["family"] for r in rows}
     if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
         old = json.loads(a.out.with_suffix(".json").read_text())
@@ -115,23 +119,45 @@ def main(argv=None) -> int:
         rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows,
                       key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
         plans = {**{k: v for k, v in old.get("plans", {}).items() if k.split()[0] not in done}, **plans}
-    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "rows": rows, "plans": plans},
-                                                      indent=1, default=str) + "\n")
+    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "steps": a.steps, "rows": rows,
+                                                       "plans": plans}, indent=1, default=str) + "\n")
+    print(render(a.out))
+    return 0
+
+
+def render(out: Path = RESULTS / "int8") -> str:
+    """int8.md from int8.json, with the aarch64 instruction counts of arm_cost.json beside each
+    artifact when that file exists (``python -m edgerf.bench.arm_cost`` re-renders it)."""
+    from edgerf.atomic import write_text
+    from edgerf.bench.report import markdown_table
+
+    data = json.loads(out.with_suffix(".json").read_text())
+    arm_path = out.with_name("arm_cost.json")
+    arm = {(r["family"], r["target"]): r for r in json.loads(arm_path.read_text())["rows"]} \
+        if arm_path.exists() else {}
+    rows = []
+    for r in data["rows"]:
+        a = arm.get((r["family"], r["target"]), {})
+        rows.append({**r, "arm64_kinsns": a["insns_per_step"] / 1e3 if a.get("insns_per_step") else "",
+                     "arm64_vs_fp32": a.get("insns_vs_fp32", "")})
+    steps = data.get("steps", 100_000)
     md = (f"# int8 across the families (Sequential Fashion-MNIST, reset-free, hidden 128)\n\n"
-          f"Produced by `python -m edgerf.bench.int8_table` on {machine_info()['cpu']}, one thread. Each family's "
-          f"checkpoint exported with `edgerf export --int8` and the **default budget** (acc_p drop <= 0.5 pt on "
-          f"the same held-out samples, false alarms rise <= 0.05 pt; frame agreement reported, not gated); "
-          f"every artifact then runs through `edgerf.runtime.StepModel` over one unreset test stream of "
-          f"{a.steps:,} steps. `agreement`: argmax agreement with torch fp32 on informative steps. "
+          f"Produced by `python -m edgerf.bench.int8_table` on {data['machine']['cpu']}, one thread. Each "
+          f"family's checkpoint exported with `edgerf export --int8` and the **default budget** (acc_p drop "
+          f"<= 0.5 pt on the same held-out samples, upper end of its paired 95% interval <= 1 pt, false alarms "
+          f"rise <= 0.05 pt; frame agreement reported, not gated), with int8 fine-tuning (`--qat-epochs`) where "
+          f"`full_int8` says so; every artifact then runs through `edgerf.runtime.StepModel` over one unreset "
+          f"test stream of {steps:,} steps. `agreement`: argmax agreement with torch fp32 on informative steps. "
           f"`bare_us`: the interpreter call alone (frame in, invoke, state fed back), same process. "
           f"Precision `int8` = int8 weights, activations and state (TFLite: float frame and logits at the "
           f"graph boundary, quantised by the graph's own QUANTIZE/DEQUANTIZE). `full_int8`: what the full-int8 "
           f"rung measured on the held-out stream when the export tried it (acc_p drop against fp32 with its "
           f"paired 95% interval, false-alarm rise), hence why the plan in `precision` was chosen; every rung's "
-          f"figures are in int8.json.\n\n" + markdown_table(rows, COLUMNS))
-    write_text(a.out.with_suffix(".md"), md)
-    print(md)
-    return 0
+          f"figures are in int8.json. `arm64_kinsns`: thousands of aarch64 instructions per `StepModel.step` "
+          f"(qemu, neoverse-n1, counted by `python -m edgerf.bench.arm_cost`, see arm_cost.md), "
+          f"`arm64_vs_fp32` against the same runtime's fp32 graph.\n\n" + markdown_table(rows, COLUMNS))
+    write_text(out.with_suffix(".md"), md)
+    return md
 
 
 if __name__ == "__main__":
