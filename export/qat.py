@@ -185,9 +185,9 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
     from edgerf.loss import TRAINING_MODES
     from edgerf.train import _batch, _epoch, _epoch_lanes, cosine_schedule, evaluate
 
-    known = {f for f in TrainConfig.__dataclass_fields__}
-    cfg = replace(TrainConfig(**{k: v for k, v in train_config.items() if k in known and k not in ("data", "background")}),
-                  epochs=epochs, lr=lr)
+    recipe = {k: v for k, v in train_config.items()            # the folders were bound to ``task`` already
+              if k in TrainConfig.__dataclass_fields__ and k not in ("data", "background")}
+    cfg = replace(TrainConfig(**recipe), epochs=epochs, lr=lr)
     mode = TRAINING_MODES[cfg.loss]
     tuned = copy.deepcopy(model).float()
     twin = QuantTwin(tuned)
