@@ -29,6 +29,8 @@ from edgerf.progress import bar
 from edgerf.tasks import CALIBRATION_SEED, EVAL_SEED, PARITY_SEED, PLAN_CHECK_SEED, get_task
 
 
+TUNED_PLAN = "int8"     # the plan --qat-epochs fine-tunes for (edgerf.export.qat mirrors its graph)
+
 
 @dataclass
 class ArtifactReport:
@@ -146,9 +148,9 @@ class _Run:
     qat: dict | None = None                # ... and how it was tuned
 
     def common_for(self, plan: str) -> dict:
-        """Manifest fields of a candidate: an integer plan of a fine-tuned copy carries that
+        """Manifest fields of a candidate: the full-int8 plan of a fine-tuned copy carries that
         copy's state ranges (the watchdog's reference)."""
-        if plan == "fp32" or self.int8_model is None:
+        if plan != TUNED_PLAN or self.int8_model is None:
             return self.common
         return {**self.common, "state_ranges": calibrate.ranges(self.int8_feeds)}
 
@@ -255,8 +257,8 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
     qfmt = _int8_format(run, fmt, fmt_name)
     chosen, plan_report = _choose_plan(run, fmt, qfmt, fmt_name)
     plan = plan_report["plan"]
-    if plan == "fp32":
-        qfmt = fmt                           # the fall-back is the original model's fp32 graph
+    if plan != TUNED_PLAN:
+        qfmt = fmt                           # every other rung is the original model's
     path = run.stage / manifest.artifact_name(run.base, fmt.suffix, int8=True)
     os.replace(chosen, path)
     logits, states = _closed_loop(run, _candidate(run, qfmt, path, plan), run.test.x, f"{fmt_name} int8 drift")
@@ -299,8 +301,10 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
 
 
 def _choose_plan(run: _Run, fmt, qfmt, fmt_name: str) -> tuple[Path, dict]:
-    """Try the precision rungs (built by ``qfmt``) from cheapest to safest on a held-out stream,
-    each judged against the original fp32 model; keep the first in budget, else ``fmt``'s fp32."""
+    """Try the precision rungs from cheapest to safest on a held-out stream, each judged against
+    the original fp32 model; keep the first in budget, else the fp32 graph. The full-int8 rung
+    is built by ``qfmt`` (the fine-tuned copy, if any: it was tuned for that graph alone), the
+    others by ``fmt``."""
     check, (ref_logits, _) = run.held_out()
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, run.task.threshold)
     fp32_us = _us_per_step(_candidate(run, fmt, run.stage / manifest.artifact_name(run.base, fmt.suffix), "fp32"),
@@ -308,12 +312,12 @@ def _choose_plan(run: _Run, fmt, qfmt, fmt_name: str) -> tuple[Path, dict]:
     tried = []
     for plan in quantize.PLANS:
         path = run.stage / f"{run.base}.{plan}.candidate{fmt.suffix}"
-        t = _try_plan(run, qfmt, fmt_name, plan, path, ref, fp32_us)
+        t = _try_plan(run, qfmt if plan == TUNED_PLAN else fmt, fmt_name, plan, path, ref, fp32_us)
         tried.append(t)
         if t["within_budget"]:
             why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
                    f"({t['acc_p_drop']['samples']:,} samples)")
-            if run.qat:
+            if run.qat and plan == TUNED_PLAN:
                 why += f", after {run.qat['epochs']} epoch(s) of int8 fine-tuning"
             if t["closed_loop_us"] > fp32_us:   # smaller, but not faster in this runtime here: say so
                 why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 "
