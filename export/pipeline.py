@@ -271,7 +271,7 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
 
 
 def _int8_format(run: _Run, fmt, fmt_name: str):
-    """The format that builds the integer plans: ``fmt`` itself, or with --qat-epochs one
+    """The format that builds the full-int8 rung: ``fmt`` itself, or with --qat-epochs one
     prepared from the fine-tuned copy."""
     if run.int8_model is None:
         return fmt
