@@ -138,6 +138,16 @@ def _native(artifact: Path, frames: Path, mode: str) -> dict:
     return row
 
 
+def _row(family: str, art: Path, frames: Path, measure) -> dict:
+    """One artifact: its StepModel and bare-loop cost per step."""
+    from edgerf.manifest import is_int8, read
+    row = {"family": family, "target": f"{art.suffix[1:]}-{'int8' if is_int8(art) else 'fp32'}",
+           "precision": read(art)["precision"]["plan"], "size_kib": round(art.stat().st_size / 1024, 1),
+           **measure(art, frames, "stepmodel")}
+    row["bare_insns_per_step"] = measure(art, frames, "bare").get("insns_per_step")
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", nargs=3, metavar=("ARTIFACT", "FRAMES", "MODE"), help=argparse.SUPPRESS)
@@ -152,7 +162,6 @@ def main(argv=None) -> int:
         return 0
     from edgerf.atomic import write_text
     from edgerf.bench.report import markdown_table
-    from edgerf.manifest import read
 
     native = platform.machine() in ("aarch64", "arm64")
     measure = _native if native else _emulated
@@ -169,15 +178,9 @@ def main(argv=None) -> int:
                 np.savez(frames, x=z["x"][:a.steps + WARMUP])
             fp32 = {}
             for suffix in (".onnx", ".int8.onnx", ".tflite", ".int8.tflite"):
-                art = Path(f"{base}{suffix}")
-                row = {"family": fam, "target": ("onnx" if "onnx" in suffix else "tflite")
-                       + ("-int8" if "int8" in suffix else "-fp32"),
-                       "precision": read(art)["precision"]["plan"], "size_kib": round(art.stat().st_size / 1024, 1)}
-                row.update(measure(art, frames, "stepmodel"))
-                bare = measure(art, frames, "bare")
-                row["bare_insns_per_step"] = bare.get("insns_per_step")
-                runtime = row["target"].split("-")[0]
-                if row["target"].endswith("fp32"):
+                row = _row(fam, Path(f"{base}{suffix}"), frames, measure)
+                runtime, precision = row["target"].split("-")
+                if precision == "fp32":
                     fp32[runtime] = row.get("insns_per_step")
                 elif fp32.get(runtime) and row.get("insns_per_step"):
                     row["insns_vs_fp32"] = row["insns_per_step"] / fp32[runtime]
