@@ -88,9 +88,17 @@ def setup_sysroot(log=lambda s: None) -> Path:
     return h
 
 
+def guest_python(qemu_binary: str, args: list[str], qemu_args: tuple[str, ...] = ()) -> tuple[list[str], dict]:
+    """The command and environment that run the aarch64 Python of the set-up with ``args``,
+    importing this source tree and the aarch64 wheels."""
+    import edgerf
+    h = home()
+    env = dict(os.environ, QEMU_CPU=QEMU_CPU, PYTHONPATH=f"{h / 'site'}:{Path(edgerf.__file__).resolve().parents[1]}")
+    return [qemu_binary, *qemu_args, "-L", str(h / "sysroot"), str(h / "sysroot/usr/bin/python3.11"), *args], env
+
+
 def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
     from edgerf.bench.run import BenchRun, accuracy_metrics, run_bench
-    import edgerf
 
     if not ready():
         raise EdgerfError("arm64 emulation is not set up: run `edgerf bench --device arm64 --setup` once "
@@ -107,11 +115,9 @@ def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
     h = home()
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "frames.npz", x=stream.x)
-        env = dict(os.environ, QEMU_CPU=QEMU_CPU,
-                   PYTHONPATH=f"{h / 'site'}:{Path(edgerf.__file__).resolve().parents[1]}")
-        cmd = [qemu(), "-L", str(h / "sysroot"), str(h / "sysroot/usr/bin/python3.11"), "-m", "edgerf.runtime.replay",
-               str(Path(tmp) / "frames.npz"), str(Path(tmp) / "out.npz"), *[str(t.path) for t in runtime_targets],
-               "--threads", str(cfg.threads)]
+        cmd, env = guest_python(qemu(), ["-m", "edgerf.runtime.replay", str(Path(tmp) / "frames.npz"),
+                                         str(Path(tmp) / "out.npz"), *[str(t.path) for t in runtime_targets],
+                                         "--threads", str(cfg.threads)])
         log(f"running {len(runtime_targets)} artifacts over {len(stream):,} steps under qemu ({QEMU_CPU}) ...")
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0:

@@ -97,18 +97,14 @@ def _plugin(cache: Path) -> Path:
 def _emulated(artifact: Path, frames: Path, mode: str) -> dict:
     """Instructions per step under qemu with the counting plugin."""
     from edgerf.bench import arm64
-    import edgerf
 
     qemu = shutil.which("qemu-aarch64")          # the dynamic build: the static one cannot load plugins
     if not qemu or not arm64.ready():
         raise SystemExit("needs Debian's qemu-user (apt-get install qemu-user) and the arm64 Python "
                          "(edgerf bench --device arm64 --setup)")
-    h = arm64.home()
-    env = dict(os.environ, QEMU_CPU=arm64.QEMU_CPU, PYTHONHASHSEED="0",
-               PYTHONPATH=f"{h / 'site'}:{Path(edgerf.__file__).resolve().parents[1]}")
-    cmd = [qemu, "-plugin", str(_plugin(h)), "-L", str(h / "sysroot"), str(h / "sysroot/usr/bin/python3.11"),
-           "-c", _SOURCE_TREE_WORKER, str(artifact), str(frames), mode]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    cmd, env = arm64.guest_python(qemu, ["-c", _SOURCE_TREE_WORKER, str(artifact), str(frames), mode],
+                                  ("-plugin", str(_plugin(arm64.home()))))
+    r = subprocess.run(cmd, env={**env, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
     marks = [int(line.split()[1]) for line in r.stderr.splitlines() if line.startswith("edgerf-mark ")]
     if r.returncode != 0 or len(marks) != 2:
         raise RuntimeError(f"emulated run of {artifact.name} failed:\n{r.stderr[-1500:]}")

@@ -154,8 +154,9 @@ class ExportConfig:
     bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
     qat_epochs: int = option(0, "int8 only: first fine-tune a copy of the model for N epochs through a fake-quant "
                                 "twin of its full-int8 graph, with its training loss on unreset streams (0: off). "
-                                "Use it when the full-int8 plan misses the budget; each epoch costs about two "
-                                "training epochs. The fp32 artifacts and the checkpoint are never changed.")
+                                "Use it when the full-int8 plan misses the budget; each epoch costs 3 to 6 "
+                                "training epochs (measured). The fp32 artifacts and the checkpoint are never "
+                                "changed.")
     qat_lr: float = option(3e-4, "Peak learning rate of that fine-tuning (cosine decay to 0).")
     qat_samples: int | None = option(None, "Training samples per fine-tuning epoch (default: the whole training "
                                            "split).")

@@ -223,11 +223,9 @@ def _fine_tune(run: _Run, ckpt) -> None:
     from edgerf.export import qat
     cfg, t0 = run.cfg, time.perf_counter()
     run.log(f"fine-tuning a copy for int8: {cfg.qat_epochs} epoch(s), lr {cfg.qat_lr:g} ...")
-    run.int8_model, history = qat.fine_tune(run.model, run.task, ckpt.training.get("config", {}), cfg.qat_epochs,
-                                            cfg.qat_lr, cfg.qat_samples, cfg.calibration_steps,
-                                            progress=run.stages.enabled, log=run.log)
-    run.int8_feeds = run.stages.run("calibration (fine-tuned)", cfg.calibration_steps, calibrate.calibration_feeds,
-                                    run.int8_model, run.task, steps=cfg.calibration_steps, seed=CALIBRATION_SEED)
+    run.int8_model, run.int8_feeds, history = qat.fine_tune(
+        run.model, run.task, ckpt.training.get("config", {}), cfg.qat_epochs, cfg.qat_lr, cfg.qat_samples,
+        cfg.calibration_steps, progress=run.stages.enabled, log=run.log)
     run.qat = {"epochs": cfg.qat_epochs, "lr": cfg.qat_lr, "samples": cfg.qat_samples, "history": history,
                "seconds": round(time.perf_counter() - t0, 1)}
 

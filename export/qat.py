@@ -139,6 +139,7 @@ class QuantTwin(nn.Module):
         super().__init__()
         self.model = model
         self.quant: tuple[list, list[tflite.OpQuant]] | None = None
+        self.slope = getattr(model.cells[0], "slope", 5.0)     # a spiking cell's surrogate gradient
 
     def calibrate(self, task, steps: int, seed: int = CALIBRATION_SEED, progress=None) -> dict:
         """Scales from the model's closed-loop run over an unreset training stream, as the export
@@ -151,15 +152,14 @@ class QuantTwin(nn.Module):
         return self.model.init_state(batch)
 
     def step(self, x_t: torch.Tensor, state, weights: dict | None = None):
-        slope = getattr(self.model.cells[0], "slope", 5.0)
         if self.quant is None:
-            g = TwinBuilder(None, training=self.training, slope=slope)
+            g = TwinBuilder(None, training=self.training, slope=self.slope)
             logits, new = tflite.step_ops(g, self.model, x_t, list(state))
             return logits, tuple(new)
         inputs, ops = self.quant
         x_t = _fq(x_t, inputs[0])
         state = [_fq(s, q) for s, q in zip(state, inputs[1:])]      # on the int8 grid (a no-op once fed back)
-        g = TwinBuilder(ops, weights, training=self.training, slope=slope)
+        g = TwinBuilder(ops, weights, training=self.training, slope=self.slope)
         logits, new = tflite.step_ops(g, self.model, x_t, state)
         return logits, tuple(new)
 
@@ -180,7 +180,8 @@ class QuantTwin(nn.Module):
 def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: int | None,
               calibration_steps: int, val_samples: int = 500, progress: bool = False, log=lambda s: None):
     """A copy of ``model`` fine-tuned for ``epochs`` through its int8 twin; returns (tuned model,
-    history). ``train_config`` is the checkpoint's training config (loss, batch, bptt, clip)."""
+    its calibration feeds, history). ``train_config`` is the checkpoint's training config (loss,
+    batch, bptt, clip)."""
     from edgerf.progress import bar
     from edgerf.loss import TRAINING_MODES
     from edgerf.train import _batch, _epoch, _epoch_lanes, cosine_schedule, evaluate
@@ -202,9 +203,8 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
     per_epoch = max(1, int(len(arrays[0]) // batch * task.steps_per_sample) // cfg.bptt)
     sched = cosine_schedule(opt, per_epoch * epochs)
     state, history = twin.init_state(batch), []
+    feeds = twin.calibrate(task, calibration_steps)
     for epoch in range(epochs):
-        twin.calibrate(task, calibration_steps)
-        state = tuple(s.detach() for s in state)
         lanes = _epoch_lanes(task, arrays, batch, list(range(batch)), rng)
         L = min(len(s) for s in lanes)
         b, n_chunks = _batch(lanes, mode.oracle_reset, L, "cpu"), L // cfg.bptt
@@ -212,11 +212,11 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
                  fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
                         "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
             state, loss_sum, _, _ = _epoch(twin, tuned, opt, sched, b, n_chunks, state, mode, cfg, pb)
-        twin.calibrate(task, calibration_steps)
+        feeds = twin.calibrate(task, calibration_steps)     # for val, the next epoch and the export
         vm = evaluate(twin, val, task.threshold)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1), "val_acc_p_int8": vm["acc_p"],
                         "val_false_alarm_int8": vm["false_alarm"]})
         log(f"int8 fine-tuning {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f}, int8 twin on val: "
             f"acc_p {vm['acc_p']:.4f}, false alarms {vm['false_alarm']:.4%}")
     tuned.eval()
-    return tuned, history
+    return tuned, feeds, history
