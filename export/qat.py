@@ -205,6 +205,7 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
     state, history = twin.init_state(batch), []
     feeds = twin.calibrate(task, calibration_steps)
     for epoch in range(epochs):
+        twin.train()            # evaluate() left it in eval mode: spikes would lose their surrogate gradient
         lanes = _epoch_lanes(task, arrays, batch, list(range(batch)), rng)
         L = min(len(s) for s in lanes)
         b, n_chunks = _batch(lanes, mode.oracle_reset, L, "cpu"), L // cfg.bptt
