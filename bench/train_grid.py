@@ -51,12 +51,17 @@ def main(argv=None) -> int:
     p.add_argument("--losses", default=",".join(TRAINING_MODES))
     p.add_argument("--frame-stack", type=int, default=None,
                    help="audio: log-mel frames per step; results go to <task>_stack<k>_train.*")
+    p.add_argument("--frontend", type=int, default=None,
+                   help="ReLU layers before the cells (edgerf train --frontend); results go to <task>[_stack<k>]"
+                        "_frontend<n>_train.*")
     a = p.parse_args(argv)
-    name = a.task + (f"_stack{a.frame_stack}" if a.frame_stack else "")
+    name = a.task + (f"_stack{a.frame_stack}" if a.frame_stack else "") + (f"_frontend{a.frontend}" if a.frontend
+                                                                            else "")
     a.out = a.out or f"runs/{name}"
     Path(a.out).mkdir(parents=True, exist_ok=True)
     settings = dict(GRID[a.task], **({"epochs": a.epochs} if a.epochs else {}),
-                    **({"frame_stack": a.frame_stack} if a.frame_stack else {}))
+                    **({"frame_stack": a.frame_stack} if a.frame_stack else {}),
+                    **({"frontend": a.frontend} if a.frontend else {}))
     base = TrainConfig(task=a.task, **settings)
     # the grid is a sweep over families x losses (one seed, the task's width); trials keep
     # the grid's historic checkpoint names, which export_table and `make results` read
@@ -81,7 +86,9 @@ def main(argv=None) -> int:
         plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{name}_det.png")
     md = (f"# {TITLES[a.task]}: training grid\n\n"
           f"Produced by `python -m edgerf.bench.train_grid --task {a.task}"
-          f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}` ({base.command()} for each "
+          f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}"
+          f"{f' --frontend {a.frontend}' if a.frontend else ''}"
+          f"{f' --epochs {a.epochs}' if a.epochs else ''}` ({base.command()} for each "
           "model and loss). Every model is evaluated on the same unreset test stream; periodic-reset also "
           "with oracle resets at sample starts." + (
               " Keyword columns: events of the runtime's detector on the test stream at the decision "

@@ -254,7 +254,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
     mc = m["model"]
-    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}, "
+    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}"
+               f"{', frontend ' + str(mc['frontend']) if mc.get('frontend') else ''}, "
                f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
@@ -299,7 +300,8 @@ def _inspect_checkpoint(path: Path) -> None:
     ck = checkpoint.load(path)
     c = ck.model.config
     typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
-    typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}, {len(ck.task['classes'])} classes: "
+    front = f", frontend {c.frontend}" if c.frontend else ""
+    typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}{front}, {len(ck.task['classes'])} classes: "
                f"{', '.join(ck.task['classes'])}")
     typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")
     typer.echo(f"trained with: {ck.training.get('command', 'not recorded')}")

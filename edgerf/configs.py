@@ -45,6 +45,8 @@ class TrainConfig:
     # GRU-128 fits a Pi's cache and reaches ~0.88 acc_p on Sequential Fashion-MNIST
     hidden: int = option(128, "Width of the recurrent layers.")
     layers: int = option(1, "Stacked recurrent layers.")
+    frontend: int = option(0, "ReLU layers (--hidden wide) before the recurrent cells: per-frame features "
+                              "shared by every family (speech: 1 lets the plain RNN, SSM and LIF learn).")
     epochs: int = option(6, "Passes over the training split.")
     batch: int = option(64, "Parallel unreset training streams.")
     # a chunk spans several samples, so gaps are learnt in context
@@ -75,7 +77,7 @@ class TrainConfig:
     def __post_init__(self):
         limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
                   "bptt": (1, 1 << 20), "val_samples": (1, 1 << 24), "test_steps": (1, 1 << 31),
-                  "threads": (1, 1024)}
+                  "threads": (1, 1024), "frontend": (0, 16)}
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
             if not lo <= v <= hi:

@@ -79,11 +79,12 @@ class TwinBuilder:
     def const(self, value, name=None) -> _Const:
         return _Const(value)
 
-    def fc(self, x, linear, name=None):
+    def fc(self, x, linear, name=None, relu: bool = False):
         w, b = tflite.weight_bias(linear)
         spec = self._spec("FULLY_CONNECTED")
+        act = F.relu if relu else (lambda y: y)              # the FULLY_CONNECTED's fused RELU
         if spec is None:
-            return F.linear(x, w, b)
+            return act(F.linear(x, w, b))
         if self._i not in self._weights:
             s_in = spec.inputs[0][0]
             scale = torch.from_numpy(tflite.fc_weight_scale(w.detach().cpu().numpy(), b.detach().cpu().numpy(),
@@ -91,7 +92,7 @@ class TwinBuilder:
             wq = torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(len(scale), dtype=torch.int32), 0,
                                                         -127, 127)
             self._weights[self._i] = (wq, _round_ste(b / (s_in * scale)) * (s_in * scale))
-        return _fq(F.linear(x, *self._weights[self._i]), spec.output)
+        return _fq(act(F.linear(x, *self._weights[self._i])), spec.output)
 
     def _binary(self, kind: str, a, b, fn):
         spec = self._spec(kind)

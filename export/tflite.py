@@ -37,6 +37,7 @@ class Tensor:
     const: bool = False
     fixed: dict | None = None         # {"int8": (scale, zp), "int16": (scale, zp)}: forced quantisation
     per_channel: bool = False         # FC weights: quantise per output row
+    relu: bool = False                # output of a FULLY_CONNECTED with fused RELU
 
 
 @dataclass
@@ -70,11 +71,15 @@ class Graph:
         self.ops.append(Op(kind, inputs, out))
         return out
 
-    def fc(self, x: Tensor, linear: torch.nn.Linear | tuple, name="fc") -> Tensor:
+    def fc(self, x: Tensor, linear: torch.nn.Linear | tuple, name="fc", relu: bool = False) -> Tensor:
+        """x W^T + b, with ``relu`` the FULLY_CONNECTED's fused RELU (no op of its own)."""
         w, b = _weights(linear)
         wt = Tensor(self._name(name + "_w"), w, const=True, per_channel=True)
         bt = Tensor(self._name(name + "_b"), b, const=True)
-        return self._op("FULLY_CONNECTED", [x, wt, bt], x.value @ w.T + b, name)
+        y = x.value @ w.T + b
+        out = self._op("FULLY_CONNECTED", [x, wt, bt], np.maximum(y, 0) if relu else y, name)
+        out.relu = relu
+        return out
 
     def add(self, a, b, name="add"):
         return self._op("ADD", [a, b], a.value + b.value, name)
@@ -189,7 +194,9 @@ LOWERINGS = {"rnn": _lower_rnn, "gru": _lower_gru, "ssm": _lower_ssm, "ssm-sel":
 
 def step_ops(g, model: RecurrentClassifier, x, states: list) -> tuple:
     """One step of ``model`` built with ``g`` (a ``Graph``, or the fake-quant twin's builder):
-    input layer, each cell's lowering, readout. Returns (logits, new states)."""
+    frontend, input layer, each cell's lowering, readout. Returns (logits, new states)."""
+    for k, layer in enumerate(model.frontend):
+        x = g.fc(x, layer, f"frontend{k}", relu=True)
     y = g.fc(x, model.input, "input")
     new, i = [], 0
     for cell in model.cells:
@@ -349,9 +356,11 @@ class _Writer:
             o.builtinOptionsType, o.builtinOptions = opt_type, opt
         self.sub.operators.append(o)
 
-    def fully_connected(self, ins: list[int], outs: list[int]) -> None:
-        self.op(self.B.FULLY_CONNECTED, ins, outs, self.fb.BuiltinOptions.FullyConnectedOptions,
-                self.fb.FullyConnectedOptionsT())
+    def fully_connected(self, ins: list[int], outs: list[int], relu: bool = False) -> None:
+        opt = self.fb.FullyConnectedOptionsT()
+        if relu:
+            opt.fusedActivationFunction = self.fb.ActivationFunctionType.RELU
+        self.op(self.B.FULLY_CONNECTED, ins, outs, self.fb.BuiltinOptions.FullyConnectedOptions, opt)
 
 
 def fc_weight_scale(w: np.ndarray, b: np.ndarray, s_in: float, bias_dtype: str = "int32") -> np.ndarray:
@@ -366,7 +375,8 @@ def fc_weight_scale(w: np.ndarray, b: np.ndarray, s_in: float, bias_dtype: str =
 def _emit_fully_connected(w: _Writer, o: Op) -> None:
     x, wt, b = o.inputs
     if not (w.full or w.qtype is not None):                  # fp32
-        w.fully_connected([w.tensor(x, False), w.tensor(wt, False), w.tensor(b, False)], [w.tensor(o.output, False)])
+        w.fully_connected([w.tensor(x, False), w.tensor(wt, False), w.tensor(b, False)], [w.tensor(o.output, False)],
+                          o.output.relu)
         return
     if w.full:
         xi = w.tensor(x, True)
@@ -387,11 +397,11 @@ def _emit_fully_connected(w: _Writer, o: Op) -> None:
     bq = np.round(b.value / (s_in * w_scale)).astype(bdt)
     bi = w.add_tensor(b.name, b.value.shape, bdt, bq, s_in * w_scale, zeros, axis=0)
     if w.full:
-        w.fully_connected([xi, wi, bi], [w.tensor(o.output, True)])
+        w.fully_connected([xi, wi, bi], [w.tensor(o.output, True)], o.output.relu)
         return
     w.shadow.add(o.output)                                   # mixed: DEQUANTIZE back to float
     yi = w.tensor(o.output, True)
-    w.fully_connected([xi, wi, bi], [yi])
+    w.fully_connected([xi, wi, bi], [yi], o.output.relu)
     w.op(w.B.DEQUANTIZE, [yi], [w.tensor(o.output, False)])
 
 

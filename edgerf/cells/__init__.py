@@ -34,15 +34,18 @@ class ModelConfig:
     hidden: int = 128        # width of every recurrent layer (and of the input layer)
     layers: int = 1          # stacked recurrent layers; one is enough for these tasks
     classes: int = 10        # logits per step
+    frontend: int = 0        # ReLU layers (width hidden) before the input layer; 0: the input layer alone
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class RecurrentClassifier(nn.Module):
-    """Input layer -> ``layers`` recurrent cells -> linear readout, one logit vector per step.
+    """Frontend -> input layer -> ``layers`` recurrent cells -> linear readout, one logit
+    vector per step.
 
-        u_t      = W_in x_t + b_in                          [B, H]
+        f_t      = relu(W_k ... relu(W_1 x_t + b_1) ... + b_k)    [B, H]  ``frontend`` = k layers (k >= 0)
+        u_t      = W_in f_t + b_in                          [B, H]
         y_t^(l)  = cell_l(y_t^(l-1), state^(l))             [B, H]
         logits_t = W_out y_t^(L) + b_out                    [B, C]
 
@@ -56,7 +59,11 @@ class RecurrentClassifier(nn.Module):
             raise ValueError(f"unknown model family {config.family!r}; known: {', '.join(FAMILIES)}")
         self.config = config
         cell = FAMILIES[config.family]
-        self.input = nn.Linear(config.input_size, config.hidden)
+        # the frontend is per-frame feature extraction shared by every family: the cells
+        # then recur over features, not raw log-mel bands (what a plain RNN cannot learn alone)
+        widths = [config.input_size] + [config.hidden] * config.frontend
+        self.frontend = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        self.input = nn.Linear(widths[-1], config.hidden)
         self.cells = nn.ModuleList(cell(config.hidden, config.hidden) for _ in range(config.layers))
         self.readout = nn.Linear(config.hidden, config.classes)
 
@@ -78,9 +85,15 @@ class RecurrentClassifier(nn.Module):
             i += k
         return out
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The cells' input u from frames x (any leading dimensions)."""
+        for layer in self.frontend:
+            x = torch.relu(layer(x))
+        return self.input(x)
+
     def step(self, x_t: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """(x_t [B, D], state) -> (logits_t [B, C], state'): the exported function."""
-        y, new = self.input(x_t), []
+        y, new = self.features(x_t), []
         for cell, s in zip(self.cells, self._split(state)):
             y, s = cell.step(y, s)
             new += s
@@ -96,7 +109,7 @@ class RecurrentClassifier(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0])
         keep = None if resets is None else (~resets).to(x.dtype)   # [B, T]
-        y, new = self.input(x), []
+        y, new = self.features(x), []
         for cell, s in zip(self.cells, self._split(state)):
             y, s = cell(y, s, keep)
             new += s
