@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerf.bench.report import family_rank, markdown_table
+
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "false_alarm", "agreement",
            "stepmodel_us", "stepmodel_p99_us", "bare_us", "stepmodel_vs_bare", "vs_torch", "arm64_kinsns",
@@ -115,9 +117,7 @@ def main(argv=None) -> int:
     done = {r["family"] for r in rows}
     if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
         old = json.loads(a.out.with_suffix(".json").read_text())
-        order = ["rnn", "gru", "ssm", "ssm-sel", "lif"]
-        rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows,
-                      key=lambda r: order.index(r["family"]) if r["family"] in order else len(order))
+        rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows, key=family_rank)
         plans = {**{k: v for k, v in old.get("plans", {}).items() if k.split()[0] not in done}, **plans}
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "steps": a.steps, "rows": rows,
                                                        "plans": plans}, indent=1, default=str) + "\n")
@@ -129,7 +129,6 @@ def render(out: Path = RESULTS / "int8") -> str:
     """int8.md from int8.json, with the aarch64 instruction counts of arm_cost.json beside each
     artifact when that file exists (``python -m edgerf.bench.arm_cost`` re-renders it)."""
     from edgerf.atomic import write_text
-    from edgerf.bench.report import markdown_table
 
     data = json.loads(out.with_suffix(".json").read_text())
     arm_path = out.with_name("arm_cost.json")

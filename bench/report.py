@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edgerf.atomic import write_text
+from edgerf.choices import FAMILY_NAMES
 
 
 def read_records(path: Path) -> list[dict]:
@@ -17,6 +18,11 @@ def read_records(path: Path) -> list[dict]:
 
 def write_records(path: Path, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def family_rank(row: dict) -> int:
+    """Rows in the order of the families table (unknown families last)."""
+    return FAMILY_NAMES.index(row["family"]) if row["family"] in FAMILY_NAMES else len(FAMILY_NAMES)
 
 
 def fmt(v) -> str:
