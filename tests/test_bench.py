@@ -137,3 +137,20 @@ def test_bench_cli(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "empty-cache"))      # arm64 not set up here
     r = CliRunner().invoke(app, ["bench", "--device", "arm64", str(model_dir / "m.onnx"), "-q"])
     assert r.exit_code == 2 and "--setup" in r.output
+
+
+def test_decision_timing_reads_each_offset_from_the_sample_end():
+    """A model right up to each sample's last informative step and uniform (argmax 0) after
+    it: full marks at and before the end, chance after; its peak is inside the sample."""
+    from edgerf.bench.decision_timing import timing
+    from edgerf.data import concat_samples
+
+    samples = [np.zeros((6, 2), np.float32)] * 5
+    stream = concat_samples(samples, [1, 2, 1, 2, 1], [np.zeros((10, 2), np.float32)] * 5)
+    stream = stream.head(int(stream.starts[-1]))                    # ends in a gap: 4 samples
+    logits = np.zeros((len(stream), 3), np.float32)                 # uniform: argmax 0, wrong
+    for a, b, y in zip(stream.starts, stream.ends, stream.sample_labels):
+        logits[a:b + 1, y] = np.linspace(1, 3, b + 1 - a)          # right, most sure at the end
+    row = timing(logits, stream)
+    assert row["at_+0"] == row["at_-1"] == row["at_-4"] == row["at_peak"] == 1.0
+    assert row["at_+1"] == row["at_+4"] == 0.0
