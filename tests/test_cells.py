@@ -7,8 +7,9 @@ from edgerf.cells.gru import GRUCell
 from edgerf.cells.lif import spike
 
 
-def _model(family, layers=2, hidden=24):
-    m = RecurrentClassifier(ModelConfig(family=family, input_size=7, hidden=hidden, layers=layers, classes=5))
+def _model(family, layers=2, hidden=24, frontend=0):
+    m = RecurrentClassifier(ModelConfig(family=family, input_size=7, hidden=hidden, layers=layers, classes=5,
+                                        frontend=frontend))
     if family == "lif":  # scale inputs so neurons actually spike in a short test
         with torch.no_grad():
             for c in m.cells:
@@ -16,9 +17,10 @@ def _model(family, layers=2, hidden=24):
     return m.eval()
 
 
+@pytest.mark.parametrize("frontend", [0, 2])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_sequence_forward_equals_step_loop(family):
-    m = _model(family)
+def test_sequence_forward_equals_step_loop(family, frontend):
+    m = _model(family, frontend=frontend)
     x = torch.randn(3, 50, 7)
     resets = torch.zeros(3, 50, dtype=torch.bool)
     resets[:, [0, 17, 33]] = True
