@@ -88,7 +88,9 @@ def main(argv=None) -> int:
           f"Produced by `python -m edgerf.bench.train_grid --task {a.task}"
           f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}"
           f"{f' --frontend {a.frontend}' if a.frontend else ''}"
-          f"{f' --epochs {a.epochs}' if a.epochs else ''}` ({base.command()} for each "
+          f"{f' --epochs {a.epochs}' if a.epochs else ''}"
+          f"{f' --models {a.models}' if a.models != ','.join(FAMILIES) else ''}"
+          f"{f' --losses {a.losses}' if a.losses != ','.join(TRAINING_MODES) else ''}` ({base.command()} for each "
           "model and loss). Every model is evaluated on the same unreset test stream; periodic-reset also "
           "with oracle resets at sample starts." + (
               " Keyword columns: events of the runtime's detector on the test stream at the decision "
