@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import family_rank, markdown_table
+from edgerf.bench.report import markdown_table, merge_family_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MARK_OFFSET = 0xED6EF00D          # insn_count.c's MARK_OFFSET
@@ -185,10 +185,9 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
     machine = (f"native {platform.machine()}" if native else
                f"qemu-aarch64 7.2 user mode, QEMU_CPU=neoverse-n1, on {platform.machine()}")
-    done = {r["family"] for r in rows}
     old = json.loads(a.out.with_suffix(".json").read_text()) if a.out.with_suffix(".json").exists() else {}
     if old.get("machine") == machine:          # a run over some families keeps the others' rows
-        rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows, key=family_rank)
+        rows = merge_family_rows(old["rows"], rows)
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine, "steps": a.steps, "rows": rows},
                                                       indent=1) + "\n")
     md = (f"# aarch64 cost per step, fp32 against int8 ({machine})\n\n"

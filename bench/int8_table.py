@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import family_rank, markdown_table
+from edgerf.bench.report import markdown_table, merge_family_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "false_alarm", "agreement",
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     done = {r["family"] for r in rows}
     if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
         old = json.loads(a.out.with_suffix(".json").read_text())
-        rows = sorted([r for r in old["rows"] if r["family"] not in done] + rows, key=family_rank)
+        rows = merge_family_rows(old["rows"], rows)
         plans = {**{k: v for k, v in old.get("plans", {}).items() if k.split()[0] not in done}, **plans}
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "steps": a.steps, "rows": rows,
                                                        "plans": plans}, indent=1, default=str) + "\n")

@@ -20,9 +20,12 @@ def write_records(path: Path, records: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def family_rank(row: dict) -> int:
-    """Rows in the order of the families table (unknown families last)."""
-    return FAMILY_NAMES.index(row["family"]) if row["family"] in FAMILY_NAMES else len(FAMILY_NAMES)
+def merge_family_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """``new`` rows replace the ``old`` rows of their families (a run over some families keeps
+    the others'), in the order of the families table (unknown families last)."""
+    done = {r["family"] for r in new}
+    rank = {f: i for i, f in enumerate(FAMILY_NAMES)}
+    return sorted([r for r in old if r["family"] not in done] + new, key=lambda r: rank.get(r["family"], len(rank)))
 
 
 def fmt(v) -> str:

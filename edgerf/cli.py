@@ -254,8 +254,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
     mc = m["model"]
-    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}"
-               f"{', frontend ' + str(mc['frontend']) if mc.get('frontend') else ''}, "
+    front = f", frontend {mc['frontend']}" if mc.get("frontend") else ""
+    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}{front}, "
                f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")

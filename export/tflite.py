@@ -37,7 +37,6 @@ class Tensor:
     const: bool = False
     fixed: dict | None = None         # {"int8": (scale, zp), "int16": (scale, zp)}: forced quantisation
     per_channel: bool = False         # FC weights: quantise per output row
-    relu: bool = False                # output of a FULLY_CONNECTED with fused RELU
 
 
 @dataclass
@@ -45,6 +44,7 @@ class Op:
     kind: str                         # FULLY_CONNECTED, ADD, SUB, MUL, LOGISTIC, TANH, GREATER_EQUAL, CAST
     inputs: list[Tensor]
     output: Tensor
+    relu: bool = False                # FULLY_CONNECTED: fused RELU activation
 
 
 @dataclass
@@ -66,9 +66,9 @@ class Graph:
     def const(self, value, name="const") -> Tensor:
         return Tensor(self._name(name), _np(value), const=True)
 
-    def _op(self, kind, inputs, value, name) -> Tensor:
+    def _op(self, kind, inputs, value, name, relu: bool = False) -> Tensor:
         out = Tensor(self._name(name), value)
-        self.ops.append(Op(kind, inputs, out))
+        self.ops.append(Op(kind, inputs, out, relu))
         return out
 
     def fc(self, x: Tensor, linear: torch.nn.Linear | tuple, name="fc", relu: bool = False) -> Tensor:
@@ -77,9 +77,7 @@ class Graph:
         wt = Tensor(self._name(name + "_w"), w, const=True, per_channel=True)
         bt = Tensor(self._name(name + "_b"), b, const=True)
         y = x.value @ w.T + b
-        out = self._op("FULLY_CONNECTED", [x, wt, bt], np.maximum(y, 0) if relu else y, name)
-        out.relu = relu
-        return out
+        return self._op("FULLY_CONNECTED", [x, wt, bt], np.maximum(y, 0) if relu else y, name, relu)
 
     def add(self, a, b, name="add"):
         return self._op("ADD", [a, b], a.value + b.value, name)
@@ -376,7 +374,7 @@ def _emit_fully_connected(w: _Writer, o: Op) -> None:
     x, wt, b = o.inputs
     if not (w.full or w.qtype is not None):                  # fp32
         w.fully_connected([w.tensor(x, False), w.tensor(wt, False), w.tensor(b, False)], [w.tensor(o.output, False)],
-                          o.output.relu)
+                          o.relu)
         return
     if w.full:
         xi = w.tensor(x, True)
@@ -397,11 +395,11 @@ def _emit_fully_connected(w: _Writer, o: Op) -> None:
     bq = np.round(b.value / (s_in * w_scale)).astype(bdt)
     bi = w.add_tensor(b.name, b.value.shape, bdt, bq, s_in * w_scale, zeros, axis=0)
     if w.full:
-        w.fully_connected([xi, wi, bi], [w.tensor(o.output, True)], o.output.relu)
+        w.fully_connected([xi, wi, bi], [w.tensor(o.output, True)], o.relu)
         return
     w.shadow.add(o.output)                                   # mixed: DEQUANTIZE back to float
     yi = w.tensor(o.output, True)
-    w.fully_connected([xi, wi, bi], [yi], o.output.relu)
+    w.fully_connected([xi, wi, bi], [yi], o.relu)
     w.op(w.B.DEQUANTIZE, [yi], [w.tensor(o.output, False)])
 
 

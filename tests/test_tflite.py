@@ -29,7 +29,7 @@ def test_float_lowering_matches_torch(family, sfmnist, test_stream):
     model = RecurrentClassifier(ModelConfig(family=family, hidden=16, layers=2, frontend=1)).eval()
     feeds = calibrate.calibration_feeds(model, sfmnist, 500)
     g = tflite.lower(model, feeds)
-    assert sum(o.output.relu for o in g.ops) == 1           # the frontend: a fused RELU, no op of its own
+    assert sum(o.relu for o in g.ops) == 1           # the frontend: a fused RELU, no op of its own
     data, io = tflite.emit(g, "fp32", family)
     logits, states = run_graph(data, model, test_stream.x)
     ref, ref_states = torch_trajectory(model, test_stream.x)
