@@ -2,8 +2,12 @@
 
 Per step t with class probabilities p_t = softmax(logits_t):
 
-    reset-free:  l_t = m_t * CE(p_t, y_t) + (1 - m_t) * KL(U || p_t)
+    reset-free:  l_t = m_t * CE(p_t, y_t) + (1 - m_t) * (1 - g_t) * KL(U || p_t)
     ce:          l_t = m_t * CE(p_t, y_t)
+
+g_t (grace, default none) marks noise steps that carry no loss: the first few after a
+sample, where the model cannot see when the activity mask's hangover ended (``edgerf
+train --grace``). Without it, g_t = 0: the paper's loss.
 
 KL(U || p) = sum_c (1/C) * (log(1/C) - log p_c) = -log C - mean_c log p_c, zero
 exactly when p is uniform. Averaging: the reset-free loss is the mean of l_t over
@@ -47,13 +51,15 @@ def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
 
 
 def stream_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                loss: str = "reset-free") -> torch.Tensor:
-    """logits [B, T, C], labels [B, T] (any value where mask is False), mask [B, T] bool."""
+                loss: str = "reset-free", grace: torch.Tensor | None = None) -> torch.Tensor:
+    """logits [B, T, C], labels [B, T] (any value where mask is False), mask [B, T] bool,
+    grace [B, T] bool or None (noise steps without the KL term)."""
     ce = F.cross_entropy(logits.flatten(0, -2), labels.clamp(min=0).flatten(),
                          reduction="none").view(mask.shape)        # [B, T]
     m = mask.to(logits.dtype)
     if loss == "reset-free":
-        return (m * ce + (1 - m) * kl_uniform(logits)).mean()
+        noise = 1 - m if grace is None else (1 - m) * (~grace).to(logits.dtype)
+        return (m * ce + noise * kl_uniform(logits)).mean()
     if loss == "ce":
         return (m * ce).sum() / m.sum().clamp(min=1)
     raise ValueError(f"unknown loss {loss!r}; known: reset-free, ce")

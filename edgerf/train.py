@@ -76,7 +76,8 @@ def _epoch(net, model, opt, sched, b: dict, n_chunks: int, state, mode, cfg: Tra
         sl = slice(c * cfg.bptt, (c + 1) * cfg.bptt)
         logits, state = net(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
         state = tuple(s.detach() for s in state)
-        loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss)
+        loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss,
+                           b["grace"][:, sl] if "grace" in b else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -112,7 +113,7 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log) -> tuple[Str
     return test, records
 
 
-def _batch(streams: list[Stream], reset: bool, L: int, device: str) -> dict[str, torch.Tensor]:
+def _batch(streams: list[Stream], reset: bool, L: int, device: str, grace: int = 0) -> dict[str, torch.Tensor]:
     """Stack lanes [B, L, ...], cut to ``L`` steps (the shortest lane over every rank)."""
     out = {
         "x": torch.from_numpy(np.stack([s.x[:L] for s in streams])),
@@ -121,6 +122,8 @@ def _batch(streams: list[Stream], reset: bool, L: int, device: str) -> dict[str,
     }
     if reset:
         out["resets"] = torch.from_numpy(np.stack([s.resets()[:L] for s in streams]))
+    if grace:
+        out["grace"] = torch.from_numpy(np.stack([s.after_ends(grace)[:L] for s in streams]))
     return {k: v.to(device) for k, v in out.items()}
 
 
@@ -225,7 +228,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     for epoch in range(cfg.epochs):
         lanes = _epoch_lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), rng)
         L = dist.min_int(min(len(s) for s in lanes))      # the shortest lane over every rank
-        batch, n_chunks = _batch(lanes, mode.oracle_reset, L, dist.device), L // cfg.bptt
+        batch, n_chunks = _batch(lanes, mode.oracle_reset, L, dist.device, cfg.grace), L // cfg.bptt
         t_epoch = time.perf_counter()
         with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_chunks * cfg.bptt * cfg.batch, progress,
                  fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "

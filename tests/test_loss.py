@@ -39,3 +39,31 @@ def test_training_modes_table():
     assert not TRAINING_MODES["ce"].oracle_reset and TRAINING_MODES["ce"].loss == "ce"
     with pytest.raises(ValueError):
         stream_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), "mse")
+
+
+def test_grace_removes_the_kl_term_only_where_granted():
+    """Granted noise steps carry no loss; every other step keeps its term, and the mean
+    stays over all steps (grace lowers the loss, never reweights the rest)."""
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 3)
+    labels = torch.tensor([[1, 0, 0, 0]])
+    mask = torch.tensor([[True, False, False, False]])
+    grace = torch.tensor([[False, True, False, False]])
+    ce = torch.nn.functional.cross_entropy(logits[0, :1], labels[0, :1]).item()
+    kl = kl_uniform(logits[0]).tolist()
+    assert stream_loss(logits, labels, mask, "reset-free", grace).item() == pytest.approx(
+        (ce + kl[2] + kl[3]) / 4, abs=1e-6)
+    assert stream_loss(logits, labels, mask, "reset-free", torch.zeros_like(grace)).item() == pytest.approx(
+        stream_loss(logits, labels, mask, "reset-free").item())
+    assert stream_loss(logits, labels, mask, "ce", grace).item() == stream_loss(logits, labels, mask, "ce").item()
+
+
+def test_grace_covers_the_noise_steps_right_after_each_sample():
+    import numpy as np
+
+    from edgerf.data.stream import Stream
+    mask = np.array([0, 1, 1, 0, 0, 0, 1, 0, 0], bool)      # samples end at 2 and 6
+    s = Stream(np.zeros((9, 1), np.float32), np.where(mask, 0, -1), mask, np.array([1, 5]), np.array([2, 6]))
+    assert s.after_ends(2).nonzero()[0].tolist() == [3, 4, 7, 8]
+    assert s.after_ends(5).nonzero()[0].tolist() == [3, 4, 5, 7, 8]   # never an informative step
+    assert not s.after_ends(0).any()

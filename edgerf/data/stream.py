@@ -67,6 +67,14 @@ class Stream:
         r[self.starts] = True
         return r
 
+    def after_ends(self, steps: int) -> np.ndarray:
+        """[T] bool, True on the noise steps within ``steps`` after a sample's last informative
+        step (up to the next informative step): where the reset-free loss may grant grace."""
+        near = np.zeros(len(self), dtype=bool)
+        for e in self.ends.tolist():
+            near[e + 1:e + 1 + steps] = True
+        return near & ~self.mask
+
     def head(self, steps: int) -> "Stream":
         """The first ``steps`` steps, keeping only samples that end inside them."""
         keep = self.ends < steps
