@@ -16,6 +16,7 @@ cannot tell exactly where the run ends. Writes ``<out>.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,15 +27,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OFFSETS = (-8, -4, -2, -1, 0, 1, 2, 4)
 
 
-def timing(logits: np.ndarray, stream) -> dict:
-    """Accuracy at each offset from the samples' ends, and at their most confident step."""
-    from edgerf.metrics import softmax
+def timing(logits: np.ndarray, stream, threshold: float = 0.9) -> dict:
+    """Accuracy at each offset from the samples' ends, at their most confident step, and the
+    per-step false alarm (top class above ``threshold`` on a noise step)."""
+    from edgerf.metrics import softmax, stream_metrics
 
     pred, top = logits.argmax(-1), softmax(logits).max(-1)
     y = stream.labels[stream.ends]
     row = {f"at_{k:+d}": float((pred[np.clip(stream.ends + k, 0, len(pred) - 1)] == y).mean()) for k in OFFSETS}
     peak = [pred[a + int(top[a:b + 1].argmax())] == c for a, b, c in zip(stream.starts, stream.ends, y)]
     row["at_peak"] = float(np.mean(peak))
+    row["false_alarm"] = stream_metrics(logits, stream.labels, stream.mask, stream.ends, threshold)["false_alarm"]
     return row
 
 
@@ -43,6 +46,7 @@ def main(argv=None) -> int:
     from edgerf.atomic import write_text
     from edgerf.bench.report import markdown_table
     from edgerf.tasks import get_task
+    from edgerf.configs import TrainConfig
     from edgerf.train import predict
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,24 +56,29 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--out", type=Path, default=None, help="default bench/results/<first folder>_timing")
     a = p.parse_args(argv)
-    rows = []
+    rows, trained = [], []
     for path in a.checkpoints:
         ck = checkpoint.load(path)
         task = get_task(ck.task).bind()
         stream = task.stream(a.split, a.samples, seed=a.seed)
         cfg = ck.training.get("config", {})
-        rows.append({"model": cfg.get("model", ck.model.config.family), "loss": cfg.get("loss", "?"),
-                     "samples": len(stream.ends), **timing(predict(ck.model, stream), stream)})
+        rows.append({"checkpoint": path.stem, "model": cfg.get("model", ck.model.config.family),
+                     "loss": cfg.get("loss", "?"), "grace": cfg.get("grace", 0), "seed": cfg.get("seed", 0),
+                     "samples": len(stream.ends), **timing(predict(ck.model, stream), stream, task.threshold)})
         print(json.dumps(rows[-1]), flush=True)
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        if cfg and set(cfg) <= known:           # a checkpoint of this version: its own train command
+            trained.append(f"- {path.stem}: `{TrainConfig(**cfg).command()}`")
     out = a.out or RESULTS / f"{a.checkpoints[0].parent.name}_timing"
     write_text(out.with_suffix(".json"), json.dumps({"split": a.split, "seed": a.seed, "rows": rows}, indent=1) + "\n")
     cmd = "python -m edgerf.bench.decision_timing " + " ".join(str(c) for c in a.checkpoints) + \
         f" --split {a.split} --samples {a.samples}"
     md = (f"# Decision timing ({a.split} split, unreset stream)\n\n"
           f"Produced by `{cmd}`. `at_k`: argmax accuracy k steps after each sample's last informative "
-          "step (`at_+0` is acc_p); `at_peak`: at the sample's most confident step. Never the test split "
-          "for choices.\n\n" + markdown_table(rows, ["model", "loss", "samples", *(f"at_{k:+d}" for k in OFFSETS),
-                                                    "at_peak"]))
+          "step (`at_+0` is acc_p); `at_peak`: at the sample's most confident step; `false_alarm`: noise "
+          "steps whose top class passes the decision threshold. Never the test split for choices.\n\n" + markdown_table(rows, ["checkpoint", "model", "loss", "grace", "seed", "samples",
+                                                    *(f"at_{k:+d}" for k in OFFSETS), "at_peak", "false_alarm"]) +
+          ("\n\nHow each checkpoint was trained:\n\n" + "\n".join(trained) + "\n" if trained else ""))
     write_text(out.with_suffix(".md"), md)
     print(md)
     return 0

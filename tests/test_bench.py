@@ -154,3 +154,4 @@ def test_decision_timing_reads_each_offset_from_the_sample_end():
     row = timing(logits, stream)
     assert row["at_+0"] == row["at_-1"] == row["at_-4"] == row["at_peak"] == 1.0
     assert row["at_+1"] == row["at_+4"] == 0.0
+    assert row["false_alarm"] == 0.0                                # uniform in the gaps: silent
