@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     from edgerf import checkpoint
     from edgerf.atomic import write_text
     from edgerf.bench.report import markdown_table
-    from edgerf.tasks import get_task
     from edgerf.configs import TrainConfig
+    from edgerf.tasks import get_task
     from edgerf.train import predict
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,8 +76,9 @@ def main(argv=None) -> int:
     md = (f"# Decision timing ({a.split} split, unreset stream)\n\n"
           f"Produced by `{cmd}`. `at_k`: argmax accuracy k steps after each sample's last informative "
           "step (`at_+0` is acc_p); `at_peak`: at the sample's most confident step; `false_alarm`: noise "
-          "steps whose top class passes the decision threshold. Never the test split for choices.\n\n" + markdown_table(rows, ["checkpoint", "model", "loss", "grace", "seed", "samples",
-                                                    *(f"at_{k:+d}" for k in OFFSETS), "at_peak", "false_alarm"]) +
+          "steps whose top class passes the decision threshold. Never the test split for choices.\n\n" +
+          markdown_table(rows, ["checkpoint", "model", "loss", "grace", "seed", "samples",
+                                *(f"at_{k:+d}" for k in OFFSETS), "at_peak", "false_alarm"]) +
           ("\n\nHow each checkpoint was trained:\n\n" + "\n".join(trained) + "\n" if trained else ""))
     write_text(out.with_suffix(".md"), md)
     print(md)
