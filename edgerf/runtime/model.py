@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,14 @@ from edgerf.runtime.backends import BACKENDS
 STATE_FORMAT = "edgerf-state/1"
 FLT_MAX = float(np.finfo(np.float32).max)
 _F32 = np.dtype(np.float32)
+
+
+def _quiet_frame_check() -> None:
+    """The frame check's sum of squares overflows on a frame of huge values, which it then
+    refuses with a FrameError; numpy's RuntimeWarning would only repeat that (and np.errstate
+    around every step costs more than the check). Installed per model, not at import, so a
+    caller's warnings.catch_warnings block cannot have dropped it."""
+    warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
 
 
 class FrameError(EdgerfError, ValueError):
@@ -90,6 +99,7 @@ class StepModel:
     def __init__(self, path: Path, manifest: dict, backend, batch: int, on_bad_frame: str,
                  check_every: int, range_margin: float):
         self.path, self.manifest, self.backend, self.batch = path, manifest, backend, batch
+        _quiet_frame_check()
         self.state_names = [s["name"] for s in manifest["states"]]
         self.classes = list(manifest["model"]["classes"])
         self.features = manifest["inputs"][INPUT]["shape"][1]
