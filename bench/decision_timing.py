@@ -6,7 +6,8 @@ confident step.
                                           [--out bench/results/NAME_timing]
 
 Every checkpoint runs over the same unreset stream of its task (the split's samples, its
-own gaps; state never reset, periodic-reset checkpoints too). Offset 0 is acc_p. A model
+own gaps; state never reset; periodic-reset checkpoints a second time with the oracle's
+resets at sample starts, their baseline). Offset 0 is acc_p. A model
 that holds its decision through the end of the informative run scores the same at -2 and
 at 0; one that relaxes towards the uniform output before the mask ends loses points at 0
 that it had at -2: the loss's KL term pulls it to uniform right after the run, and it
@@ -46,6 +47,7 @@ def main(argv=None) -> int:
     from edgerf.atomic import write_text
     from edgerf.bench.report import markdown_table
     from edgerf.configs import TrainConfig
+    from edgerf.loss import TRAINING_MODES
     from edgerf.tasks import get_task
     from edgerf.train import predict
 
@@ -62,10 +64,14 @@ def main(argv=None) -> int:
         task = get_task(ck.task).bind()
         stream = task.stream(a.split, a.samples, seed=a.seed)
         cfg = ck.training.get("config", {})
-        rows.append({"checkpoint": path.stem, "model": cfg.get("model", ck.model.config.family),
-                     "loss": cfg.get("loss", "?"), "grace": cfg.get("grace", 0), "seed": cfg.get("seed", 0),
-                     "samples": len(stream.ends), **timing(predict(ck.model, stream), stream, task.threshold)})
-        print(json.dumps(rows[-1]), flush=True)
+        loss = cfg.get("loss", "?")
+        # periodic-reset also as its oracle baseline (state zeroed at every sample start)
+        for oracle in (False, True) if TRAINING_MODES.get(loss) and TRAINING_MODES[loss].oracle_reset else (False,):
+            rows.append({"checkpoint": path.stem, "model": cfg.get("model", ck.model.config.family), "loss": loss,
+                         "eval": "oracle-reset" if oracle else "no-reset", "grace": cfg.get("grace", 0),
+                         "seed": cfg.get("seed", 0), "samples": len(stream.ends),
+                         **timing(predict(ck.model, stream, oracle), stream, task.threshold)})
+            print(json.dumps(rows[-1]), flush=True)
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         if cfg and set(cfg) <= known:           # a checkpoint of this version: its own train command
             trained.append(f"- {path.stem}: `{TrainConfig(**cfg).command()}`")
@@ -77,7 +83,7 @@ def main(argv=None) -> int:
           f"Produced by `{cmd}`. `at_k`: argmax accuracy k steps after each sample's last informative "
           "step (`at_+0` is acc_p); `at_peak`: at the sample's most confident step; `false_alarm`: noise "
           "steps whose top class passes the decision threshold. Never the test split for choices.\n\n" +
-          markdown_table(rows, ["checkpoint", "model", "loss", "grace", "seed", "samples",
+          markdown_table(rows, ["checkpoint", "model", "loss", "eval", "grace", "seed", "samples",
                                 *(f"at_{k:+d}" for k in OFFSETS), "at_peak", "false_alarm"]) +
           ("\n\nHow each checkpoint was trained:\n\n" + "\n".join(trained) + "\n" if trained else ""))
     write_text(out.with_suffix(".md"), md)
