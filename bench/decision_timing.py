@@ -47,9 +47,8 @@ def main(argv=None) -> int:
     from edgerf.atomic import write_text
     from edgerf.bench.report import markdown_table
     from edgerf.configs import TrainConfig
-    from edgerf.loss import TRAINING_MODES
     from edgerf.tasks import get_task
-    from edgerf.train import predict
+    from edgerf.train import evaluations, predict
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", type=Path)
@@ -59,20 +58,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="default bench/results/<first folder>_timing")
     a = p.parse_args(argv)
     rows, trained = [], []
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
     for path in a.checkpoints:
         ck = checkpoint.load(path)
         task = get_task(ck.task).bind()
         stream = task.stream(a.split, a.samples, seed=a.seed)
         cfg = ck.training.get("config", {})
         loss = cfg.get("loss", "?")
-        # periodic-reset also as its oracle baseline (state zeroed at every sample start)
-        for oracle in (False, True) if TRAINING_MODES.get(loss) and TRAINING_MODES[loss].oracle_reset else (False,):
+        for name, oracle in evaluations(loss):
             rows.append({"checkpoint": path.stem, "model": cfg.get("model", ck.model.config.family), "loss": loss,
-                         "eval": "oracle-reset" if oracle else "no-reset", "grace": cfg.get("grace", 0),
+                         "eval": name, "grace": cfg.get("grace", 0),
                          "seed": cfg.get("seed", 0), "samples": len(stream.ends),
                          **timing(predict(ck.model, stream, oracle), stream, task.threshold)})
             print(json.dumps(rows[-1]), flush=True)
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
         if cfg and set(cfg) <= known:           # a checkpoint of this version: its own train command
             trained.append(f"- {path.stem}: `{TrainConfig(**cfg).command()}`")
     out = a.out or RESULTS / f"{a.checkpoints[0].parent.name}_timing"

@@ -150,17 +150,21 @@ def evaluate(model: RecurrentClassifier, stream: Stream, threshold: float,
                           stream.ends, threshold)
 
 
+def evaluations(mode_name: str) -> list[tuple[str, bool]]:
+    """(eval name, oracle resets) a model of this training mode is scored under: unreset,
+    and periodic-reset also with the oracle that zeroes its state at sample starts."""
+    mode = TRAINING_MODES.get(mode_name)
+    return [("no-reset", False)] + ([("oracle-reset", True)] if mode and mode.oracle_reset else [])
+
+
 def evaluation_records(model, task, stream: Stream, mode_name: str, background: Stream | None = None) -> list[dict]:
     """Every model on the same unreset stream; periodic-reset also with its oracle. Audio
     tasks also get keyword metrics as the field reports them: hits, misses and false
     accepts of the runtime's event detection at the decision threshold, false accepts
     per hour on ``background`` (a background-only stream), and the DET curve with its
     operating point at 1 false accept per hour."""
-    evals = [("no-reset", False)]
-    if TRAINING_MODES[mode_name].oracle_reset:
-        evals.append(("oracle-reset", True))
     records = []
-    for name, oracle in evals:
+    for name, oracle in evaluations(mode_name):
         logits = predict(model, stream, oracle)
         rec = {"eval": name, **stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)}
         if task.period_s and background is not None:
