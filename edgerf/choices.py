@@ -8,6 +8,7 @@ exactly these (a new row is one name here plus its row there).
 
 FAMILY_NAMES = ("rnn", "gru", "ssm", "ssm-sel", "lif")
 TRAINING_MODE_NAMES = ("reset-free", "periodic-reset", "ce")
+READOUT_NAMES = ("linear", "gated")      # edgerf.cells.READOUTS
 DEVICES = ("cpu", "arm64")      # edgerf bench: this machine, or aarch64 under qemu emulation
 TRAIN_DEVICES = ("auto", "cpu", "cuda")   # edgerf train: auto = cuda when torch sees one
 

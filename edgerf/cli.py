@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import typer
 
-from edgerf.choices import DEVICES, FAMILY_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
+from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.errors import EdgerfError
 
@@ -154,12 +154,14 @@ def _path(p: Optional[Path]) -> Optional[str]:
 Task = _choice("Task", _task_names())
 Family = _choice("Family", FAMILY_NAMES)
 Mode = _choice("Mode", TRAINING_MODE_NAMES)
+Readout = _choice("Readout", READOUT_NAMES)
 BadFrame = _choice("BadFrame", ("raise", "skip"))
 Device = _choice("Device", DEVICES)
 TrainDevice = _choice("TrainDevice", TRAIN_DEVICES)
 
 
-@command(TrainConfig, choices={"task": Task, "model": Family, "loss": Mode, "device": TrainDevice})
+@command(TrainConfig, choices={"task": Task, "model": Family, "loss": Mode, "readout": Readout,
+                               "device": TrainDevice})
 def train(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint file to write (atomically)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
@@ -254,7 +256,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
     mc = m["model"]
-    front = f", frontend {mc['frontend']}" if mc.get("frontend") else ""
+    front = (f", frontend {mc['frontend']}" if mc.get("frontend") else "") + \
+        (f", {mc['readout']} readout" if mc.get("readout", "linear") != "linear" else "")
     typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}{front}, "
                f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
@@ -300,7 +303,7 @@ def _inspect_checkpoint(path: Path) -> None:
     ck = checkpoint.load(path)
     c = ck.model.config
     typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
-    front = f", frontend {c.frontend}" if c.frontend else ""
+    front = (f", frontend {c.frontend}" if c.frontend else "") + (f", {c.readout} readout" if c.readout != "linear" else "")
     typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}{front}, {len(ck.task['classes'])} classes: "
                f"{', '.join(ck.task['classes'])}")
     typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")

@@ -50,6 +50,8 @@ class TrainConfig:
     layers: int = option(1, "Stacked recurrent layers.")
     frontend: int = option(0, "ReLU layers (--hidden wide) before the recurrent cells: per-frame features "
                               "shared by every family (speech: 1 lets the plain RNN, SSM and LIF learn).")
+    readout: str = option("linear", "linear, or gated: class scores times a learned gate, so the output can "
+                                    "clear on noise without moving the class it holds (speech: README).")
     epochs: int = option(6, "Passes over the training split.")
     batch: int = option(64, "Parallel unreset training streams.")
     # a chunk spans several samples, so gaps are learnt in context

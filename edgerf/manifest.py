@@ -6,7 +6,8 @@ by name. Schema ``edgerf-step/1``:
 
     format      "edgerf-step/1"
     artifact    file, runtime ("onnx" | "tflite"), precision ("fp32" | "int8" | ...), sha256
-    model       family, hidden, layers, frontend (ReLU layers before the cells), classes (names)
+    model       family, hidden, layers, frontend (ReLU layers before the cells), readout
+                (linear or gated), classes (names)
     inputs      {"x": {name, shape, dtype[, scale, zero_point]}}     batch dim is null (any)
     outputs     {"logits": {...}}
     states      [{name, input, output, shape, dtype, init, range[, scale, zero_point]}]

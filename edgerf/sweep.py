@@ -39,7 +39,7 @@ class SweepConfig:
     address: str | None = None               # an existing Ray cluster; None: embedded local Ray
     cpus: int = 1                            # CPUs (= torch threads) per trial
     engine: str = "auto"                     # ray, pool, or auto (ray when installed)
-    names: dict = field(default_factory=dict)   # trial -> file stem override (the grids' historic names)
+    names: dict = field(default_factory=dict)   # (model, loss, seed) -> file stem (the grids' historic names)
 
     def trials(self) -> list[TrainConfig]:
         return [replace(self.base, model=m, loss=lo, seed=s, hidden=h, threads=self.cpus)
@@ -100,7 +100,7 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     source = get_task(cfg.base.task).bind(cfg.base.data, cfg.base.background).data
     trials = [replace(t, data=str(source.root), background=source.background and str(source.background))
               for t in trials]
-    names = [cfg.names.get((t.model, t.loss), trial_name(t)) for t in trials]
+    names = [cfg.names.get((t.model, t.loss, t.seed), trial_name(t)) for t in trials]
     done = sum((out / f"{n}.pt").exists() for n in names)
     engine = _engine(cfg.engine)
     log(f"sweep: {len(trials)} trials ({done} already finished) on {engine}, {cfg.cpus} CPU each, into {out}")

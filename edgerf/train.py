@@ -30,7 +30,8 @@ from edgerf.tasks import get_task
 
 def model_config(cfg: TrainConfig, task) -> ModelConfig:
     return ModelConfig(family=cfg.model, input_size=task.features, hidden=cfg.hidden,
-                       layers=cfg.layers, classes=len(task.classes), frontend=cfg.frontend)
+                       layers=cfg.layers, classes=len(task.classes), frontend=cfg.frontend,
+                       readout=cfg.readout)
 
 
 def cosine_schedule(opt, total_updates: int):

@@ -204,7 +204,8 @@ def _prepare(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, l
     run.feeds = stages.run("calibration", cfg.calibration_steps, calibrate.calibration_feeds, model, task,
                            steps=cfg.calibration_steps, seed=CALIBRATION_SEED)
     run.common = dict(model={"family": model.config.family, "hidden": model.config.hidden,
-                             "layers": model.config.layers, "frontend": model.config.frontend},
+                             "layers": model.config.layers, "frontend": model.config.frontend,
+                             "readout": model.config.readout},
                       classes=list(task.classes), input_size=model.config.input_size, state_names=run.names,
                       state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
                       source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,

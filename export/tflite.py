@@ -202,6 +202,9 @@ def step_ops(g, model: RecurrentClassifier, x, states: list) -> tuple:
         y, s = LOWERINGS[model.config.family](g, cell, y, states[i:i + k])
         new += s
         i += k
+    if model.config.readout == "gated":
+        gate = g.sigmoid(g.fc(y, model.readout.gate, "gate"), "gate_open")
+        return g.mul(g.fc(y, model.readout.scores, "scores"), gate, "readout"), new
     return g.fc(y, model.readout, "readout"), new
 
 

@@ -7,9 +7,9 @@ from edgerf.cells.gru import GRUCell
 from edgerf.cells.lif import spike
 
 
-def _model(family, layers=2, hidden=24, frontend=0):
+def _model(family, layers=2, hidden=24, frontend=0, readout="linear"):
     m = RecurrentClassifier(ModelConfig(family=family, input_size=7, hidden=hidden, layers=layers, classes=5,
-                                        frontend=frontend))
+                                        frontend=frontend, readout=readout))
     if family == "lif":  # scale inputs so neurons actually spike in a short test
         with torch.no_grad():
             for c in m.cells:
@@ -17,10 +17,10 @@ def _model(family, layers=2, hidden=24, frontend=0):
     return m.eval()
 
 
-@pytest.mark.parametrize("frontend", [0, 2])
+@pytest.mark.parametrize("frontend,readout", [(0, "linear"), (2, "linear"), (0, "gated")])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_sequence_forward_equals_step_loop(family, frontend):
-    m = _model(family, frontend=frontend)
+def test_sequence_forward_equals_step_loop(family, frontend, readout):
+    m = _model(family, frontend=frontend, readout=readout)
     x = torch.randn(3, 50, 7)
     resets = torch.zeros(3, 50, dtype=torch.bool)
     resets[:, [0, 17, 33]] = True
@@ -36,6 +36,21 @@ def test_sequence_forward_equals_step_loop(family, frontend):
             torch.testing.assert_close(seq, torch.stack(outs, 1), atol=STEP_VS_SEQ_ATOL, rtol=STEP_VS_SEQ_RTOL)
             for a, b in zip(seq_state, state):
                 torch.testing.assert_close(a, b, atol=STEP_VS_SEQ_ATOL, rtol=STEP_VS_SEQ_RTOL)
+
+
+def test_gated_readout_clears_without_moving_the_class():
+    """The gate scales the class scores: closing it goes to the uniform distribution (what the
+    loss asks on noise) and never changes which class is on top while it is open."""
+    m = _model("gru", readout="gated")
+    y = torch.randn(64, 24)
+    with torch.no_grad():
+        scores = m.readout.scores(y)
+        torch.testing.assert_close(m.readout(y).argmax(-1), scores.argmax(-1), rtol=0, atol=0)
+        m.readout.gate.bias.fill_(-60.0)              # gate shut
+        probs = torch.softmax(m.readout(y), -1)
+    torch.testing.assert_close(probs, torch.full_like(probs, 1 / 5), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown readout"):
+        RecurrentClassifier(ModelConfig(readout="softmax"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -70,7 +70,7 @@ def test_the_recorded_command_reproduces_the_config(tmp_path, monkeypatch):
                       clip=0.5, seed=4, train_samples=11, val_samples=12, test_steps=13, threads=2,
                       data="my/words", device="cpu", words="a,b", background="my/noise", background_hours=0.5,
                       gap_kind="silence,gaussian", gap_min=0.1, gap_max=0.2, frame_stack=3, frontend=2,
-                      grace=2)
+                      grace=2, readout="gated")
     assert all(getattr(cfg, f.name) != f.default for f in dataclasses.fields(cfg))
     seen = []
 

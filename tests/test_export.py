@@ -25,14 +25,15 @@ QUICK = ExportConfig(parity_steps=2_000, calibration_steps=4_000, check_steps=2_
 INT8_MIN_AGREEMENT = 0.90    # int8 vs fp32 argmax on informative steps of a short real stream
 
 
-def _ckpt(tmp_path, family, sfmnist, hidden=16, train=False, frontend=0):
+def _ckpt(tmp_path, family, sfmnist, hidden=16, train=False, frontend=0, readout="linear"):
     path = tmp_path / f"{family}.pt"
     if train:
         from edgerf.train import TrainConfig, train as fit
         ck = fit(TrainConfig(model=family, hidden=hidden, epochs=1, batch=16, train_samples=1600,
                              val_samples=20, test_steps=500), progress=False, log=lambda s: None)
     else:
-        model = RecurrentClassifier(ModelConfig(family=family, hidden=hidden, frontend=frontend)).eval()
+        model = RecurrentClassifier(ModelConfig(family=family, hidden=hidden, frontend=frontend,
+                                                readout=readout)).eval()
         ck = Checkpoint(model=model, task=sfmnist.spec(), training={"command": "test"})
     checkpoint.save(path, ck)
     return path
@@ -56,15 +57,18 @@ def test_export_and_parity_every_family(tmp_path, sfmnist, family):
     assert not list((tmp_path / "out").glob(".edgerf-export-*"))                      # staging cleaned
 
 
-def test_a_frontend_exports_and_says_so(tmp_path, sfmnist):
-    """--frontend: ONNX Relu and TFLite's fused RELU pass the same parity gate, the int8
-    plan quantises it, and the checkpoint and manifest carry it."""
-    path = _ckpt(tmp_path, "rnn", sfmnist, frontend=1)
+def test_a_frontend_and_a_gated_readout_export_and_say_so(tmp_path, sfmnist):
+    """--frontend and --readout gated: ONNX Relu and TFLite's fused RELU, the gate's LOGISTIC
+    and broadcast MUL pass the same parity gate, the int8 plan quantises them, and the
+    checkpoint and manifest carry both."""
+    path = _ckpt(tmp_path, "rnn", sfmnist, frontend=1, readout="gated")
     assert checkpoint.load(path).model.config.frontend == 1
+    assert checkpoint.load(path).model.config.readout == "gated"
     rep = export_checkpoint(path, tmp_path / "out", replace(QUICK, int8=True))
     for a in rep.artifacts:
         assert a.parity["passed"] and a.parity["argmax_agreement"] >= 0.999, a.parity
-        assert manifest.read(tmp_path / "out" / a.file)["model"]["frontend"] == 1
+        model = manifest.read(tmp_path / "out" / a.file)["model"]
+        assert (model["frontend"], model["readout"]) == (1, "gated")
     proto = onnx.load(str(tmp_path / "out" / "rnn.onnx"))
     assert sum(n.op_type == "Relu" for n in proto.graph.node) == 1
 

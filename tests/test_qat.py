@@ -66,12 +66,15 @@ def test_twin_and_int8_artifact_agree_step_for_step_on_a_trained_gru(sfmnist, te
     assert agree >= 0.99
 
 
-@pytest.mark.parametrize("family,frontend", [("rnn", 0), ("ssm", 0), ("ssm-sel", 0), ("lif", 0), ("rnn", 1)])
-def test_twin_mirrors_every_full_int8_family(family, frontend, sfmnist, test_stream):
+@pytest.mark.parametrize("family,frontend,readout", [("rnn", 0, "linear"), ("ssm", 0, "linear"),
+                                                     ("ssm-sel", 0, "linear"), ("lif", 0, "linear"),
+                                                     ("rnn", 1, "linear"), ("gru", 0, "gated")])
+def test_twin_mirrors_every_full_int8_family(family, frontend, readout, sfmnist, test_stream):
     """Including the spiking cell: LiteRT's integer GREATER_EQUAL on the int8 membrane gives
     the spikes the twin computes, so full-int8 LIF is a plan the budget can judge (and QAT
-    can train for), not a graph that computes something else; and the frontend's fused RELU."""
-    model = RecurrentClassifier(ModelConfig(family=family, hidden=16, frontend=frontend)).eval()
+    can train for), not a graph that computes something else; the frontend's fused RELU; the
+    gated readout's broadcast MUL."""
+    model = RecurrentClassifier(ModelConfig(family=family, hidden=16, frontend=frontend, readout=readout)).eval()
     twin = qat.QuantTwin(model)
     data, _ = tflite.emit(tflite.lower(model, twin.calibrate(sfmnist, 1000)), "int8", family)
     lsb, art, tw = _step_for_step(model, twin, data, test_stream.x[:500])

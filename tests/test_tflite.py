@@ -23,10 +23,10 @@ def test_every_family_has_a_lowering():
     assert set(tflite.LOWERINGS) == set(FAMILIES)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_float_lowering_matches_torch(family, sfmnist, test_stream):
+@pytest.mark.parametrize("family,readout", [(f, "linear") for f in FAMILIES] + [("gru", "gated")])
+def test_float_lowering_matches_torch(family, readout, sfmnist, test_stream):
     from edgerf.cells import ModelConfig, RecurrentClassifier
-    model = RecurrentClassifier(ModelConfig(family=family, hidden=16, layers=2, frontend=1)).eval()
+    model = RecurrentClassifier(ModelConfig(family=family, hidden=16, layers=2, frontend=1, readout=readout)).eval()
     feeds = calibrate.calibration_feeds(model, sfmnist, 500)
     g = tflite.lower(model, feeds)
     assert sum(o.relu for o in g.ops) == 1           # the frontend: a fused RELU, no op of its own

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgerf.cells.base import Cell, State
-from edgerf.choices import FAMILY_NAMES, check_table
+from edgerf.choices import FAMILY_NAMES, READOUT_NAMES, check_table
 from edgerf.cells.gru import GRUCell
 from edgerf.cells.lif import LIFCell
 from edgerf.cells.rnn import ElmanCell
@@ -27,6 +27,29 @@ FAMILIES: dict[str, type[Cell]] = {
 check_table(FAMILIES, FAMILY_NAMES, "FAMILIES")
 
 
+class GatedReadout(nn.Module):
+    """logits = sigmoid(g . y + c) * (W y + b): which class, and whether to say so, apart.
+
+    On noise steps the loss asks for the uniform distribution. A linear readout can only
+    get there by moving its scores, and on speech it starts moving them before the word's
+    label ends (the silence after a word looks like the gap to come), so the end-of-sample
+    argmax drifts. Here the gate closes the output (gate -> 0: uniform) while the scores
+    may keep the word: scaling by a positive gate never changes the argmax.
+    """
+
+    def __init__(self, hidden: int, classes: int):
+        super().__init__()
+        self.scores = nn.Linear(hidden, classes)
+        self.gate = nn.Linear(hidden, 1)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.scores(y) * torch.sigmoid(self.gate(y))
+
+
+READOUTS: dict[str, type[nn.Module]] = {"linear": nn.Linear, "gated": GatedReadout}
+check_table(READOUTS, READOUT_NAMES, "READOUTS")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     family: str = "gru"      # which row of FAMILIES
@@ -35,19 +58,21 @@ class ModelConfig:
     layers: int = 1          # stacked recurrent layers; one is enough for these tasks
     classes: int = 10        # logits per step
     frontend: int = 0        # ReLU layers (width hidden) before the input layer; 0: the input layer alone
+    readout: str = "linear"  # which row of READOUTS
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class RecurrentClassifier(nn.Module):
-    """Frontend -> input layer -> ``layers`` recurrent cells -> linear readout, one logit
-    vector per step.
+    """Frontend -> input layer -> ``layers`` recurrent cells -> readout, one logit vector
+    per step.
 
         f_t      = relu(W_k ... relu(W_1 x_t + b_1) ... + b_k)    [B, H]  ``frontend`` = k layers (k >= 0)
         u_t      = W_in f_t + b_in                          [B, H]
         y_t^(l)  = cell_l(y_t^(l-1), state^(l))             [B, H]
-        logits_t = W_out y_t^(L) + b_out                    [B, C]
+        logits_t = W_out y_t^(L) + b_out                    [B, C]  ``readout`` linear
+                 = sigmoid(w_g y_t^(L) + c) * (W_out y_t^(L) + b_out)   gated (GatedReadout)
 
     States are named ``l<layer>_<name>`` (``l0_h``, ``l0_v``...); export binds them
     by these names.
@@ -57,6 +82,8 @@ class RecurrentClassifier(nn.Module):
         super().__init__()
         if config.family not in FAMILIES:
             raise ValueError(f"unknown model family {config.family!r}; known: {', '.join(FAMILIES)}")
+        if config.readout not in READOUTS:
+            raise ValueError(f"unknown readout {config.readout!r}; known: {', '.join(READOUTS)}")
         self.config = config
         cell = FAMILIES[config.family]
         # the frontend is per-frame feature extraction shared by every family: the cells
@@ -65,7 +92,7 @@ class RecurrentClassifier(nn.Module):
         self.frontend = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
         self.input = nn.Linear(widths[-1], config.hidden)
         self.cells = nn.ModuleList(cell(config.hidden, config.hidden) for _ in range(config.layers))
-        self.readout = nn.Linear(config.hidden, config.classes)
+        self.readout = READOUTS[config.readout](config.hidden, config.classes)
 
     @property
     def state_names(self) -> tuple[str, ...]:
