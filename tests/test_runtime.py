@@ -255,3 +255,19 @@ def test_keyword_metrics_count_hits_misses_and_false_accepts():
     m = keyword_metrics(events, s, classes, 0.01, tolerance_s=0.05)
     assert (m["keywords"], m["hits"], m["misses"], m["false_accepts"]) == (2, 1, 1, 2)
     assert m["fa_per_hour"] == pytest.approx(2 / (len(s) * 0.01 / 3600))
+
+
+def test_an_integer_state_that_cannot_leave_its_range_is_not_watched(exported, test_stream):
+    """The full-int8 TFLite GRU carries its state as int8: whatever is written into it, every
+    value it can hold is inside the healthy range, so the periodic check has nothing to
+    find and is skipped; a float state is still watched."""
+    from edgerf.models import BUILTIN_DIR
+
+    q = StepModel.load(BUILTIN_DIR / "default-gru.int8.tflite")
+    assert not q.watched and StepModel.load(BUILTIN_DIR / "default-gru.tflite").watched
+    assert StepModel.load(exported["gru"][1] / "gru.int8.onnx").watched      # ONNX feeds float state back
+    for extreme in (1e30, -1e30):
+        q.set_state({n: np.full(v.shape, extreme, np.float32) for n, v in q.state.items()})
+        q.run(test_stream.x[:40])
+        assert q._unhealthy_reason(q.state) is None
+    assert q.health["state_restores"] == 0

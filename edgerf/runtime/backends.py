@@ -90,6 +90,10 @@ class OnnxBackend:
             self.bindings.append(b)
         self.current = 0   # index of the buffer set that holds the current state
 
+    def carried_states(self) -> list[None]:
+        """The state is fed back as float buffers (any quantisation is inside the graph)."""
+        return [None] * len(self.buffers[0])
+
     def read_state(self) -> list[np.ndarray]:
         """The current state as float arrays (here: the live buffers themselves)."""
         return self.buffers[self.current]
@@ -198,6 +202,11 @@ class TFLiteBackend:
             return raw
         scale, zp = self._out["quantization"]
         return (raw - np.float32(zp)) * np.float32(scale)
+
+    def carried_states(self) -> list[tuple | None]:
+        """Per state, (integer dtype, scale, zero point) of the tensor fed back between steps,
+        or None for a float state."""
+        return [None if i["dtype"] == np.float32 else (i["dtype"], *i["quantization"]) for i, _ in self._pairs]
 
     def read_state(self) -> list[np.ndarray]:
         return [dequantize_tensor(i, self.it.get_tensor(i["index"])) for i, _ in self._pairs]

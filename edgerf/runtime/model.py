@@ -8,7 +8,10 @@ The state of step t feeds step t+1 and is never reset. Around the interpreter ca
   range with a wide margin) and, when healthy, copied aside as a snapshot; a broken
   state is restored from the last snapshot (counted in ``health``), so the model
   keeps working with no reset. Checking every step would cost as much as the rest
-  of this wrapper; a bad state lives at most ``check_every`` steps;
+  of this wrapper; a bad state lives at most ``check_every`` steps. A state the graph
+  keeps in integers (full int8 TFLite) holds no NaN and cannot leave the range its type
+  spans; when that range lies inside the healthy one there is nothing to check, and
+  the model skips the check (``watched`` is False);
 - ``save_state`` / ``load_state`` persist the state atomically, checked against the
   manifest's shapes and the checkpoint it came from, so a reboot resumes where it was
   and a state from another model is refused.
@@ -45,6 +48,17 @@ def _quiet_frame_check() -> None:
     around every step costs more than the check). Installed per model, not at import, so a
     caller's warnings.catch_warnings block cannot have dropped it."""
     warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
+
+
+def _integer_state_within(carried, bounds: tuple[float, float]) -> bool:
+    """Whether a state the interpreter carries as ``carried`` (dtype, scale, zero point;
+    None: float) can only hold values inside ``bounds``: its type's whole range,
+    dequantised, lies within them."""
+    if carried is None:
+        return False
+    dtype, scale, zp = carried
+    info = np.iinfo(dtype)
+    return bounds[0] <= (info.min - zp) * scale and (info.max - zp) * scale <= bounds[1]
 
 
 class FrameError(EdgerfError, ValueError):
@@ -109,6 +123,8 @@ class StepModel:
         self.on_bad_frame, self.check_every = on_bad_frame, check_every
         self._shapes = ((self.features,), (batch, self.features)) if batch == 1 else ((batch, self.features),)
         self._bounds = self._state_bounds(range_margin)
+        # from the interpreter's own tensors, not the manifest: a wrong manifest cannot turn it off
+        self.watched = any(not _integer_state_within(c, b) for c, b in zip(backend.carried_states(), self._bounds))
         self._featurizer = None
         self._backend_step, self._fresh = backend.step, backend.fresh    # the hot path, looked up once
         self._snapshot = self.get_state()
@@ -182,7 +198,7 @@ class StepModel:
             return self._bad("frame contains NaN, Inf or values beyond 1e19")
         logits = self._backend_step(frame)
         self.steps += 1
-        if self.steps % self.check_every == 0:
+        if self.watched and self.steps % self.check_every == 0:
             self._check_and_snapshot()
         if self._fresh:               # the backend handed out a new array: no copy needed
             return logits[0] if one else logits
@@ -261,6 +277,8 @@ class StepModel:
             v = np.asarray(state[n], np.float32)
             if v.shape != cur.shape:
                 raise StateError(f"state {n!r} has shape {v.shape}; this model needs {cur.shape}")
+            if not np.isfinite(v).all():
+                raise StateError(f"state {n!r} holds NaN or Inf; the state was left unchanged")
             values.append(v)
         self.backend.write_state(values)
 
