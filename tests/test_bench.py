@@ -155,3 +155,16 @@ def test_decision_timing_reads_each_offset_from_the_sample_end():
     assert row["at_+0"] == row["at_-1"] == row["at_-4"] == row["at_peak"] == 1.0
     assert row["at_+1"] == row["at_+4"] == 0.0
     assert row["false_alarm"] == 0.0                                # uniform in the gaps: silent
+
+
+def test_the_grid_summarises_each_row_over_its_seeds():
+    from edgerf.bench.train_grid import seed_summary
+
+    runs = [{"model": "gru", "loss": "reset-free", "eval": "no-reset", "seed": s, "acc_p": a, "false_alarm": 0.01}
+            for s, a in ((0, 0.80), (1, 0.86), (2, 0.83))]
+    single = [{"model": "rnn", "loss": "reset-free", "eval": "no-reset", "seed": 0, "acc_p": 0.7, "false_alarm": 0}]
+    table = seed_summary(runs + single)
+    row = next(line for line in table.splitlines() if line.startswith("| gru"))
+    assert "0,1,2" in row and "0.8300 [0.8000, 0.8600]" in row
+    assert "| rnn" not in table                     # one seed: nothing to summarise
+    assert seed_summary(single) == ""
