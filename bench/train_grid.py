@@ -43,6 +43,12 @@ TITLES = {"sfmnist": "Sequential Fashion-MNIST", "gsc": "Google Speech Commands 
 SUMMARY_METRICS = ("acc_p", "false_alarm", "miss_at_1fa_h")
 
 
+def run_label(r: dict) -> str:
+    """A run and evaluation as the DET plot names it ("gru reset-free s1 no-reset")."""
+    seed = f" s{r['seed']}" if r.get("seed") else ""
+    return f"{r['model']} {r['loss']}{seed} {r['eval']}"
+
+
 def seed_summary(records: list[dict]) -> str:
     """Mean and range over seeds of each model, loss and evaluation run with more than one."""
     groups: dict[tuple, list[dict]] = {}
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
     jsonl = RESULTS / f"{name}_train.jsonl"
     keep = [r for r in read_records(jsonl) if (r["model"], r["loss"], r.get("seed", 0)) not in jobs]
     records = sorted(keep + records, key=lambda r: (r["model"], r["loss"], r.get("seed", 0), r["eval"]))
-    curves = {f"{r['model']} {r['loss']} {r['eval']}": r.pop("det") for r in records if "det" in r}
+    curves = {run_label(r): r.pop("det") for r in records if "det" in r}
     write_records(jsonl, records)
     columns = COLUMNS + (KEYWORD_COLUMNS if curves else []) + (["note"] if any("note" in r for r in records) else [])
     if curves:
@@ -128,7 +134,8 @@ def main(argv=None) -> int:
           f"{f' --epochs {a.epochs}' if a.epochs else ''}"
           f"{f' --models {a.models}' if a.models != ','.join(FAMILIES) else ''}"
           f"{f' --losses {a.losses}' if a.losses != ','.join(TRAINING_MODES) else ''}` ({base.command()} for each "
-          "model and loss). Every model is evaluated on the same unreset test stream; periodic-reset also "
+          "model and loss). The models of one seed are evaluated on the same unreset test stream (drawn from "
+          "the seed); periodic-reset also "
           "with oracle resets at sample starts." + (
               " Keyword columns: events of the runtime's detector on the test stream at the decision "
               "threshold (hits, misses, false accepts), false accepts per hour on an hour of real "
