@@ -100,8 +100,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
         got = {k: tuple(v.shape) for k, v in weights.items()}
         if want != got:
             raise CheckpointError(f"{path}: its config ({config.family}, hidden {config.hidden}, layers "
-                                  f"{config.layers}, frontend {config.frontend}, readout {config.readout}) does not match the weights it "
-                                  "holds; the file is damaged or was edited. Re-train or restore the original.")
+                                  f"{config.layers}, frontend {config.frontend}, readout {config.readout}) does "
+                                  "not match the weights it holds; the file is damaged or was edited. Re-train or "
+                                  "restore the original.")
         model = RecurrentClassifier(config)
         model.load_state_dict(weights)
     except CheckpointError:

@@ -303,7 +303,8 @@ def _inspect_checkpoint(path: Path) -> None:
     ck = checkpoint.load(path)
     c = ck.model.config
     typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
-    front = (f", frontend {c.frontend}" if c.frontend else "") + (f", {c.readout} readout" if c.readout != "linear" else "")
+    front = (f", frontend {c.frontend}" if c.frontend else "") + \
+        (f", {c.readout} readout" if c.readout != "linear" else "")
     typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}{front}, {len(ck.task['classes'])} classes: "
                f"{', '.join(ck.task['classes'])}")
     typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")
