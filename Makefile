@@ -51,7 +51,7 @@ INT8 := runs/sfmnist/export-int8/gru-reset-free
 results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.export_table
 	$(BIN)/python -m edgerf.bench.gsc_mask
-	$(BIN)/python -m edgerf.bench.int8_table
+	$(BIN)/python -m edgerf.bench.int8_table --qat-epochs ssm=3,ssm-sel=3,lif=3
 	$(BIN)/python -m edgerf.bench.arm_cost
 	$(BIN)/python -m edgerf.bench.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force

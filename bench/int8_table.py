@@ -2,7 +2,7 @@
 accuracy and false alarms, what it buys in size and speed, beside fp32 and torch eager.
 
     python -m edgerf.bench.int8_table [--runs runs/sfmnist] [--families rnn,gru,ssm,ssm-sel,lif]
-                                      [--steps 100000] [--reexport] [--qat-epochs ssm=2,...]
+                                      [--steps 100000] [--reexport] [--qat-epochs ssm=3,ssm-sel=3,lif=3]
 
 For each family, the reset-free checkpoint ``<runs>/<family>-reset-free.pt`` is exported
 with ``edgerf export --int8`` and the default budget (into ``<runs>/export-int8/``), then
