@@ -112,7 +112,16 @@ def main(argv=None) -> int:
     sweep = SweepConfig(base=base, models=models, losses=losses, hidden=(base.hidden,), seeds=seeds,
                         out=a.out, results=str(Path(a.out) / "sweep"), engine=a.engine,
                         names={(m, lo, s): f"{m}-{lo}" + (f"-s{s}" if s else "") for m, lo, s in jobs})
-    records = run_sweep(sweep)["records"]
+    grid = (f"python -m edgerf.bench.train_grid --task {a.task}"
+            f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}"
+            f"{f' --frontend {a.frontend}' if a.frontend else ''}"
+            f"{f' --readout {a.readout}' if a.readout else ''}"
+            f"{f' --seeds {a.seeds}' if a.seeds != '0' else ''}"
+            f"{f' --epochs {a.epochs}' if a.epochs else ''}"
+            f"{f' --models {a.models}' if a.models != ','.join(FAMILIES) else ''}"
+            f"{f' --losses {a.losses}' if a.losses != ','.join(TRAINING_MODES) else ''}")
+    # each record names the invocation that made it: a table grown by several runs says so
+    records = [{**r, "grid_command": grid} for r in run_sweep(sweep)["records"]]
     jsonl = RESULTS / f"{name}_train.jsonl"
     keep = [r for r in read_records(jsonl) if (r["model"], r["loss"], r.get("seed", 0)) not in jobs]
     records = sorted(keep + records, key=lambda r: (r["model"], r["loss"], r.get("seed", 0), r["eval"]))
@@ -125,16 +134,10 @@ def main(argv=None) -> int:
         curves = {**(json.loads(det.read_text()) if det.exists() else {}), **curves}
         write_text(det, json.dumps(curves, indent=1) + "\n")
         plot_det({k: v for k, v in curves.items() if "no-reset" in k}, RESULTS / f"{name}_det.png")
+    invocations = " and ".join(f"`{c}`" for c in dict.fromkeys(r.get("grid_command", grid) for r in records))
     md = (f"# {TITLES[a.task]}: training grid\n\n"
-          f"Produced by `python -m edgerf.bench.train_grid --task {a.task}"
-          f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}"
-          f"{f' --frontend {a.frontend}' if a.frontend else ''}"
-          f"{f' --readout {a.readout}' if a.readout else ''}"
-          f"{f' --seeds {a.seeds}' if a.seeds != '0' else ''}"
-          f"{f' --epochs {a.epochs}' if a.epochs else ''}"
-          f"{f' --models {a.models}' if a.models != ','.join(FAMILIES) else ''}"
-          f"{f' --losses {a.losses}' if a.losses != ','.join(TRAINING_MODES) else ''}` ({base.command()} for each "
-          "model and loss). The models of one seed are evaluated on the same unreset test stream (drawn from "
+          f"Produced by {invocations} (the last: {base.command()} for each model and loss; every run's "
+          "command is in the JSONL). The models of one seed are evaluated on the same unreset test stream (drawn from "
           "the seed); periodic-reset also "
           "with oracle resets at sample starts." + (
               " Keyword columns: events of the runtime's detector on the test stream at the decision "
