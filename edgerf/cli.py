@@ -236,6 +236,14 @@ def render_export_report(rep) -> str:
     return "\n".join(lines)
 
 
+def _model_line(model: dict, classes: list[str]) -> str:
+    """What `inspect` says of a model, from a manifest's `model` or a checkpoint's config."""
+    extra = (f", frontend {model['frontend']}" if model.get("frontend") else "") + \
+        (f", {model['readout']} readout" if model.get("readout", "linear") != "linear" else "")
+    return (f"model: {model['family']} hidden {model['hidden']} layers {model['layers']}{extra}, "
+            f"{len(classes)} classes: {', '.join(classes)}")
+
+
 @command()
 def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), or a "
                                                       "checkpoint .pt.")) -> None:
@@ -255,11 +263,7 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     integrity += "; " + manifest.verify_export(artifact)
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
-    mc = m["model"]
-    front = (f", frontend {mc['frontend']}" if mc.get("frontend") else "") + \
-        (f", {mc['readout']} readout" if mc.get("readout", "linear") != "linear" else "")
-    typer.echo(f"model: {mc['family']} hidden {mc['hidden']} layers {mc['layers']}{front}, "
-               f"{len(mc['classes'])} classes: {', '.join(mc['classes'])}")
+    typer.echo(_model_line(m["model"], m["model"]["classes"]))
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
     typer.echo(f"input  {m['inputs']['x']['name']:12s} {m['inputs']['x']['shape']} {m['inputs']['x']['dtype']}")
@@ -303,10 +307,7 @@ def _inspect_checkpoint(path: Path) -> None:
     ck = checkpoint.load(path)
     c = ck.model.config
     typer.echo(f"{path}  ({path.stat().st_size / 1024:.1f} KiB checkpoint, sha256 {ck.sha256[:16]}...)")
-    front = (f", frontend {c.frontend}" if c.frontend else "") + \
-        (f", {c.readout} readout" if c.readout != "linear" else "")
-    typer.echo(f"model: {c.family} hidden {c.hidden} layers {c.layers}{front}, {len(ck.task['classes'])} classes: "
-               f"{', '.join(ck.task['classes'])}")
+    typer.echo(_model_line(c.to_dict(), ck.task["classes"]))
     typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")
     typer.echo(f"trained with: {ck.training.get('command', 'not recorded')}")
     typer.echo(f"trained on: {describe(ck.training.get('data'))}")
