@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.errors import EdgerfError
+from edgerf.runtime.errors import EdgerfError
 
 QEMU_CPU = "neoverse-n1"
 DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libexpat1", "zlib1g",
@@ -109,7 +109,7 @@ def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
         raise EdgerfError("the arm64 check compares trajectories, so it needs accuracy data (a dataset or the "
                           "evaluation bundle); drop --no-accuracy.")
     runtime_targets = [t for t in targets if t.name != "torch"]
-    from edgerf.manifest import read as read_manifest
+    from edgerf.runtime.manifest import read as read_manifest
     threshold = float(read_manifest(runtime_targets[0].path)["decision"]["threshold"])
     ref = next((t.result["logits"] for t in targets if t.name == "torch"), None)
     h = home()

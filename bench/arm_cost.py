@@ -138,7 +138,7 @@ def _native(artifact: Path, frames: Path, mode: str) -> dict:
 
 def _row(family: str, art: Path, frames: Path, measure) -> dict:
     """One artifact: its StepModel and bare-loop cost per step."""
-    from edgerf.manifest import is_int8, read
+    from edgerf.runtime.manifest import is_int8, read
     row = {"family": family, "target": f"{art.suffix[1:]}-{'int8' if is_int8(art) else 'fp32'}",
            "precision": read(art)["precision"]["plan"], "size_kib": round(art.stat().st_size / 1024, 1),
            **measure(art, frames, "stepmodel")}
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     if a.worker:
         worker(*a.worker)
         return 0
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
 
     native = platform.machine() in ("aarch64", "arm64")
     measure = _native if native else _emulated

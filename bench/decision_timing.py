@@ -31,7 +31,7 @@ OFFSETS = (-8, -4, -2, -1, 0, 1, 2, 4)
 def timing(logits: np.ndarray, stream, threshold: float = 0.9) -> dict:
     """Accuracy at each offset from the samples' ends, at their most confident step, and the
     per-step false alarm (top class above ``threshold`` on a noise step)."""
-    from edgerf.metrics import softmax, stream_metrics
+    from edgerf.runtime.metrics import softmax, stream_metrics
 
     pred, top = logits.argmax(-1), softmax(logits).max(-1)
     y = stream.labels[stream.ends]
@@ -44,7 +44,7 @@ def timing(logits: np.ndarray, stream, threshold: float = 0.9) -> dict:
 
 def main(argv=None) -> int:
     from edgerf import checkpoint
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     from edgerf.bench.report import markdown_table
     from edgerf.configs import TrainConfig
     from edgerf.tasks import get_task

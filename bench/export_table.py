@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.bench.report import markdown_table, write_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     from edgerf.export.parity import compare, torch_trajectory
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
     from edgerf.export.quantize import Budget
-    from edgerf.metrics import stream_metrics
+    from edgerf.runtime.metrics import stream_metrics
     from edgerf.tasks import EVAL_SEED, get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,7 +2,7 @@
 
     python -m edgerf.bench.gsc_mask [--split train]
 
-Runs ``edgerf.features.ActivityMask`` over a long stream of the split's clips in the
+Runs ``edgerf.runtime.features.ActivityMask`` over a long stream of the split's clips in the
 order a device would hear them (word clips and ``_silence_`` clips alternating, with
 no reset of the mask's noise floor), and reports the fraction of frames marked
 informative on word clips and on ``_silence_`` clips. Writes
@@ -22,9 +22,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> int:
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     from edgerf.data import speech
-    from edgerf.features import HOP, WIN, ActivityMask, LogMelStream
+    from edgerf.runtime.features import HOP, WIN, ActivityMask, LogMelStream
     from edgerf.tasks import get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                    "stepmodel_p99_us": t["latency"]["overall"]["p99_us"],
                    "vs_torch": t["latency"]["overall"]["median_us"] / torch_us}
             if t["target"] != "torch":
-                from edgerf.manifest import read
+                from edgerf.runtime.manifest import read
                 path = ckpt.with_name(t["file"])
                 plan = read(path)["precision"]
                 row["full_int8"] = full_int8(plan) if t["target"].endswith("int8") else ""
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                     plans[f"{fam} {t['target']}"] = plan
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "full_int8"}), flush=True)
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     from edgerf.bench.machine import machine_info
     done = {r["family"] for r in rows}
     if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
 def render(out: Path = RESULTS / "int8") -> str:
     """int8.md from int8.json, with the aarch64 instruction counts of arm_cost.json beside each
     artifact when that file exists (``python -m edgerf.bench.arm_cost`` re-renders it)."""
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
 
     data = json.loads(out.with_suffix(".json").read_text())
     arm_path = out.with_name("arm_cost.json")

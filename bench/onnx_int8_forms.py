@@ -34,7 +34,7 @@ def _forms(fp32: Path, feeds: dict, out: Path) -> dict[str, Path]:
                                           quantize_static)
 
     from edgerf.export import quantize
-    from edgerf.progress import quiet
+    from edgerf.runtime.progress import quiet
 
     forms = {"fp32": fp32}
     for plan, name in (("int8", "qdq-int8"), ("int8-gemm", "qdq-gemm")):
@@ -56,7 +56,7 @@ def _forms(fp32: Path, feeds: dict, out: Path) -> dict[str, Path]:
 def _time(path: Path, model, x: np.ndarray) -> tuple[float, dict]:
     import onnx
 
-    from edgerf.manifest import INPUT, OUTPUT, state_io_names
+    from edgerf.runtime.manifest import INPUT, OUTPUT, state_io_names
     from edgerf.runtime.backends import ort_session
 
     sess = ort_session(str(path))
@@ -77,7 +77,7 @@ def _time(path: Path, model, x: np.ndarray) -> tuple[float, dict]:
 
 
 def main(argv=None) -> int:
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     from edgerf.bench.machine import machine_info
     from edgerf.bench.report import markdown_table
     from edgerf.checkpoint import load

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.data.source import describe
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.choices import FAMILY_NAMES
 
 

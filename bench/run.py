@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf import bundle as bundle_io
+from edgerf.runtime import bundle as bundle_io
 from edgerf.bench.latency import Latency, measure_latency
 from edgerf.bench.machine import machine_info
 from edgerf.choices import DEVICES
 from edgerf.configs import BenchConfig
 from edgerf.data.source import differs
-from edgerf.errors import ArtifactError, DataError, EdgerfError
-from edgerf.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, verify_export
-from edgerf.metrics import agreement, stream_metrics
-from edgerf.progress import bar
+from edgerf.runtime.errors import ArtifactError, DataError, EdgerfError
+from edgerf.runtime.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, verify_export
+from edgerf.runtime.metrics import agreement, stream_metrics
+from edgerf.runtime.progress import bar
 
 
 
@@ -218,7 +218,7 @@ def _scores(logits: np.ndarray, ref_logits: np.ndarray, stream, manifest: dict) 
     threshold = manifest["decision"]["threshold"]
     out = accuracy_metrics(logits, ref_logits, stream, threshold)
     if manifest["frame"].get("period_s"):
-        from edgerf.metrics import keyword_metrics, softmax
+        from edgerf.runtime.metrics import keyword_metrics, softmax
         from edgerf.runtime.events import detect_events
         classes = list(manifest["model"]["classes"])
         events = detect_events(softmax(logits), classes, threshold)

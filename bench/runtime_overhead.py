@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.bench.latency import measure_latency
 from edgerf.bench.report import markdown_table
 
@@ -29,7 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _onnx_loops(model, x) -> dict:
-    from edgerf.manifest import INPUT, OUTPUT
+    from edgerf.runtime.manifest import INPUT, OUTPUT
     backend, T = model.backend, len(x)
     sess, bindings, flip = backend.session, backend.bindings, [0]
 

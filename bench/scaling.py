@@ -79,7 +79,7 @@ def main(argv=None) -> int:
                      "speedup": round(step_s / (compute + comm), 2)})
     rec = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
            "ddp": ddp, "sweep": sweeps, "projection": rows}
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     from edgerf.bench.report import markdown_table
     write_text(a.out.with_suffix(".json"), json.dumps(rec, indent=1) + "\n")
     md = f"""# Scaling out: DDP ranks and sweep engines on {os.cpu_count()} cores

@@ -21,8 +21,8 @@ import numpy as np
 
 from edgerf.bench.report import markdown_table, write_records
 from edgerf.bench.run import artifact_kind, discover
-from edgerf.manifest import ARTIFACT_SUFFIXES
-from edgerf.metrics import stream_metrics
+from edgerf.runtime.manifest import ARTIFACT_SUFFIXES
+from edgerf.runtime.metrics import stream_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "loss", "target", "precision", "windows", "steps", "acc_p", "acc_p_first", "acc_p_last",
@@ -83,7 +83,7 @@ def summarise(model: str, loss: str, path: Path, precision: str, windows: list[d
 
 
 def main(argv=None) -> int:
-    from edgerf.manifest import read as read_manifest
+    from edgerf.runtime.manifest import read as read_manifest
     from edgerf.tasks import get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
           "min/max sampled every 100 steps; RSS of the process after the first and the last window "
           "(all artifacts share one process, so RSS includes the ones before). Per-window records: soak.jsonl.",
           "", markdown_table(summary, COLUMNS)]
-    from edgerf.atomic import write_text
+    from edgerf.runtime.atomic import write_text
     write_text(a.out.with_suffix(".md"), "\n".join(md))
     print("\n".join(md))
     return 0

@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.bench.report import markdown_table, read_records, write_records
 from edgerf.choices import READOUT_NAMES
 

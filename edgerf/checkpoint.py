@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 
 from edgerf import __version__
-from edgerf.atomic import write_bytes
+from edgerf.runtime.atomic import write_bytes
 from edgerf.cells import ModelConfig, RecurrentClassifier
-from edgerf.errors import CheckpointError
-from edgerf.manifest import file_sha256
+from edgerf.runtime.errors import CheckpointError
+from edgerf.runtime.manifest import file_sha256
 from edgerf.tasks import get_task
 
 FORMAT = "edgerf-ckpt/1"

@@ -23,7 +23,7 @@ import typer
 
 from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
-from edgerf.errors import EdgerfError
+from edgerf.runtime.errors import EdgerfError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Recurrent classifiers that run forever on edge devices, with no state reset.")
@@ -196,7 +196,7 @@ def export(
 ) -> None:
     """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
     _need_host("export")
-    from edgerf import atomic
+    from edgerf.runtime import atomic
     from edgerf.export.pipeline import export_checkpoint
 
     cfg = _config(ExportConfig, options, budget=_config(Budget, options))
@@ -249,7 +249,7 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
                                                       "checkpoint .pt.")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
     (or a checkpoint's model, training command, data and results)."""
-    from edgerf import manifest
+    from edgerf.runtime import manifest
     from edgerf.data.source import describe
     from edgerf.runtime.model import verify_artifact
 

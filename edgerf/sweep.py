@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from edgerf.atomic import write_text
+from edgerf.runtime.atomic import write_text
 from edgerf.train import TrainConfig
 
 COLUMNS = ["model", "loss", "hidden", "seed", "eval", "acc_p", "acc_f", "false_alarm", "noise_conf", "steps",

@@ -19,9 +19,9 @@ import numpy as np
 from edgerf.data import Stream, concat_samples
 from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
-from edgerf.data.stream import NO_LABEL
-from edgerf.errors import DataError
-from edgerf.features import N_MELS, ActivityMask, LogMelStream, normalise_rows
+from edgerf.runtime.stream import NO_LABEL
+from edgerf.runtime.errors import DataError
+from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, normalise_rows
 
 SPLITS = ("train", "val", "test")
 # What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
@@ -180,7 +180,7 @@ class SpeechCommands(_Task):
     """Google Speech Commands keyword streams.
 
     Frame: 40 log-mel energies of a 25 ms window every 10 ms (16 kHz, FFT 512, mel
-    20-7600 Hz; ``edgerf.features.LogMelStream``), normalised per band with the mean
+    20-7600 Hz; ``edgerf.runtime.features.LogMelStream``), normalised per band with the mean
     and std of a training stream (``resolve`` measures them; the manifest carries them
     so the device normalises the same way). Classes come from the data (``resolve``):
     every word folder, or the chosen ``words`` with the rest as ``_unknown_``. Stream: word clips (1 s each; the 10 keywords and
@@ -189,7 +189,7 @@ class SpeechCommands(_Task):
     ``_silence_`` is therefore not a class: on a device "silence" is the absence of a
     keyword, which the reset-free loss already maps to the uniform output (no
     detection); a silence class would duplicate it. Mask: the causal activity mask
-    (``edgerf.features.ActivityMask``, theta = 0.9) inside word clips, 0 in gaps.
+    (``edgerf.runtime.features.ActivityMask``, theta = 0.9) inside word clips, 0 in gaps.
     Labels: the clip's class on informative frames. A clip whose frames are all below
     the mask threshold has no informative frame and no acc_p point (counted).
     Splits by speaker hash (``edgerf.data.speech``): train 70%, val 10%, test 20%.

@@ -23,8 +23,8 @@ from edgerf.data import Stream
 from edgerf.configs import TrainConfig
 from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
-from edgerf.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
-from edgerf.progress import bar
+from edgerf.runtime.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
+from edgerf.runtime.progress import bar
 from edgerf.tasks import get_task
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bundle import bundle_path, read as read_bundle
+from edgerf.runtime.bundle import bundle_path, read as read_bundle
 from edgerf.models import builtin_artifact
 from edgerf.runtime import StepModel
 

@@ -15,7 +15,7 @@ import numpy as np
 from edgerf.cells import RecurrentClassifier
 from edgerf.configs import CALIBRATION_STEPS
 from edgerf.export.parity import torch_trajectory
-from edgerf.manifest import INPUT, state_io_names
+from edgerf.runtime.manifest import INPUT, state_io_names
 from edgerf.tasks import CALIBRATION_SEED
 
 

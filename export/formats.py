@@ -14,8 +14,8 @@ from pathlib import Path
 
 
 
-from edgerf.atomic import write_bytes
-from edgerf.manifest import METADATA_KEY, embedded_json, state_io_names
+from edgerf.runtime.atomic import write_bytes
+from edgerf.runtime.manifest import METADATA_KEY, embedded_json, state_io_names
 
 
 class OnnxFormat:

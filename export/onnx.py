@@ -16,10 +16,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from edgerf.atomic import atomic_path
+from edgerf.runtime.atomic import atomic_path
 from edgerf.cells import RecurrentClassifier
-from edgerf.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
-from edgerf.progress import quiet
+from edgerf.runtime.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
+from edgerf.runtime.progress import quiet
 
 OPSET = 21   # 21: int16 QuantizeLinear/DequantizeLinear in the standard domain (portable a16w8)
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from edgerf.cells import RecurrentClassifier
-from edgerf.metrics import agreement
-from edgerf.progress import ticks
+from edgerf.runtime.metrics import agreement
+from edgerf.runtime.progress import ticks
 
 
 @torch.no_grad()

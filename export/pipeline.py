@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf import bundle, manifest
-from edgerf.atomic import clean_stale, temp_prefix
+from edgerf.runtime import bundle, manifest
+from edgerf.runtime.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.configs import ExportConfig
 from edgerf.data.source import differs
-from edgerf.errors import ArtifactError, ParityError
+from edgerf.runtime.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
-from edgerf.metrics import stream_metrics
-from edgerf.progress import bar
+from edgerf.runtime.metrics import stream_metrics
+from edgerf.runtime.progress import bar
 from edgerf.tasks import CALIBRATION_SEED, EVAL_SEED, PARITY_SEED, PLAN_CHECK_SEED, get_task
 
 
@@ -98,7 +98,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
         report = _export(ckpt, ckpt_path, stage, base, cfg, log, _Stages(progress))
         # every gate passed: the old index goes first, the files move in, the new index
         # comes last, so a kill in between leaves a set that readers refuse, never one
-        # they trust (edgerf.manifest.verify_export)
+        # they trust (edgerf.runtime.manifest.verify_export)
         files = {t.name: manifest.file_sha256(stage / t.name) for t in targets}
         manifest.index_path(out_dir, base).unlink(missing_ok=True)
         for t in targets:

@@ -183,7 +183,7 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
     """A copy of ``model`` fine-tuned for ``epochs`` through its int8 twin; returns (tuned model,
     its calibration feeds, history). ``train_config`` is the checkpoint's training config (loss,
     batch, bptt, clip)."""
-    from edgerf.progress import bar
+    from edgerf.runtime.progress import bar
     from edgerf.loss import TRAINING_MODES
     from edgerf.train import _batch, _epoch, _epoch_lanes, cosine_schedule, evaluate
 

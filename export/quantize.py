@@ -28,8 +28,8 @@ import numpy as np
 import onnx
 
 from edgerf.configs import Budget  # noqa: F401  (the budget the plan ladder judges by)
-from edgerf.manifest import state_io_names
-from edgerf.progress import quiet
+from edgerf.runtime.manifest import state_io_names
+from edgerf.runtime.progress import quiet
 
 # The integer plans, cheapest first (the ladder), each with the dtype of its activations;
 # both exporters (ONNX here, TFLite in edgerf.export.tflite) take their plans from here.

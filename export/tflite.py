@@ -25,7 +25,7 @@ import torch
 
 from edgerf.cells import RecurrentClassifier
 from edgerf.export.quantize import PLANS
-from edgerf.manifest import INPUT, OUTPUT, state_io_names
+from edgerf.runtime.manifest import INPUT, OUTPUT, state_io_names
 
 
 # ---------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def _choose_data() -> dict[str, str]:
     where edgerf finds both, else the committed subsets (set as $EDGERF_DATA, so subprocesses
     and the CLI read the same). Returns dataset -> where it comes from, for the report."""
     from edgerf.data.source import locate
-    from edgerf.errors import DataError
+    from edgerf.runtime.errors import DataError
 
     names = {"Fashion-MNIST": "fashion-mnist", "Speech Commands": "speech-commands"}
     if not os.environ.get("EDGERF_DATA"):
@@ -119,7 +119,7 @@ def run_graph(graph, model, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]
     manifest made for it. Returns logits [T, C] and the state trajectories."""
     import tempfile
 
-    from edgerf import manifest
+    from edgerf.runtime import manifest
     from edgerf.runtime.model import StepModel
     from edgerf.tasks import get_task
 

@@ -4,7 +4,7 @@ import pytest
 
 from edgerf.bench import arm64
 from edgerf.bench.run import BenchConfig, run_bench
-from edgerf.errors import EdgerfError
+from edgerf.runtime.errors import EdgerfError
 
 
 def test_without_setup_the_error_says_what_to_run(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from edgerf.bench.run import BenchConfig, run_bench
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
 from edgerf.cli import app
-from edgerf.errors import ArtifactError, DataError, EdgerfError
+from edgerf.runtime.errors import ArtifactError, DataError, EdgerfError
 from edgerf.export.pipeline import ExportConfig, export_checkpoint
 
 FAST = BenchConfig(seconds=0.05, windows=5, warmup_s=0.02, steps=600, rss=False)

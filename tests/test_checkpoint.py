@@ -4,7 +4,7 @@ import torch
 from edgerf import checkpoint
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
-from edgerf.errors import CheckpointError
+from edgerf.runtime.errors import CheckpointError
 
 
 @pytest.fixture

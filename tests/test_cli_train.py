@@ -53,7 +53,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_import_edgerf_does_not_import_torch():
-    code = "import sys, edgerf, edgerf.metrics, edgerf.tasks; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, edgerf, edgerf.runtime.metrics, edgerf.tasks; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

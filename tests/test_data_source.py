@@ -19,7 +19,7 @@ from conftest import SUBSET, user_dataset
 from edgerf.cli import app
 from edgerf.data import fashion, speech
 from edgerf.data.source import listing, locate
-from edgerf.errors import DataError
+from edgerf.runtime.errors import DataError
 
 # Runs `edgerf ARGS` and appends each opened file / listed folder to $AUDIT_LOG.
 AUDITED = """

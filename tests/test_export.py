@@ -11,11 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import run_graph
-from edgerf import checkpoint, manifest
+from edgerf import checkpoint
+from edgerf.runtime import manifest
 from edgerf.cells import FAMILIES, ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
 from edgerf.cli import app
-from edgerf.errors import ArtifactError, ParityError
+from edgerf.runtime.errors import ArtifactError, ParityError
 from edgerf.export import onnx as onnx_export
 from edgerf.export.pipeline import ExportConfig, export_checkpoint
 

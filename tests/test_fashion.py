@@ -7,7 +7,7 @@ import pytest
 from conftest import FASHION_TEST_IMAGES
 from edgerf.data import fashion
 from edgerf.data.source import locate
-from edgerf.errors import DataError
+from edgerf.runtime.errors import DataError
 
 
 def _write_idx(path, arr, magic_type=0x08):

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import run_blocked
-from edgerf import manifest
-from edgerf.bundle import read as read_bundle
+from edgerf.runtime import manifest
+from edgerf.runtime.bundle import read as read_bundle
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.cli import app
 from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_TRUTH, builtin_artifact
@@ -142,7 +142,7 @@ def test_device_bench_and_stream_of_the_builtins_without_torch(tmp_path):
 def test_missing_onnxruntime_is_a_clean_refusal():
     code = f"""
         from edgerf.runtime import StepModel
-        from edgerf.errors import ArtifactError
+        from edgerf.runtime.errors import ArtifactError
         try:
             StepModel.load({str(builtin_artifact("default-gru").with_name("default-gru.onnx"))!r})
         except ArtifactError as e:

@@ -20,11 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from edgerf import checkpoint, manifest
+from edgerf import checkpoint
+from edgerf.runtime import manifest
 from edgerf.cli import app
 from edgerf.data import fashion
 from edgerf.data.stream import concat_samples
-from edgerf.errors import ArtifactError, CheckpointError, DataError
+from edgerf.runtime.errors import ArtifactError, CheckpointError, DataError
 from edgerf.models import BUILTIN_DIR
 from edgerf.runtime import FrameError, StateError, StepModel
 

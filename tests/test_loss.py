@@ -61,7 +61,7 @@ def test_grace_removes_the_kl_term_only_where_granted():
 def test_grace_covers_the_noise_steps_right_after_each_sample():
     import numpy as np
 
-    from edgerf.data.stream import Stream
+    from edgerf.runtime.stream import Stream
     mask = np.array([0, 1, 1, 0, 0, 0, 1, 0, 0], bool)      # samples end at 2 and 6
     s = Stream(np.zeros((9, 1), np.float32), np.where(mask, 0, -1), mask, np.array([1, 5]), np.array([2, 6]))
     assert s.after_ends(2).nonzero()[0].tolist() == [3, 4, 7, 8]

@@ -10,7 +10,7 @@ import torch
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.export import qat, tflite
-from edgerf.manifest import INPUT, OUTPUT, state_io_names
+from edgerf.runtime.manifest import INPUT, OUTPUT, state_io_names
 from edgerf.models import builtin_checkpoint
 
 # Measured on the built-in GRU-48 over 3,000 test steps: the twin's state equals the artifact's

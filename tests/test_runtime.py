@@ -8,7 +8,7 @@ from conftest import run_blocked
 from edgerf import checkpoint
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import Checkpoint
-from edgerf.errors import ArtifactError
+from edgerf.runtime.errors import ArtifactError
 from edgerf.export.parity import torch_trajectory
 from edgerf.export.pipeline import ExportConfig, export_checkpoint
 from edgerf.runtime import EventDetector, FrameError, StateError, StepModel
@@ -243,7 +243,7 @@ def test_vectorised_event_detection_equals_the_detector_step_by_step():
 
 def test_keyword_metrics_count_hits_misses_and_false_accepts():
     from edgerf.data.stream import concat_samples
-    from edgerf.metrics import keyword_metrics
+    from edgerf.runtime.metrics import keyword_metrics
     from edgerf.runtime.events import Event
     classes = ["yes", "no", "_unknown_"]
     s = concat_samples([np.zeros((10, 2), np.float32)] * 3, [0, 1, 2], [np.zeros((20, 2), np.float32)] * 3)

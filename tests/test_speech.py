@@ -12,8 +12,8 @@ from edgerf import checkpoint
 from edgerf.cli import app
 from edgerf.data import speech
 from edgerf.data.source import locate
-from edgerf.errors import DataError
-from edgerf.features import HOP, N_FFT, N_MELS, WIN, ActivityMask, LogMelStream, mel_filterbank
+from edgerf.runtime.errors import DataError
+from edgerf.runtime.features import HOP, N_FFT, N_MELS, WIN, ActivityMask, LogMelStream, mel_filterbank
 from edgerf.tasks import get_task
 
 
@@ -141,7 +141,7 @@ def test_gsc_export_runtime_features_and_wav_stream(tmp_path, stack):
     from edgerf.checkpoint import Checkpoint
     from edgerf.cli import app
     from edgerf.export.pipeline import ExportConfig, export_checkpoint
-    from edgerf.features import LogMelStream
+    from edgerf.runtime.features import LogMelStream
     from edgerf.runtime import StepModel
 
     task = get_task("gsc").with_stack(stack)
@@ -185,7 +185,7 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
     assert r.exit_code == 2 and "lights_off, lights_on" in r.output, r.output
     r = CliRunner().invoke(app, [*export, "--data", str(root), "--background", str(bg)])
     assert r.exit_code == 0, r.output
-    from edgerf.bundle import read as read_bundle
+    from edgerf.runtime.bundle import read as read_bundle
     labels = read_bundle(tmp_path / "m.bundle.npz").stream.sample_labels
     assert set(labels.tolist()) & {0, 1}            # the user's words, not another dataset's _unknown_
     rec = tmp_path / "rec.wav"

@@ -4,8 +4,9 @@ import pytest
 from conftest import FULL_DATA
 from edgerf.data import fashion
 from edgerf.data.source import locate
-from edgerf.data.stream import NO_LABEL, concat_samples
-from edgerf.metrics import stream_metrics
+from edgerf.data.stream import concat_samples
+from edgerf.runtime.stream import NO_LABEL
+from edgerf.runtime.metrics import stream_metrics
 
 
 def test_concat_samples_marks_mask_labels_and_boundaries():

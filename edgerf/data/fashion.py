@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.errors import DataError
+from edgerf.runtime.errors import DataError
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

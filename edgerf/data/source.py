@@ -21,7 +21,7 @@ from pathlib import Path
 
 from edgerf.configs import tail
 from edgerf.data import fashion, speech
-from edgerf.errors import DataError
+from edgerf.runtime.errors import DataError
 
 # dataset name -> its reader module (root_in, files, DEFAULT_DIRS, TITLE, HOW_TO_GET)
 DATASETS = {"fashion-mnist": fashion, "speech-commands": speech}

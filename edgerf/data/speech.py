@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.errors import DataError
+from edgerf.runtime.errors import DataError
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 UNKNOWN, SILENCE = "_unknown_", "_silence_"

@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgerf.errors import ArtifactError
-from edgerf.manifest import artifact_name
+from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.manifest import artifact_name
 
 BUILTIN_DIR = Path(__file__).resolve().parent
 BUILTINS = {

@@ -27,7 +27,7 @@ SAMPLE_RATE = 16_000
 
 
 def build_demo_recording(data: str | None = None, out: Path = DEMO_RECORDING, truth: Path = DEMO_TRUTH) -> dict:
-    from edgerf import atomic
+    from edgerf.runtime import atomic
     from edgerf.data import speech
     from edgerf.data.source import locate
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.errors import ArtifactError
-from edgerf.manifest import INPUT, OUTPUT
+from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.manifest import INPUT, OUTPUT
 
 
 # ONNX Runtime 1.32's QDQ propagation, on an opset-21 graph whose matmuls alone are

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.atomic import write_bytes
-from edgerf.bundle import npz_unpacked_bytes
-from edgerf.errors import ArtifactError, EdgerfError
-from edgerf.features import featurizer
-from edgerf.manifest import INPUT, read as read_manifest, validate
-from edgerf.progress import ticks
-from edgerf.metrics import softmax
+from edgerf.runtime.atomic import write_bytes
+from edgerf.runtime.bundle import npz_unpacked_bytes
+from edgerf.runtime.errors import ArtifactError, EdgerfError
+from edgerf.runtime.features import featurizer
+from edgerf.runtime.manifest import INPUT, read as read_manifest, validate
+from edgerf.runtime.progress import ticks
+from edgerf.runtime.metrics import softmax
 from edgerf.runtime.backends import BACKENDS
 
 STATE_FORMAT = "edgerf-state/1"
@@ -96,7 +96,7 @@ def _check_state_file(path: Path, state_bytes: int) -> None:
 def verify_artifact(path: Path, manifest: dict) -> str:
     """Check the artifact against the SHA-256 its manifest records (a tampered, truncated or
     mixed-up file is refused). Costs one read of the file at load (about 1 ms per MB)."""
-    from edgerf.manifest import file_sha256, sidecar_path
+    from edgerf.runtime.manifest import file_sha256, sidecar_path
 
     want = manifest.get("artifact", {}).get("sha256")
     if want is None:

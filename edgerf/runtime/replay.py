@@ -23,7 +23,7 @@ import numpy as np
 def main(argv=None) -> int:
     import argparse
 
-    from edgerf.atomic import write_bytes
+    from edgerf.runtime.atomic import write_bytes
     from edgerf.runtime import StepModel
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

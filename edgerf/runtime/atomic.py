@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from edgerf.errors import ArtifactError
+from edgerf.runtime.errors import ArtifactError
 
 
 def _pid_alive(pid: int) -> bool:

@@ -29,11 +29,11 @@ import math
 import os
 from pathlib import Path
 
-from edgerf.atomic import write_text
-from edgerf.errors import ArtifactError
+from edgerf.runtime.atomic import write_text
+from edgerf.runtime.errors import ArtifactError
 
 FORMAT = "edgerf-step/1"
-METADATA_KEY = "edgerf.manifest"   # key in ONNX metadata_props / TFLite metadata
+METADATA_KEY = "edgerf.runtime.manifest"   # key in ONNX metadata_props / TFLite metadata
 INPUT, OUTPUT = "x", "logits"
 
 
@@ -43,7 +43,7 @@ def state_io_names(state: str) -> tuple[str, str]:
 
 
 # Artifact names: <base><suffix> for fp32, <base>.int8<suffix> for the integer plan;
-# <base>.bundle.npz beside them (edgerf.bundle), <name>.json is each one's manifest.
+# <base>.bundle.npz beside them (edgerf.runtime.bundle), <name>.json is each one's manifest.
 INT8_TAG = ".int8"
 ARTIFACT_SUFFIXES = (".onnx", ".tflite")
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.atomic import write_bytes
-from edgerf.data.stream import Stream
-from edgerf.errors import ArtifactError
-from edgerf.manifest import base_name
+from edgerf.runtime.atomic import write_bytes
+from edgerf.runtime.stream import Stream
+from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.manifest import base_name
 
 FORMAT = "edgerf-bundle/1"
 
