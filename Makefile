@@ -35,11 +35,11 @@ test: $(STAMP)
 ## and its GRU with the gated readout over three seeds (gsc_stack4_frontend1_gated_train.md).
 SPEECH := --task gsc --frame-stack 4 --frontend 1 --epochs 60
 grid: $(STAMP)
-	$(BIN)/python -m edgerf.bench.train_grid --task sfmnist
-	$(BIN)/python -m edgerf.bench.train_grid --task gsc
-	$(BIN)/python -m edgerf.bench.train_grid $(SPEECH) --models gru --losses reset-free,periodic-reset,ce
-	$(BIN)/python -m edgerf.bench.train_grid $(SPEECH) --models rnn,ssm,ssm-sel,lif --losses reset-free
-	$(BIN)/python -m edgerf.bench.train_grid $(SPEECH) --readout gated --seeds 0,1,2 --models gru \
+	$(BIN)/python -m edgerf.bench.studies.train_grid --task sfmnist
+	$(BIN)/python -m edgerf.bench.studies.train_grid --task gsc
+	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --models gru --losses reset-free,periodic-reset,ce
+	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --models rnn,ssm,ssm-sel,lif --losses reset-free
+	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --readout gated --seeds 0,1,2 --models gru \
 		--losses reset-free,periodic-reset
 
 ## aarch64 emulation for `edgerf bench --device arm64` (once; needs apt and root).
@@ -49,11 +49,11 @@ arm64: $(STAMP)
 ## Everything under bench/results/ that stands on the grids' checkpoints.
 INT8 := runs/sfmnist/export-int8/gru-reset-free
 results: $(STAMP)
-	$(BIN)/python -m edgerf.bench.export_table
-	$(BIN)/python -m edgerf.bench.gsc_mask
-	$(BIN)/python -m edgerf.bench.int8_table --qat-epochs ssm=3,ssm-sel=3,lif=3
-	$(BIN)/python -m edgerf.bench.arm_cost
-	$(BIN)/python -m edgerf.bench.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
+	$(BIN)/python -m edgerf.bench.studies.export_table
+	$(BIN)/python -m edgerf.bench.studies.gsc_mask
+	$(BIN)/python -m edgerf.bench.studies.int8_table --qat-epochs ssm=3,ssm-sel=3,lif=3
+	$(BIN)/python -m edgerf.bench.studies.arm_cost
+	$(BIN)/python -m edgerf.bench.studies.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64 --force
@@ -67,11 +67,11 @@ soak: $(STAMP)
 		--epochs 3 --batch 32 --train-samples 16000 --test-steps 20000 -q -o runs/soak/gru48-ce.pt
 	$(BIN)/edgerf export runs/soak/gru48-ce.pt --int8 -q --force
 	$(BIN)/edgerf export runs/soak/gru48-reset-free.pt --int8 -q --force
-	$(BIN)/python -m edgerf.bench.soak runs/soak/gru48-reset-free.pt runs/soak/gru48-ce.pt
+	$(BIN)/python -m edgerf.bench.studies.soak runs/soak/gru48-reset-free.pt runs/soak/gru48-ce.pt
 
 ## bench/results/scaling.md: DDP ranks and sweep engines on this machine.
 scaling: $(STAMP)
-	$(BIN)/python -m edgerf.bench.scaling
+	$(BIN)/python -m edgerf.bench.studies.scaling
 
 ## The shipped built-in models (exports, bundles, demo recording) from their checkpoints (full data).
 builtin: $(STAMP)

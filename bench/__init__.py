@@ -1,5 +1,7 @@
-"""edgerf.bench: benchmarks and the scripts that produce the committed results.
+"""edgerf.bench: the harness behind ``edgerf bench``.
 
-- ``python -m edgerf.bench.train_grid``: 4 families x 3 training modes on
-  Sequential Fashion-MNIST, results in ``bench/results/sfmnist_train.{jsonl,md}``.
+``run`` (discover artifacts, time and score them), ``latency``, ``machine``, ``rss``,
+``report`` and ``render`` (tables, JSON, plots) and ``arm64`` (the same run under qemu-user).
+They import with numpy and one interpreter, like the runtime. The scripts behind the
+committed results are apart, in ``edgerf.bench.studies`` (``bench/studies/``).
 """

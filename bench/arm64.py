@@ -3,7 +3,7 @@ user-mode emulation, compared step for step with the x86 run.
 
 Set-up (once, ``edgerf bench --device arm64 --setup``, needs root for apt): Debian's
 qemu-user-static (and qemu-user, whose dynamic build loads the instruction-counting plugin
-of ``edgerf.bench.arm_cost``); Debian's arm64 Python 3.11 and the libraries it links, unpacked
+of ``edgerf.bench.studies.arm_cost``); Debian's arm64 Python 3.11 and the libraries it links, unpacked
 into a sysroot; aarch64 wheels of numpy, onnxruntime and ai-edge-litert installed into
 a folder beside it; an ARM ``/proc/cpuinfo`` in the sysroot (onnxruntime crashed
 under qemu without one). Runs use ``QEMU_CPU=neoverse-n1`` (a Pi-5/Graviton-class
@@ -68,7 +68,7 @@ def setup_sysroot(log=lambda s: None) -> Path:
     debs, sysroot, site = h / "debs", h / "sysroot", h / "site"
     if not qemu():
         _run(["apt-get", "install", "-y", "-qq", "qemu-user-static"], log)
-    if not shutil.which("qemu-aarch64"):       # the dynamic build loads TCG plugins (edgerf.bench.arm_cost)
+    if not shutil.which("qemu-aarch64"):       # the dynamic build loads TCG plugins (edgerf.bench.studies.arm_cost)
         _run(["apt-get", "install", "-y", "-qq", "qemu-user"], log)
     if not (sysroot / "usr/bin/python3.11").exists():
         _run(["dpkg", "--add-architecture", "arm64"], log)

@@ -18,27 +18,45 @@ SEED = 1234
 SUBSET = Path(__file__).resolve().parent / "data"
 
 
-def _choose_data() -> dict[str, str]:
-    """Which data the data-dependent tests read: $EDGERF_DATA if set, else the full datasets
-    where edgerf finds both, else the committed subsets (set as $EDGERF_DATA, so subprocesses
-    and the CLI read the same). Returns dataset -> where it comes from, for the report."""
+def _choose_data() -> dict[str, Path]:
+    """Which data the data-dependent tests read: what edgerf itself locates ($EDGERF_DATA if
+    set, else its default folders), else the committed subsets (then set as $EDGERF_DATA, so
+    subprocesses and the CLI read the same). Returns dataset -> its folder."""
     from edgerf.data.source import locate
     from edgerf.runtime.errors import DataError
 
     names = {"Fashion-MNIST": "fashion-mnist", "Speech Commands": "speech-commands"}
-    if not os.environ.get("EDGERF_DATA"):
-        try:
-            return {k: f"full data at {locate(d).root}" for k, d in names.items()}
-        except DataError:
-            os.environ["EDGERF_DATA"] = str(SUBSET)
-    kind = "committed subset" if Path(os.environ["EDGERF_DATA"]).resolve() == SUBSET else "$EDGERF_DATA"
-    return {k: f"{kind} at {locate(d).root}" for k, d in names.items()}
+    try:
+        return {k: locate(d).root for k, d in names.items()}
+    except DataError:
+        if os.environ.get("EDGERF_DATA"):
+            raise                                   # a folder was named and lacks a dataset: say so
+        os.environ["EDGERF_DATA"] = str(SUBSET)
+        return {k: locate(d).root for k, d in names.items()}
 
 
-DATA = _choose_data()
-FULL_DATA = all(v.startswith("full") for v in DATA.values())
-# Fashion-MNIST test images in the data this run reads (make_subsets.py keeps 1,000).
-FASHION_TEST_IMAGES = 10_000 if FULL_DATA else 1_000
+def _fashion_test_images(root: Path) -> int:
+    from edgerf.data.fashion import load
+    return len(load("test", root)[1])
+
+
+def _speech_clips(root: Path) -> int:
+    from edgerf.data.speech import files
+    return len(files(root))
+
+
+# What the data holds decides the expectations, never how it was chosen: the same folder
+# reached through $EDGERF_DATA or a default folder gives the same run.
+ROOTS = _choose_data()
+FASHION_TEST_IMAGES = _fashion_test_images(ROOTS["Fashion-MNIST"])
+SPEECH_CLIPS = _speech_clips(ROOTS["Speech Commands"])
+# The full datasets: Fashion-MNIST's 10,000 test images, and Speech Commands' test set
+# (4,890 clips) or more; the committed subsets hold 1,000 images and a few hundred clips.
+FULL_DATA = FASHION_TEST_IMAGES == 10_000 and SPEECH_CLIPS >= 4_000
+_KIND = "full data" if FULL_DATA else \
+    "committed subset" if all(r.is_relative_to(SUBSET) for r in ROOTS.values()) else "partial data"
+DATA = {"Fashion-MNIST": f"{_KIND} at {ROOTS['Fashion-MNIST']} ({FASHION_TEST_IMAGES:,} test images)",
+        "Speech Commands": f"{_KIND} at {ROOTS['Speech Commands']} ({SPEECH_CLIPS:,} clips)"}
 # Tests whose claim needs the full datasets (e.g. retraining the built-in model with its
 # recorded command): on the subsets they skip, and -ra prints this reason.
 needs_full_data = pytest.mark.skipif(not FULL_DATA, reason="needs the full datasets; this run uses "

@@ -50,7 +50,7 @@ def test_the_cost_worker_marks_its_loop_and_reports_per_step(tmp_path):
         np.savez(tmp_path / "f.npz", x=z["x"][:120])
     for art in ("default-gru.int8.tflite", "default-gru.onnx"):
         for mode in ("stepmodel", "bare"):
-            r = subprocess.run([sys.executable, "-m", "edgerf.bench.arm_cost", "--worker",
+            r = subprocess.run([sys.executable, "-m", "edgerf.bench.studies.arm_cost", "--worker",
                                 str(BUILTIN_DIR / art), str(tmp_path / "f.npz"), mode],
                                capture_output=True, text=True, check=True)
             out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -62,7 +62,7 @@ def test_the_cost_worker_marks_its_loop_and_reports_per_step(tmp_path):
 def test_emulated_instruction_counts_are_repeatable_and_int8_executes_fewer(tmp_path):
     import numpy as np
 
-    from edgerf.bench import arm_cost
+    from edgerf.bench.studies import arm_cost
     from edgerf.models import BUILTIN_DIR
     with np.load(BUILTIN_DIR / "default-gru.bundle.npz") as z:
         np.savez(tmp_path / "f.npz", x=z["x"][:350])

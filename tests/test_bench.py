@@ -142,7 +142,7 @@ def test_bench_cli(model_dir, tmp_path, monkeypatch):
 def test_decision_timing_reads_each_offset_from_the_sample_end():
     """A model right up to each sample's last informative step and uniform (argmax 0) after
     it: full marks at and before the end, chance after; its peak is inside the sample."""
-    from edgerf.bench.decision_timing import timing
+    from edgerf.bench.studies.decision_timing import timing
     from edgerf.data import concat_samples
 
     samples = [np.zeros((6, 2), np.float32)] * 5
@@ -158,7 +158,7 @@ def test_decision_timing_reads_each_offset_from_the_sample_end():
 
 
 def test_the_grid_summarises_each_row_over_its_seeds():
-    from edgerf.bench.train_grid import seed_summary
+    from edgerf.bench.studies.train_grid import seed_summary
 
     runs = [{"model": "gru", "loss": "reset-free", "eval": "no-reset", "seed": s, "acc_p": a, "false_alarm": 0.01}
             for s, a in ((0, 0.80), (1, 0.86), (2, 0.83))]

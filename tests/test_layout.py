@@ -54,3 +54,34 @@ def test_the_runtime_imports_nothing_from_edgerf_outside_it():
                               if not m.startswith("edgerf.runtime") and m not in ("edgerf.__version__",))
                for f in files}
     assert not any(outside.values()), {k: v for k, v in outside.items() if v}
+
+
+def test_no_module_outside_the_studies_imports_a_study():
+    """The studies (bench/studies/) produce committed results; the package never depends on
+    them (tests may exercise them, as they do every module)."""
+    from pathlib import Path
+    root = Path(edgerf.__file__).resolve().parents[1]
+    studies = root / "bench" / "studies"
+    package = [f for d in ("edgerf", "export", "bench", "examples") for f in (root / d).rglob("*.py")
+               if studies not in f.parents]
+    assert len(package) > 40
+    users = {str(f.relative_to(root)): sorted(m for m in _edgerf_imports(f) if m.startswith("edgerf.bench.studies"))
+             for f in package}
+    assert not any(users.values()), {k: v for k, v in users.items() if v}
+
+
+def test_the_results_index_lists_every_committed_result():
+    """bench/results/README.md names each file (``{a,b}`` groups extensions) and its command."""
+    import re
+    from pathlib import Path
+    results = Path(edgerf.__file__).resolve().parents[1] / "bench" / "results"
+    index = (results / "README.md").read_text()
+    listed = set()
+    for name in re.findall(r"`([\w./*-]+(?:\{[\w,]+\})?[\w./-]*)`", index):
+        m = re.match(r"(.*)\{([\w,]+)\}(.*)", name)
+        listed |= {m.group(1) + ext + m.group(3) for ext in m.group(2).split(",")} if m else {name}
+    missing = [str(p.relative_to(results)) for p in results.iterdir()
+               if p.name not in ("README.md", "archive") and p.name not in listed and p.name + "/" not in listed]
+    assert not missing, f"not in bench/results/README.md: {missing}"
+    archived = [p.name for p in (results / "archive").iterdir()]
+    assert all(any(n.startswith(g.rstrip("*")) for g in re.findall(r"`([\w-]+)\*`", index)) for n in archived)

@@ -1,7 +1,7 @@
 """Train the 4 families x 3 training modes on a task and tabulate no-reset (and
 oracle-reset) results on one unreset test stream.
 
-    python -m edgerf.bench.train_grid [--task sfmnist|gsc] [--engine auto|ray|pool] [--out runs/<task>]
+    python -m edgerf.bench.studies.train_grid [--task sfmnist|gsc] [--engine auto|ray|pool] [--out runs/<task>]
                                       [--seeds 0,1,2] [--readout gated] ...
 
 Checkpoints go to ``--out`` (not committed); one JSON record per run and evaluation
@@ -23,8 +23,8 @@ from pathlib import Path
 from edgerf.runtime.atomic import write_text
 from edgerf.bench.report import markdown_table, read_records, write_records
 from edgerf.choices import READOUT_NAMES
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "loss", "seed", "eval", "acc_p", "acc_f", "false_alarm", "noise_conf", "steps", "samples",
            "train_seconds"]
 # What differs per task. sfmnist: 55,000 images, 6 epochs are enough. gsc: ~3,000 word
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     sweep = SweepConfig(base=base, models=models, losses=losses, hidden=(base.hidden,), seeds=seeds,
                         out=a.out, results=str(Path(a.out) / "sweep"), engine=a.engine,
                         names={(m, lo, s): f"{m}-{lo}" + (f"-s{s}" if s else "") for m, lo, s in jobs})
-    grid = (f"python -m edgerf.bench.train_grid --task {a.task}"
+    grid = (f"python -m edgerf.bench.studies.train_grid --task {a.task}"
             f"{f' --frame-stack {a.frame_stack}' if a.frame_stack else ''}"
             f"{f' --frontend {a.frontend}' if a.frontend else ''}"
             f"{f' --readout {a.readout}' if a.readout else ''}"

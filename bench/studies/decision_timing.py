@@ -2,7 +2,7 @@
 each sample's last informative step (where acc_p is read), and at the sample's most
 confident step.
 
-    python -m edgerf.bench.decision_timing CKPT [CKPT ...] [--split val] [--samples 900]
+    python -m edgerf.bench.studies.decision_timing CKPT [CKPT ...] [--split val] [--samples 900]
                                           [--out bench/results/NAME_timing]
 
 Every checkpoint runs over the same unreset stream of its task (the split's samples, its
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 OFFSETS = (-8, -4, -2, -1, 0, 1, 2, 4)
 
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             trained.append(f"- {path.stem}: `{TrainConfig(**cfg).command()}`")
     out = a.out or RESULTS / f"{a.checkpoints[0].parent.name}_timing"
     write_text(out.with_suffix(".json"), json.dumps({"split": a.split, "seed": a.seed, "rows": rows}, indent=1) + "\n")
-    cmd = "python -m edgerf.bench.decision_timing " + " ".join(str(c) for c in a.checkpoints) + \
+    cmd = "python -m edgerf.bench.studies.decision_timing " + " ".join(str(c) for c in a.checkpoints) + \
         f" --split {a.split} --samples {a.samples}"
     md = (f"# Decision timing ({a.split} split, unreset stream)\n\n"
           f"Produced by `{cmd}`. `at_k`: argmax accuracy k steps after each sample's last informative "

@@ -1,7 +1,7 @@
 """int8 across the families: what the default ``--int8`` budget gives, what it costs in
 accuracy and false alarms, what it buys in size and speed, beside fp32 and torch eager.
 
-    python -m edgerf.bench.int8_table [--runs runs/sfmnist] [--families rnn,gru,ssm,ssm-sel,lif]
+    python -m edgerf.bench.studies.int8_table [--runs runs/sfmnist] [--families rnn,gru,ssm,ssm-sel,lif]
                                       [--steps 100000] [--reexport] [--qat-epochs ssm=3,ssm-sel=3,lif=3]
 
 For each family, the reset-free checkpoint ``<runs>/<family>-reset-free.pt`` is exported
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.bench.report import markdown_table, merge_family_rows
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "false_alarm", "agreement",
            "stepmodel_us", "stepmodel_p99_us", "bare_us", "stepmodel_vs_bare", "vs_torch", "arm64_kinsns",
            "arm64_vs_fp32"]
@@ -36,7 +36,7 @@ COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "f
 def bare_us(path: Path, frames: np.ndarray, seconds: float) -> float:
     """Median us of the bare interpreter call (the runtime_overhead loops)."""
     from edgerf.bench.latency import measure_latency
-    from edgerf.bench.runtime_overhead import _litert_loops, _onnx_loops
+    from edgerf.bench.studies.runtime_overhead import _litert_loops, _onnx_loops
     from edgerf.runtime import StepModel
 
     m = StepModel.load(path)
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
 def render(out: Path = RESULTS / "int8") -> str:
     """int8.md from int8.json, with the aarch64 instruction counts of arm_cost.json beside each
-    artifact when that file exists (``python -m edgerf.bench.arm_cost`` re-renders it)."""
+    artifact when that file exists (``python -m edgerf.bench.studies.arm_cost`` re-renders it)."""
     from edgerf.runtime.atomic import write_text
 
     data = json.loads(out.with_suffix(".json").read_text())
@@ -141,7 +141,7 @@ def render(out: Path = RESULTS / "int8") -> str:
                      "arm64_vs_fp32": a.get("insns_vs_fp32", "")})
     steps = data.get("steps", 100_000)
     md = (f"# int8 across the families (Sequential Fashion-MNIST, reset-free, hidden 128)\n\n"
-          f"Produced by `python -m edgerf.bench.int8_table` on {data['machine']['cpu']}, one thread. Each "
+          f"Produced by `python -m edgerf.bench.studies.int8_table` on {data['machine']['cpu']}, one thread. Each "
           f"family's checkpoint exported with `edgerf export --int8` and the **default budget** (acc_p drop "
           f"<= 0.5 pt on the same held-out samples, upper end of its paired 95% interval <= 1 pt, false alarms "
           f"rise <= 0.05 pt; frame agreement reported, not gated), with int8 fine-tuning (`--qat-epochs`) where "
@@ -153,7 +153,7 @@ def render(out: Path = RESULTS / "int8") -> str:
           f"rung measured on the held-out stream when the export tried it (acc_p drop against fp32 with its "
           f"paired 95% interval, false-alarm rise), hence why the plan in `precision` was chosen; every rung's "
           f"figures are in int8.json. `arm64_kinsns`: thousands of aarch64 instructions per `StepModel.step` "
-          f"(qemu, neoverse-n1, counted by `python -m edgerf.bench.arm_cost`, see arm_cost.md), "
+          f"(qemu, neoverse-n1, counted by `python -m edgerf.bench.studies.arm_cost`, see arm_cost.md), "
           f"`arm64_vs_fp32` against the same runtime's fp32 graph.\n\n" + markdown_table(rows, COLUMNS))
     write_text(out.with_suffix(".md"), md)
     return md

@@ -1,6 +1,6 @@
 """What ``StepModel.step`` costs over a bare interpreter call, same process, same model.
 
-    python -m edgerf.bench.runtime_overhead ARTIFACT [ARTIFACT ...] [--seconds 2 --windows 5]
+    python -m edgerf.bench.studies.runtime_overhead ARTIFACT [ARTIFACT ...] [--seconds 2 --windows 5]
 
 Bare call, ONNX Runtime: ``session.run_with_iobinding`` on a binding prepared once (the
 fastest loop its Python API allows, state buffers flipped by hand); also timed, plain
@@ -24,8 +24,8 @@ import numpy as np
 from edgerf.runtime.atomic import write_text
 from edgerf.bench.latency import measure_latency
 from edgerf.bench.report import markdown_table
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _onnx_loops(model, x) -> dict:
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                "onnxruntime": ort.__version__, "threads": 1}
     write_text(Path(a.out + ".json"), json.dumps({"machine": machine, "rows": rows}, indent=2))
     md = ("# StepModel overhead over a bare interpreter call\n\n"
-          f"Produced by `python -m edgerf.bench.runtime_overhead {' '.join(a.artifacts)}`. One intra-op thread, "
+          f"Produced by `python -m edgerf.bench.studies.runtime_overhead {' '.join(a.artifacts)}`. One intra-op thread, "
           "frames from a real test stream, state fed back. ONNX: `bare` = `run_with_iobinding` on a prepared "
           "binding; `run` = `session.run` with numpy feeds. LiteRT: `bare` = frame in, `invoke`, state outputs "
           "copied onto state inputs, logits read. `StepModel` = the runtime with frame checks and the state "

@@ -1,6 +1,6 @@
 """Scaling out on this machine: DDP ranks against one process, and the sweep engines.
 
-    python -m edgerf.bench.scaling [--quick]
+    python -m edgerf.bench.studies.scaling [--quick]
 
 1. Training throughput (lane-steps per second of the training loop, stream building
    excluded) of the grid's GRU-128 on Sequential Fashion-MNIST: one process with one
@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DDP_RUN = ["--task", "sfmnist", "--model", "gru", "--hidden", "128", "--epochs", "1", "--batch", "64",
            "--train-samples", "8192", "--val-samples", "50", "--test-steps", "2000", "-q"]
 GRID_RUN = ["--task", "sfmnist", "--models", "gru", "--losses", "reset-free,periodic-reset,ce", "--hidden", "48",
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     write_text(a.out.with_suffix(".json"), json.dumps(rec, indent=1) + "\n")
     md = f"""# Scaling out: DDP ranks and sweep engines on {os.cpu_count()} cores
 
-Produced by `python -m edgerf.bench.scaling` (also `make scaling`).
+Produced by `python -m edgerf.bench.studies.scaling` (also `make scaling`).
 
 ## DDP: training throughput of GRU-128 (Sequential Fashion-MNIST, batch 64 lanes, BPTT 128)
 

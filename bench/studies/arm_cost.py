@@ -1,6 +1,6 @@
 """Per-step cost of each exported family on aarch64, fp32 against int8, without a board.
 
-    python -m edgerf.bench.arm_cost [--runs runs/sfmnist/export-int8] [--families rnn,gru,...]
+    python -m edgerf.bench.studies.arm_cost [--runs runs/sfmnist/export-int8] [--families rnn,gru,...]
                                     [--steps 2000]
 
 On x86 (after ``edgerf bench --device arm64 --setup``): every artifact runs in the aarch64
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.bench.report import markdown_table, merge_family_rows
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MARK_OFFSET = 0xED6EF00D          # insn_count.c's MARK_OFFSET
 PLUGIN_SOURCE = Path(__file__).resolve().parent / "insn_count.c"
 WARMUP = 50
@@ -55,7 +55,7 @@ def worker(artifact: str, frames: str, mode: str) -> None:
     ns per step. Device side: numpy and one interpreter."""
     import time
 
-    from edgerf.bench.runtime_overhead import _litert_loops, _onnx_loops
+    from edgerf.bench.studies.runtime_overhead import _litert_loops, _onnx_loops
     from edgerf.runtime import StepModel
 
     x = np.load(frames)["x"].astype(np.float32)
@@ -86,7 +86,7 @@ _SOURCE_TREE_WORKER = (
     "spec = importlib.util.spec_from_file_location('edgerf.bench', bench / '__init__.py', "
     "submodule_search_locations=[str(bench)]); pkg = importlib.util.module_from_spec(spec); "
     "sys.modules['edgerf.bench'] = pkg; spec.loader.exec_module(pkg); "
-    "from edgerf.bench.arm_cost import worker; worker(*sys.argv[1:4])")
+    "from edgerf.bench.studies.arm_cost import worker; worker(*sys.argv[1:4])")
 
 
 def _plugin(cache: Path) -> Path:
@@ -116,7 +116,7 @@ def _emulated(artifact: Path, frames: Path, mode: str) -> dict:
 
 def _native(artifact: Path, frames: Path, mode: str) -> dict:
     """On the board: median us per step, and instructions per step where perf counts them."""
-    cmd = [sys.executable, "-m", "edgerf.bench.arm_cost", "--worker", str(artifact), str(frames), mode]
+    cmd = [sys.executable, "-m", "edgerf.bench.studies.arm_cost", "--worker", str(artifact), str(frames), mode]
     out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
     row = {"us_per_step": out["median_ns"] / 1e3}
     if shutil.which("perf"):
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
             base = a.runs / f"{fam}-reset-free"
             bundle = base.with_suffix(".bundle.npz")
             if not bundle.exists():
-                print(f"{bundle} missing: export {fam} with `python -m edgerf.bench.int8_table` first; skipping")
+                print(f"{bundle} missing: export {fam} with `python -m edgerf.bench.studies.int8_table` first; skipping")
                 continue
             frames = Path(tmp) / f"{fam}.npz"
             with np.load(bundle) as z:
@@ -191,8 +191,8 @@ def main(argv=None) -> int:
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine, "steps": a.steps, "rows": rows},
                                                       indent=1) + "\n")
     md = (f"# aarch64 cost per step, fp32 against int8 ({machine})\n\n"
-          f"Produced by `python -m edgerf.bench.arm_cost --steps {a.steps}` from the exports of "
-          f"`python -m edgerf.bench.int8_table`. Each artifact runs {a.steps:,} frames of its evaluation "
+          f"Produced by `python -m edgerf.bench.studies.arm_cost --steps {a.steps}` from the exports of "
+          f"`python -m edgerf.bench.studies.int8_table`. Each artifact runs {a.steps:,} frames of its evaluation "
           f"bundle after a {WARMUP}-step warm-up, state fed back. `insns_per_step`: guest instructions per "
           f"`StepModel.step` (frame checks, interpreter call, state feedback) counted between two markers "
           f"around the loop; `bare_insns_per_step`: the bare interpreter loop of `runtime_overhead`; "
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
            "Under emulation no time is reported (it would measure qemu).\n\n") + markdown_table(rows, COLUMNS))
     write_text(a.out.with_suffix(".md"), md)
     print(md)
-    from edgerf.bench import int8_table
+    from edgerf.bench.studies import int8_table
     if not native and a.out.parent == RESULTS and (RESULTS / "int8.json").exists():
         int8_table.render()                      # int8.md shows these counts beside its timings
     return 0

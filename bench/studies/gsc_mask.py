@@ -1,6 +1,6 @@
 """How well the causal activity mask separates speech from background, on real clips.
 
-    python -m edgerf.bench.gsc_mask [--split train]
+    python -m edgerf.bench.studies.gsc_mask [--split train]
 
 Runs ``edgerf.runtime.features.ActivityMask`` over a long stream of the split's clips in the
 order a device would hear them (word clips and ``_silence_`` clips alternating, with
@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> int:
@@ -59,7 +58,7 @@ def main(argv=None) -> int:
     res["word_clips"] = int(sum(w != speech.SILENCE for w in words))
     write_text(RESULTS / "gsc_mask.json", json.dumps(res, indent=2))
     md = ["# Speech Commands: causal activity mask (theta = 0.9)", "",
-          f"`python -m edgerf.bench.gsc_mask --split {a.split}`: {res['frames']:,} frames of real clips "
+          f"`python -m edgerf.bench.studies.gsc_mask --split {a.split}`: {res['frames']:,} frames of real clips "
           "(word and `_silence_` clips interleaved, mask state never reset).", "",
           f"- frames marked informative on word clips: **{res['informative_on_word_clips']:.1%}**",
           f"- frames marked informative on `_silence_` clips: **{res['informative_on_silence_clips']:.1%}**",

@@ -1,6 +1,6 @@
 """Which int8 form, if any, makes ONNX Runtime faster than fp32 on a recurrent step graph?
 
-    python -m edgerf.bench.onnx_int8_forms [--runs runs/sfmnist] [--families rnn,gru] [--steps 1500]
+    python -m edgerf.bench.studies.onnx_int8_forms [--runs runs/sfmnist] [--families rnn,gru] [--steps 1500]
 
 For each family's reset-free checkpoint, the fp32 step graph and its int8 forms, all from
 the same calibration (2x10^4 unreset training steps) and all run closed loop, batch 1,
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _forms(fp32: Path, feeds: dict, out: Path) -> dict[str, Path]:
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
     write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "rows": rows}, indent=1) + "\n")
     md = (f"# ONNX Runtime: int8 forms of the step graph against fp32\n\nProduced by "
-          f"`python -m edgerf.bench.onnx_int8_forms` on {machine_info()['cpu']}, one thread, batch 1, "
+          f"`python -m edgerf.bench.studies.onnx_int8_forms` on {machine_info()['cpu']}, one thread, batch 1, "
           f"{a.steps:,} closed-loop steps x 3, median of `session.run`. Hidden 128, reset-free checkpoints of "
           f"the Sequential Fashion-MNIST grid.\n\n" + markdown_table(rows, ["family", "form", "us_per_step",
                                                                           "vs_fp32", "nodes", "ops"]))

@@ -1,9 +1,9 @@
 """Export every reset-free Sequential Fashion-MNIST checkpoint to ONNX and TFLite (fp32 +
 int8) and score torch and every artifact on one unreset test stream of >= 10^5 steps.
 
-    python -m edgerf.bench.export_table [--runs runs/sfmnist] [--steps 100000] [--min-agreement 0.995]
+    python -m edgerf.bench.studies.export_table [--runs runs/sfmnist] [--steps 100000] [--min-agreement 0.995]
 
-Needs the checkpoints of ``python -m edgerf.bench.train_grid``. Writes one JSON record
+Needs the checkpoints of ``python -m edgerf.bench.studies.train_grid``. Writes one JSON record
 per model and artifact to ``bench/results/sfmnist_export.jsonl`` and a table to
 ``sfmnist_export.md``. ``argmax_agreement`` is against the torch fp32 trajectory, on
 informative steps (see edgerf.export.parity.Parity). ``--min-agreement`` relaxes the int8
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from edgerf.runtime.atomic import write_text
 from edgerf.bench.report import markdown_table, write_records
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "artifact", "precision", "acc_p", "acc_f", "false_alarm", "argmax_agreement",
            "max_abs_logits", "size_kib", "steps"]
 
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     records = [{k: v for k, v in r.items()} for r in records]
     write_records(RESULTS / f"{stem}.jsonl", records)
     lines = ["# Sequential Fashion-MNIST: exported step graphs vs torch\n",
-             f"Produced by `python -m edgerf.bench.export_table --min-agreement {a.min_agreement}`: reset-free "
+             f"Produced by `python -m edgerf.bench.studies.export_table --min-agreement {a.min_agreement}`: reset-free "
              f"checkpoints of the training grid, exported with `edgerf export --int8 --min-agreement "
              f"{a.min_agreement}`, all artifacts run closed loop on the same unreset test "
              f"stream ({records[0]['steps']:,} steps). `argmax_agreement` is against torch fp32 on informative "

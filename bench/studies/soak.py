@@ -1,6 +1,6 @@
 """Soak: every artifact of a model over >= 10^6 unreset steps, watched in windows.
 
-    python -m edgerf.bench.soak CKPT [CKPT ...] [--steps 1000000] [--window 100000] [--out bench/results/soak]
+    python -m edgerf.bench.studies.soak CKPT [CKPT ...] [--steps 1000000] [--window 100000] [--out bench/results/soak]
 
 For each checkpoint, every exported artifact beside it runs through ``edgerf.runtime.
 StepModel`` (the device path, watchdog on) over one stream that is never reset: real test
@@ -23,8 +23,8 @@ from edgerf.bench.report import markdown_table, write_records
 from edgerf.bench.run import artifact_kind, discover
 from edgerf.runtime.manifest import ARTIFACT_SUFFIXES
 from edgerf.runtime.metrics import stream_metrics
+from edgerf.bench.studies import RESULTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "loss", "target", "precision", "windows", "steps", "acc_p", "acc_p_first", "acc_p_last",
            "acc_p_min", "false_alarm", "false_alarm_max", "state_min", "state_max", "state_restores",
            "rss_mib_first", "rss_mib_last", "us_per_step"]
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
             recs = soak_artifact(art, task, a.steps, a.window)
             windows += [{"model": ckpt.stem, "file": art.name, **r} for r in recs]
             summary.append(summarise(ckpt.stem, loss, art, precision, recs))
-    cmd = "python -m edgerf.bench.soak " + " ".join(str(c) for c in a.checkpoints) + \
+    cmd = "python -m edgerf.bench.studies.soak " + " ".join(str(c) for c in a.checkpoints) + \
         ("" if a.steps == 1_000_000 else f" --steps {a.steps}")
     write_records(a.out.with_suffix(".jsonl"), windows)
     md = [f"# Soak: {a.steps:,} unreset steps per artifact", "",
