@@ -245,13 +245,18 @@ def _model_line(model: dict, classes: list[str]) -> str:
 
 
 @command()
-def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), or a "
-                                                      "checkpoint .pt.")) -> None:
+def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), a "
+                                                      "checkpoint .pt, or a built-in name: default-gru, kws-gru "
+                                                      "(its int8 TFLite).")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
     (or a checkpoint's model, training command, data and results)."""
-    from edgerf.runtime import manifest
     from edgerf.data.source import describe
+    from edgerf.models import BUILTINS, builtin_artifact
+    from edgerf.runtime import manifest
     from edgerf.runtime.model import verify_artifact
+
+    if str(artifact) in BUILTINS and not artifact.exists():
+        artifact = builtin_artifact(str(artifact))
 
     if artifact.suffix == ".pt":
         _inspect_checkpoint(artifact)
@@ -327,7 +332,7 @@ def _frames(m, path: Path, source: Optional[Path]):
     if source is not None and source.suffix == ".wav":
         if frame.get("frame_kind") != "log-mel":
             raise EdgerfError(f"{path} takes {frame.get('frame_kind')} frames, not audio")
-        from edgerf.data.speech import read_wav
+        from edgerf.runtime.audio import read_wav
         pcm = read_wav(source, int(frame.get("sample_rate", 16000)))
         for k in range(0, len(pcm), 1600):
             yield from m.featurize(pcm[k:k + 1600])

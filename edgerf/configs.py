@@ -44,14 +44,14 @@ class TrainConfig:
     loss: str = option("reset-free", "reset-free (the paper), periodic-reset or ce (baselines).")
     grace: int = option(0, "reset-free: the first N noise steps after each sample carry no loss (labels "
                            "whose end the model cannot see). 0: the paper's loss. On speech it did not "
-                           "raise acc_p and tripled per-step false alarms (README).")
+                           "raise acc_p and tripled per-step false alarms (docs/results.md).")
     # GRU-128 fits a Pi's cache and reaches ~0.88 acc_p on Sequential Fashion-MNIST
     hidden: int = option(128, "Width of the recurrent layers.")
     layers: int = option(1, "Stacked recurrent layers.")
     frontend: int = option(0, "ReLU layers (--hidden wide) before the recurrent cells: per-frame features "
                               "shared by every family (speech: 1 lets the plain RNN, SSM and LIF learn).")
     readout: str = option("linear", "linear, or gated: class scores times a learned gate, so the output can "
-                                    "clear on noise without moving the class it holds (speech: README).")
+                                    "clear on noise without moving the class it holds (speech: docs/results.md).")
     epochs: int = option(6, "Passes over the training split.")
     batch: int = option(64, "Parallel unreset training streams.")
     # a chunk spans several samples, so gaps are learnt in context

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgerf.data.speech import read_wav
+from edgerf.runtime.audio import read_wav
 from edgerf.models import DEMO_RECORDING, builtin_artifact
 from edgerf.runtime import EventDetector, StepModel
 

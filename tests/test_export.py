@@ -235,17 +235,59 @@ def test_every_onnx_plan_runs_in_a_second_runtime(tmp_path, sfmnist, test_stream
     assert np.abs(np.stack(out) - ort_logits).max() <= tol
 
 
-@pytest.mark.parametrize("plan", ["int8-gemm", "a16w8-gemm"])
-def test_matmul_only_plans_load_in_onnx_runtime(tmp_path, sfmnist, test_stream, plan):
-    """The mixed plans quantise only the matmuls; ONNX Runtime must load and run them."""
-    from edgerf.export import calibrate, quantize
-    from edgerf.runtime import StepModel  # noqa: F401  (the runtime's session options are the ones used)
+def _plain_sessions(path):
+    """The graph as every ONNX Runtime user opens it, ``InferenceSession(path)`` with default
+    options, at each optimisation level (each enables other rewrites of a quantised graph)."""
+    import onnxruntime as ort
 
-    ck = checkpoint.load(_ckpt(tmp_path, "gru", sfmnist))
+    yield ort.InferenceSession(str(path))
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        yield ort.InferenceSession(str(path), so)
+
+
+def _closed_loop(session, x: np.ndarray) -> np.ndarray:
+    names = [i.name for i in session.get_inputs()]
+    state = {i.name: np.zeros([1] + list(i.shape[1:]), np.float32) for i in session.get_inputs()[1:]}
+    out = []
+    for t in range(len(x)):
+        res = session.run(None, {names[0]: x[t:t + 1], **state})
+        out.append(res[0][0])
+        state = dict(zip(state, res[1:]))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_onnx_plan_opens_in_a_plain_inference_session(tmp_path, sfmnist, test_stream, family):
+    """No option of ours is needed to load what we ship: every precision plan of every family
+    opens with default options at every optimisation level and computes the same steps."""
+    from edgerf.export import calibrate, quantize
+
+    ck = checkpoint.load(_ckpt(tmp_path, family, sfmnist))
     onnx_export.save(onnx_export.to_onnx(ck.model), tmp_path / "m.onnx")
-    quantize.quantize(tmp_path / "m.onnx", tmp_path / "q.onnx", calibrate.calibration_feeds(ck.model, sfmnist, 2000), plan)
-    logits, _ = run_graph(tmp_path / "q.onnx", ck.model, test_stream.x[:200])
-    assert np.isfinite(logits).all()
+    feeds = calibrate.calibration_feeds(ck.model, sfmnist, 1000)
+    x = test_stream.x[:60]
+    for plan in ("fp32",) + tuple(quantize.PLANS):
+        path = tmp_path / "m.onnx" if plan == "fp32" else tmp_path / f"{plan}.onnx"
+        if plan != "fp32":
+            quantize.quantize(tmp_path / "m.onnx", path, feeds, plan)
+        runs = [_closed_loop(s, x) for s in _plain_sessions(path)]
+        # levels may fuse differently: a quantised graph may round one step apart, no more
+        tol = 1e-4 if plan == "fp32" else 0.05 * (np.abs(runs[0]).max() + 1)
+        for r in runs[1:]:
+            assert np.abs(r - runs[0]).max() <= tol, (family, plan)
+
+
+def test_every_shipped_onnx_opens_in_a_plain_inference_session():
+    from edgerf.models import BUILTIN_DIR
+
+    shipped = sorted(BUILTIN_DIR.glob("*.onnx"))
+    assert len(shipped) >= 4
+    for path in shipped:
+        for s in _plain_sessions(path):
+            assert [o.name for o in s.get_outputs()][0] == "logits", path
 
 
 def test_exported_graphs_carry_no_path_of_this_machine(tmp_path, sfmnist):

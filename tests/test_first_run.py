@@ -1,4 +1,4 @@
-"""What a new user meets first: the shipped built-ins, the README's snippet, --help that
+"""What a new user meets first: the shipped built-ins, the runtime page's snippet, --help that
 lists the real choices, `python -m edgerf`, and a device install that says what is
 missing instead of printing a traceback."""
 
@@ -77,9 +77,9 @@ def test_stream_finds_keywords_in_the_demo_recording_out_of_the_box(tmp_path):
     assert (tmp_path / "k.png").stat().st_size > 10_000
 
 
-def test_readme_runtime_snippet_runs_verbatim_without_torch(tmp_path):
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### The runtime"):]
+def test_the_runtime_page_snippet_runs_verbatim_without_torch(tmp_path):
+    text = (ROOT / "docs" / "runtime.md").read_text()
+    section = text[text.index("## Stepping a model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     r = run_blocked(f"import os; os.chdir({str(tmp_path)!r})\n" + code, HOST_ONLY)
     assert r.returncode == 0, r.stderr

@@ -85,3 +85,17 @@ def test_the_results_index_lists_every_committed_result():
     assert not missing, f"not in bench/results/README.md: {missing}"
     archived = [p.name for p in (results / "archive").iterdir()]
     assert all(any(n.startswith(g.rstrip("*")) for g in re.findall(r"`([\w-]+)\*`", index)) for n in archived)
+
+
+def test_each_result_is_cited_where_the_index_says():
+    import re
+    from pathlib import Path
+    root = Path(edgerf.__file__).resolve().parents[1]
+    rows = [ln for ln in (root / "bench" / "results" / "README.md").read_text().splitlines() if ln.startswith("| `")]
+    assert len(rows) >= 15
+    for row in rows:
+        files, _, pages = [c.strip() for c in row.strip("|").split("|")]
+        for page in (p.strip() for p in pages.split(",")):
+            text = (root / page).read_text()
+            for f in re.findall(r"`([^`]+)`", files):
+                assert re.split(r"[.{]", f)[0].rstrip("/") in text, f"{f} is not cited in {page}"

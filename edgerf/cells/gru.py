@@ -35,11 +35,13 @@ class GRUCell(Cell):
 
     def recur(self, pu_t: tuple[torch.Tensor, ...], state: State) -> tuple[torch.Tensor, State]:
         (h,), (px,) = state, pu_t
-        H = self.hidden
-        ph = self.h_proj(h)                                        # [B, 3H]
-        r = torch.sigmoid(px[:, :H] + ph[:, :H])
-        z = torch.sigmoid(px[:, H:2 * H] + ph[:, H:2 * H])
-        n = torch.tanh(px[:, 2 * H:] + r * ph[:, 2 * H:])
+        # split, not slicing: ONNX Split. ONNX Runtime's QDQ propagation rewrites a quantised
+        # Slice into a QuantizeLinear it then refuses to load (1.32, default options).
+        xr, xz, xn = px.split(self.hidden, dim=1)
+        hr, hz, hn = self.h_proj(h).split(self.hidden, dim=1)     # [B, H] each
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
         h = n + z * (h - n)                                        # [B, H]
         return h, (h,)
 

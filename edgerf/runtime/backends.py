@@ -16,18 +16,10 @@ from edgerf.runtime.errors import ArtifactError
 from edgerf.runtime.manifest import INPUT, OUTPUT
 
 
-# ONNX Runtime 1.32's QDQ propagation, on an opset-21 graph whose matmuls alone are
-# quantised (int8-gemm), inserts a QuantizeLinear around a Slice with an int8 output type
-# and a uint8 zero point, and the session then refuses the graph it made itself. The
-# pass only moves Q/DQ pairs; without it every plan loads and runs (measured).
-ORT_DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
-
-
-
 def ort_session(src, threads: int = 1):
     """An ONNX Runtime CPU session (path or bytes) as every edgerf run makes it: ``threads``
-    intra-op threads, no spinning, quiet, and without the optimizer pass that breaks int8
-    state round-trips (ORT_DISABLED_OPTIMIZERS)."""
+    intra-op threads, no spinning, quiet. Nothing else departs from the defaults: what
+    ships opens in a plain ``InferenceSession(path)`` (a test opens every plan so)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -36,7 +28,7 @@ def ort_session(src, threads: int = 1):
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(str(src) if isinstance(src, (str, os.PathLike)) else src, so,
-                                providers=["CPUExecutionProvider"], disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+                                providers=["CPUExecutionProvider"])
 
 
 def litert_interpreter():
