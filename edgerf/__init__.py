@@ -22,6 +22,6 @@ __version__ = "0.1.0"
 # runtime above all, the CLI and edgerf.bench's runner) imports with numpy and one
 # interpreter only, which a test checks by importing each of them with torch and onnx blocked.
 HOST_SIDE = ("edgerf.cells", "edgerf.loss", "edgerf.train", "edgerf.checkpoint", "edgerf.distributed",
-             "edgerf.sweep", "edgerf.export", "edgerf.bench.studies")
+             "edgerf.sweep", "edgerf.torch_step", "edgerf.export", "edgerf.bench.studies")
 
 __all__ = ["__version__", "HOST_SIDE"]

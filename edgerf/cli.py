@@ -362,7 +362,8 @@ def _event_record(ev, period: Optional[float]) -> dict:
 @command()
 def stream(
     model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
-                                          "or a built-in name: default-gru, kws-gru (runs its int8 TFLite)."),
+                                          "a checkpoint .pt (run in torch, before export), or a built-in name: "
+                                          "default-gru, kws-gru (runs its int8 TFLite)."),
     source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
                                            "uint8: raw pixel rows), or - for float32 frames on stdin. Default for "
@@ -400,7 +401,17 @@ def stream(
                                   "recording.")
             source = str(DEMO_RECORDING)
         npy = None if source == "-" else Path(source)
-        m = StepModel.load(path, on_bad_frame=on_bad_frame.value)
+        if path.suffix == ".pt":      # a checkpoint, before export: torch steps it, the runtime does the rest
+            try:
+                from edgerf import torch_step
+            except ImportError:
+                raise EdgerfError(f"{path} is a checkpoint, which runs in torch: pip install \"edgerf[host]\", "
+                                  "or stream one of its exported artifacts (edgerf export).") from None
+            m = torch_step.load(path, on_bad_frame=on_bad_frame.value)
+            typer.secho(f"{path}: a checkpoint, run in torch (not an exported artifact; export it to check "
+                        "what a device computes).", err=True)
+        else:
+            m = StepModel.load(path, on_bad_frame=on_bad_frame.value)
         if state and not m.resume(state) and "last_refusal" in m.health:
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)

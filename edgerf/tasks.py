@@ -10,6 +10,7 @@ checkpoint and the manifest carry (so a device knows what a frame is).
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
@@ -269,6 +270,14 @@ class SpeechCommands(_Task):
         if len(classes) < 2:
             raise DataError(f"{root} gives {len(classes)} class ({', '.join(classes)}); a keyword model needs two "
                             "or more word folders (or one word and other words as _unknown_).")
+        counts = Counter(c.word if c.word in chosen else speech.UNKNOWN for c in speech.list_clips(root)
+                         if c.word != speech.SILENCE)
+        few = {c: counts[c] for c in classes if counts[c] < len(SPLITS)}
+        if few:
+            raise DataError(f"too few clips in {root}: " + ", ".join(f"{c!r} has {n}" for c, n in few.items())
+                            + f"; each class needs at least one clip per split ({', '.join(SPLITS)}), so "
+                            f"{len(SPLITS)} or more (tens per speaker are usual). Add recordings, or leave the "
+                            "word out with --words.")
         task = replace(self, classes=classes, split_mode=speech.split_mode(root), source=self.data)
         raw = replace(task, mean=0.0, std=1.0).with_stack(1)     # statistics per band, on 10 ms frames
         n = min(self.norm_clips, len(raw.split_arrays("train")[0]))

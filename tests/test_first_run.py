@@ -18,7 +18,7 @@ from edgerf.runtime import manifest
 from edgerf.runtime.bundle import read as read_bundle
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.cli import app
-from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_TRUTH, builtin_artifact
+from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")
@@ -172,3 +172,25 @@ def test_a_file_that_is_not_a_checkpoint_gets_a_short_message(tmp_path):
     r = CliRunner().invoke(app, ["export", str(bad)])
     assert r.exit_code == 2 and "not an edgerf checkpoint" in r.output
     assert "weights_only" not in r.output
+
+
+def test_the_bare_edgerf_command_says_which_extra_to_install():
+    """`pip install edgerf` (no extra) installs the command without typer: it must say what to
+    install, not die with ModuleNotFoundError. The console script is edgerf.__main__:main."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["scripts"]["edgerf"] == "edgerf.__main__:main"
+    code = "import sys; sys.argv = ['edgerf', 'stream', 'kws-gru']\nfrom edgerf.__main__ import main\nmain()\n"
+    r = run_blocked(code, HOST_ONLY + ("typer",))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert 'edgerf[runtime]' in r.stderr and 'edgerf[host]' in r.stderr
+
+
+def test_stream_runs_a_checkpoint_through_torch_and_says_so():
+    """A trained checkpoint can be tried on a recording before export: torch steps it, the
+    runtime featurizes and detects; its events are those of its fp32 export."""
+    ck = CliRunner().invoke(app, ["stream", str(BUILTIN_DIR / "kws-gru.pt"), str(DEMO_RECORDING)])
+    onnx = CliRunner().invoke(app, ["stream", str(BUILTIN_DIR / "kws-gru.onnx"), str(DEMO_RECORDING)])
+    assert ck.exit_code == 0 and onnx.exit_code == 0, ck.output
+    assert "run in torch" in ck.stderr
+    names = [[json.loads(ln)["name"] for ln in r.stdout.splitlines()] for r in (ck, onnx)]
+    assert len(names[0]) >= 5 and names[0] == names[1]

@@ -178,6 +178,9 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
     assert ck.task["classes"] == ["lights_off", "lights_on", "_unknown_"]        # music -> _unknown_
     assert ck.task["split_mode"] == "file" and len(ck.task["mean"]) == 40
     assert ck.training["data"]["split"].startswith("by file hash")
+    # the data's own name, from the data: a folder of the user's words is not Speech Commands
+    r = CliRunner().invoke(app, ["inspect", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0 and "keywords from " in r.output and "speech-commands from" not in r.output, r.output
     export = ["export", str(tmp_path / "m.pt"), "--int8", "-q",
               "--parity-steps", "500", "--calibration-steps", "1000", "--check-steps", "500"]
     # without --data the default dataset is read, and it has none of the user's words: refused
@@ -200,6 +203,18 @@ def test_own_vocabulary_few_speakers_long_background_through_the_cli(tmp_path, m
         assert r.exit_code == 0, r.output
         names = [json.loads(line)["name"] for line in r.stdout.splitlines() if line.startswith("{")]
         assert set(names) <= {"lights_off", "lights_on", "_unknown_"}
+
+
+def test_a_class_with_fewer_clips_than_splits_is_refused_by_name(tmp_path):
+    root, bg = user_dataset(tmp_path)
+    for f in sorted((root / "music").glob("*.wav"))[2:]:
+        f.unlink()                                   # 2 clips: one split must go without
+    args = ["train", "--task", "gsc", "--data", str(root), "--background", str(bg), "-o", str(tmp_path / "m.pt")]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "'music' has 2" in r.output and not (tmp_path / "m.pt").exists(), r.output
+    # as the only word left for _unknown_, that class has 2 clips: named so
+    r = CliRunner().invoke(app, [*args, "--words", "lights_on,lights_off"])
+    assert r.exit_code == 2 and "'_unknown_' has 2" in r.output, r.output
 
 
 def test_a_dataset_without_background_or_with_one_word_is_refused(tmp_path):

@@ -39,6 +39,11 @@ def root_in(folder: Path) -> Path | None:
     return next((d for d in (folder, folder / "fashion-mnist") if _has_files(d)), None)
 
 
+def label(root: Path) -> str:
+    """What the data is (the IDX layout is Fashion-MNIST's; its contents are checked when read)."""
+    return TITLE
+
+
 def files(root: Path) -> list[Path]:
     """The IDX files the reader may open in ``root`` (gzipped or not)."""
     return [root / (n + ext) for pair in FILES.values() for n in pair for ext in ("", ".gz")

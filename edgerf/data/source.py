@@ -23,7 +23,7 @@ from edgerf.configs import tail
 from edgerf.data import fashion, speech
 from edgerf.runtime.errors import DataError
 
-# dataset name -> its reader module (root_in, files, DEFAULT_DIRS, TITLE, HOW_TO_GET)
+# dataset name -> its reader module (root_in, files, label, DEFAULT_DIRS, TITLE, HOW_TO_GET)
 DATASETS = {"fashion-mnist": fashion, "speech-commands": speech}
 
 
@@ -37,8 +37,8 @@ class DataSource:
     def provenance(self) -> dict:
         """What this source reads, portable across machines (no absolute paths)."""
         files = DATASETS[self.dataset].files(self.root)
-        out = {"dataset": self.dataset, "folder": tail(self.root), "origin": self.origin,
-               **listing(files, self.root)}
+        out = {"dataset": self.dataset, "label": DATASETS[self.dataset].label(self.root),
+               "folder": tail(self.root), "origin": self.origin, **listing(files, self.root)}
         if self.background is not None:
             out["background"] = {"folder": tail(self.background),
                                  **listing(speech.background_files(self.background), self.background)}
@@ -109,7 +109,7 @@ def describe(d: dict | None) -> str:
         return ", ".join(f"{k} {v}" for k, v in d.items() if k != "dir") or "not recorded"
     bg = d.get("background")
     counts = ", ".join(f"{k} {v:,}" for k, v in (d.get("counts") or {}).items())
-    return (f"{d['dataset']} from {d['folder']} ({d['origin']}; {d['files']:,} files, digest {d['digest']})"
+    return (f"{d.get('label', d['dataset'])} from {d['folder']} ({d['origin']}; {d['files']:,} files, digest {d['digest']})"
             + (f", background {bg['folder']} ({bg['files']} files, digest {bg['digest']})" if bg else "")
             + (f"; split {d['split']}" if d.get("split") else "") + (f"; {counts}" if counts else "")
             + (f"; differs from training: {d['differs_from_training']}" if d.get("differs_from_training") else ""))

@@ -63,6 +63,16 @@ def root_in(folder: Path) -> Path | None:
     return next((d for d in (*(folder / n for n in LAYOUT_NAMES), folder) if _is_root(d)), None)
 
 
+def label(root: Path) -> str:
+    """What the data is, from the data: Speech Commands when every one of its keyword folders is
+    there with its ``<speaker>_nohash_<n>.wav`` clips, else a user's own words."""
+    from edgerf.configs import tail
+
+    if all(any("_nohash_" in p.name for p in (root / w).glob("*.wav")) for w in WORDS):
+        return "Speech Commands"
+    return f"keywords from {tail(root)}"
+
+
 def files(root: Path) -> list[Path]:
     """Every WAV file the reader may open under ``root`` (word folders and ``_silence_``)."""
     return [c.path for c in _all_clips(root)]
