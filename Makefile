@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test docs grid arm64 results builtin soak scaling clean
+.PHONY: setup demo test docs fuzz grid arm64 results builtin soak scaling clean
 
 GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
 
@@ -32,6 +32,11 @@ test: $(STAMP)
 ## The docs site (docs/, mkdocs.yml) into site/, strict: a broken link or page fails.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict -d site
+
+## The long fuzzing run over every reader (2,000 mutated files each; a crash found is kept
+## under tests/fuzz_corpus/ and replayed by every test run from then on).
+fuzz: $(STAMP)
+	EDGERF_FUZZ_EXAMPLES=2000 EDGERF_FUZZ_SAVE=1 $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 ## The 4 x 3 training grids behind bench/results/{sfmnist,gsc}_train.md (about an hour each,
 ## 2 cores), run as `edgerf sweep` trials: on Ray Tune (installed by setup), else a process pool;

@@ -43,7 +43,14 @@ def table(rep: dict) -> str:
                  f"{m['cpu']}, {m['cores']} cores, {rep['config']['threads']} thread(s); reference: {rep['reference']}")
     if rep.get("frame_period_s"):
         lines.append(f"real-time factor = median step time / frame period ({rep['frame_period_s']} s)")
+    lines += _unverified(rep)
     return "\n".join(lines)
+
+
+def _unverified(rep: dict) -> list[str]:
+    """A line per artifact run without a sealed manifest (--allow-unverified): never silent."""
+    return [f"UNVERIFIED: {r['file']} ran without a sealed manifest; nothing proves what it computes"
+            for r in rep["targets"] if str(r.get("integrity") or "").startswith("UNVERIFIED")]
 
 
 def markdown(rep: dict, plots: bool = True) -> str:
@@ -55,7 +62,8 @@ def markdown(rep: dict, plots: bool = True) -> str:
            f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, state fed back",
            f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
            f"- data: {describe(rep.get('data'))}",
-           f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}", "",
+           f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+           *(f"- **{line}**" for line in _unverified(rep)), "",
            "| target | precision | median us | p90 us | p99 us | max us | x torch (median) | x torch (p99) | steps/s "
            "| RTF | peak RSS MiB | size KiB |", "|" + "---|" * 12]
     for r in rep["targets"]:

@@ -25,9 +25,10 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(kind: str, path: str, steps: int = 2000) -> float:
+def measure(kind: str, path: str, steps: int = 2000, allow_unverified: bool = False) -> float:
     """Peak RSS (MiB) of a process that loads ``path`` and runs ``steps`` steps."""
-    r = subprocess.run([sys.executable, "-m", "edgerf.bench.rss", kind, str(path), "--steps", str(steps)],
+    r = subprocess.run([sys.executable, "-m", "edgerf.bench.rss", kind, str(path), "--steps", str(steps)]
+                       + (["--allow-unverified"] if allow_unverified else []),
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"peak-RSS probe failed for {path}: {r.stderr.strip()[-300:]}")
@@ -40,10 +41,11 @@ def main(argv=None) -> int:
     p.add_argument("kind", choices=["runtime", "torch"])
     p.add_argument("path")
     p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--allow-unverified", action="store_true")
     a = p.parse_args(argv)
     if a.kind == "runtime":
         from edgerf.runtime import StepModel
-        m = StepModel.load(a.path)
+        m = StepModel.load(a.path, allow_unverified=a.allow_unverified)
         x = np.zeros(m.features, np.float32)
         for _ in range(a.steps):
             m.step(x)

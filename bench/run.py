@@ -28,7 +28,7 @@ from edgerf.choices import DEVICES
 from edgerf.configs import BenchConfig
 from edgerf.data.source import differs
 from edgerf.runtime.errors import ArtifactError, DataError, EdgerfError
-from edgerf.runtime.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, verify_export
+from edgerf.runtime.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, read_verified, verify_export
 from edgerf.runtime.metrics import agreement, stream_metrics
 from edgerf.runtime.progress import bar
 
@@ -51,12 +51,16 @@ class BenchRun:
     stream: object | None          # edgerf.data.Stream, or None with --no-accuracy
 
 
-def artifact_kind(path: Path) -> str:
+def artifact_kind(path: Path, manifest: dict | None = None) -> str:
+    """``onnx-fp32``, ``tflite-int8``...: from the manifest when given (what the file is), else
+    from the file's name (edgerf's names say it; the manifest check refuses a name that lies)."""
     runtime = {".onnx": "onnx", ".tflite": "tflite"}[path.suffix]
-    return f"{runtime}-{'int8' if is_int8(path) else 'fp32'}"
+    int8 = manifest["artifact"]["precision"] != "fp32" if manifest else is_int8(path)
+    return f"{runtime}-{'int8' if int8 else 'fp32'}"
 
 
-def discover(artifacts: list[Path], ckpt: Path | None) -> tuple[Path | None, list[Path]]:
+def discover(artifacts: list[Path], ckpt: Path | None,
+             allow_unverified: bool = False) -> tuple[Path | None, list[Path]]:
     """The artifacts to run: those given, or every artifact beside the checkpoint."""
     for a in artifacts:
         if not a.exists():
@@ -73,7 +77,7 @@ def discover(artifacts: list[Path], ckpt: Path | None) -> tuple[Path | None, lis
         if not artifacts:
             raise ArtifactError(f"no exported artifacts beside {ckpt}; run `edgerf export {ckpt} --int8` first.")
     if ckpt is None and artifacts:   # the checkpoint the manifest names, when it sits beside the artifact
-        src = read_manifest(artifacts[0]).get("source", {}).get("checkpoint")
+        src = read_manifest(artifacts[0], allow_unverified).get("source", {}).get("checkpoint")
         if src and (artifacts[0].parent / src).exists():
             ckpt = artifacts[0].parent / src
     return ckpt, artifacts
@@ -153,45 +157,49 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     if cfg.device == "arm64":
         from edgerf.bench.arm64 import run_arm64
         return run_arm64(artifacts, ckpt, cfg, progress, log)
-    ckpt, artifacts = discover(artifacts, ckpt)
+    ckpt, artifacts = discover(artifacts, ckpt, cfg.allow_unverified)
     if not artifacts:
         raise ArtifactError("nothing to benchmark: give artifacts, --ckpt, or neither for the built-in model.")
-    manifests = _manifests(artifacts)
+    manifests, integrity = _manifests(artifacts, cfg.allow_unverified)
     first = manifests[artifacts[0]]
     stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
 
     targets = [Target("torch", ckpt, "fp32")] if model is not None else []
-    targets += [Target(artifact_kind(a), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
+    targets += [Target(artifact_kind(a, manifests[a]), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
     frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
     total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
     with bar("bench", total, progress) as pb:
         for tg in targets:
             step = (_torch_step(model, frames, cfg.threads) if tg.name == "torch"
-                    else _runtime_step(tg.path, frames, cfg.threads))
+                    else _runtime_step(tg.path, frames, cfg.threads, cfg.allow_unverified))
             lat = measure_latency(step, cfg.windows, cfg.seconds, cfg.warmup_s, progress=pb.advance)
             tg.result = {"latency": lat, "size_bytes": tg.path.stat().st_size, "threads": cfg.threads}
             if stream is not None:
-                tg.result["logits"] = _trajectory(tg, model, stream, cfg.threads)
+                tg.result["logits"] = _trajectory(tg, model, stream, cfg.threads, cfg.allow_unverified)
                 tg.result["accuracy"] = _scores(tg.result["logits"], ref_logits, stream, first)
                 pb.advance()
     if cfg.rss:
         from edgerf.bench.rss import measure
         for tg in targets:
-            tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path)
+            tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path,
+                                                allow_unverified=cfg.allow_unverified)
+    for tg in targets:
+        tg.result["integrity"] = integrity.get(tg.path, "checkpoint digest verified")
     return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
 
 
-def _manifests(artifacts: list[Path]) -> dict[Path, dict]:
-    """Each artifact's manifest, its export index checked, all from one checkpoint."""
+def _manifests(artifacts: list[Path], allow_unverified: bool = False) -> tuple[dict[Path, dict], dict[Path, str]]:
+    """Each artifact's manifest and integrity, its export index checked, all from one checkpoint."""
     for a in artifacts:
         verify_export(a)
-    manifests = {a: read_manifest(a) for a in artifacts}
+    read = {a: read_verified(a, allow_unverified) for a in artifacts}
+    manifests = {a: m for a, (m, _) in read.items()}
     first = manifests[artifacts[0]]
     for a, m in manifests.items():
         if m.get("source", {}).get("checkpoint_sha256") != first.get("source", {}).get("checkpoint_sha256"):
             raise ArtifactError(f"{a.name} comes from another checkpoint than {artifacts[0].name}; "
                                 "bench compares artifacts of one model.")
-    return manifests
+    return manifests, {a: why for a, (_, why) in read.items()}
 
 
 def _torch_step(model, frames: np.ndarray, threads: int):
@@ -206,10 +214,10 @@ def _torch_step(model, frames: np.ndarray, threads: int):
     return step
 
 
-def _runtime_step(path: Path, frames: np.ndarray, threads: int):
+def _runtime_step(path: Path, frames: np.ndarray, threads: int, allow_unverified: bool = False):
     """step(i): the artifact through the public runtime, as a device runs it."""
     from edgerf.runtime import StepModel
-    rt = StepModel.load(path, threads=threads)
+    rt = StepModel.load(path, threads=threads, allow_unverified=allow_unverified)
     return lambda i: rt.step(frames[i % len(frames)])
 
 
@@ -226,12 +234,12 @@ def _scores(logits: np.ndarray, ref_logits: np.ndarray, stream, manifest: dict) 
     return out
 
 
-def _trajectory(tg: Target, model, stream, threads: int) -> np.ndarray:
+def _trajectory(tg: Target, model, stream, threads: int, allow_unverified: bool = False) -> np.ndarray:
     if tg.name == "torch":
         from edgerf.export.parity import torch_trajectory
         return torch_trajectory(model, stream.x)[0]
     from edgerf.runtime import StepModel
-    return StepModel.load(tg.path, threads=threads).run(stream.x)
+    return StepModel.load(tg.path, threads=threads, allow_unverified=allow_unverified).run(stream.x)
 
 
 def accuracy_metrics(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> dict:
@@ -258,6 +266,7 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
         row = {"target": t.name, "file": t.path.name if t.path else None, "precision": t.precision,
                "latency": lat.to_dict(), "steps_per_s": lat.steps_per_s, "size_bytes": t.result["size_bytes"],
                "threads": t.result["threads"], "peak_rss_mib": t.result.get("peak_rss_mib"),
+               "integrity": t.result.get("integrity"),
                "real_time_factor": (lat.overall.median_us * 1e-6 / period) if period else None}
         if torch_lat is not None:
             row["vs_torch"] = {"median": lat.overall.median_us / torch_lat.overall.median_us,

@@ -1,8 +1,9 @@
 """Checkpoints: config, weights, task spec, training summary and versions in one file.
 
 Loaded with ``torch.load(weights_only=True)``, so a checkpoint can never run
-pickled code. The weights carry a SHA-256 digest checked on load, so a file that
-was edited after training is refused rather than silently used.
+pickled code. One SHA-256 digest covers everything that changes what the model computes
+(the weights, the model config, and the task spec: classes, frame spec, normalisation),
+checked on load, so a file edited after training is refused rather than silently used.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from edgerf import __version__
 from edgerf.runtime.atomic import write_bytes
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.runtime.errors import CheckpointError
+from edgerf.runtime.files import FileRefused, open_regular
 from edgerf.runtime.manifest import file_sha256
 from edgerf.tasks import get_task
 
@@ -45,6 +47,14 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def computes_digest(weights_sha256: str, config: dict, task: dict) -> str:
+    """The digest of what computes: the weights' digest, the config and the task spec."""
+    import json
+    canonical = json.dumps({"weights": weights_sha256, "config": config, "task": task}, sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def versions() -> dict:
     return {"edgerf": __version__, "torch": torch.__version__.split("+")[0],
             "python": platform.python_version()}
@@ -62,6 +72,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
         "weights": state,
         "weights_sha256": weights_digest(state),
     }
+    payload["computes_sha256"] = computes_digest(payload["weights_sha256"], payload["config"], ckpt.task)
     # Serialised in memory first (a checkpoint is kilobytes to a few MB): torch.save on a
     # full disk raises RuntimeError, the atomic write raises a clear ArtifactError.
     buf = io.BytesIO()
@@ -71,10 +82,43 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
 
 def load(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist. Train one with `edgerf train -o {path}`.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        f = open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint")
+    except FileRefused as e:
+        raise CheckpointError(str(e)) from e
+    with f:
+        _check_unpacked(f, path)
+        payload = _torch_load(f, path)
+    return _from_payload(payload, path)
+
+
+# torch writes checkpoints as zip files of stored (uncompressed) entries: what loading one
+# allocates is what its directory lists, bounded here before torch reads a byte of it.
+MAX_CHECKPOINT_BYTES = 1 << 28
+
+
+def _check_unpacked(f, path: Path) -> None:
+    import zipfile
+
+    size = os.fstat(f.fileno()).st_size
+    try:
+        with zipfile.ZipFile(f) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise CheckpointError(f"{path} is not an edgerf checkpoint (truncated, empty or not a torch zip file: "
+                              f"{str(e)[:60]}). Pass a "
+                              ".pt file written by `edgerf train`.") from e
+    f.seek(0)
+    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > 4 * size + (1 << 20):
+        raise CheckpointError(f"{path} unpacks to {unpacked:,} bytes from {size:,} on disk; an edgerf checkpoint "
+                              "is stored unpacked. Not one of ours, or damaged: refusing to load it.")
+
+
+def _torch_load(f, path: Path) -> dict:
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/foreign files
         # torch's own message may advise weights_only=False, i.e. running the file's
         # code: never pass that on; say what the file is not, and what to do instead.
@@ -82,6 +126,9 @@ def load(path: str | os.PathLike) -> Checkpoint:
             if "weights_only" in str(e) or "Weights only" in str(e) else "truncated, empty or not a torch file"
         raise CheckpointError(f"{path} is not an edgerf checkpoint ({why}). Pass a .pt file written by "
                               "`edgerf train`.") from e
+
+
+def _from_payload(payload, path: Path) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgerf checkpoint (expected format {FORMAT}). "
                               "Use a file written by `edgerf train`.")
@@ -91,6 +138,11 @@ def load(path: str | os.PathLike) -> Checkpoint:
         if weights_digest(weights) != payload["weights_sha256"]:
             raise CheckpointError(f"{path}: the weights do not match their recorded SHA-256; the file "
                                   "was modified after training. Re-train or restore the original.")
+        if payload.get("computes_sha256") != computes_digest(payload["weights_sha256"], payload["config"],
+                                                             payload["task"]):
+            raise CheckpointError(f"{path}: its config or task (classes, frame spec, normalisation) do not match "
+                                  "the digest recorded at training, or it records none (written before edgerf "
+                                  "sealed them); the file was modified. Re-train or restore the original.")
         get_task(payload["task"])                      # a task this edgerf knows
         # The config is checked against the weights before anything is allocated from it: a
         # small file whose config claims a huge model would otherwise cost gigabytes first.

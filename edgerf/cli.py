@@ -247,13 +247,14 @@ def _model_line(model: dict, classes: list[str]) -> str:
 @command()
 def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite (or its .json manifest), a "
                                                       "checkpoint .pt, or a built-in name: default-gru, kws-gru "
-                                                      "(its int8 TFLite).")) -> None:
+                                                      "(its int8 TFLite)."),
+            allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Describe an artifact whose "
+                                                  "manifest is not sealed into it (said in the output).")) -> None:
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
     (or a checkpoint's model, training command, data and results)."""
     from edgerf.data.source import describe
     from edgerf.models import BUILTINS, builtin_artifact
     from edgerf.runtime import manifest
-    from edgerf.runtime.model import verify_artifact
 
     if str(artifact) in BUILTINS and not artifact.exists():
         artifact = builtin_artifact(str(artifact))
@@ -263,8 +264,7 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
         return
     if artifact.suffix == ".json":
         artifact = artifact.with_suffix("")
-    m = manifest.read(artifact)
-    integrity = verify_artifact(artifact, m)     # a changed file is refused, never described
+    m, integrity = manifest.read_verified(artifact, allow_unverified)   # a changed file is refused, never described
     integrity += "; " + manifest.verify_export(artifact)
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
                f"precision {m['artifact']['precision']}; {integrity})")
@@ -322,6 +322,11 @@ def _inspect_checkpoint(path: Path) -> None:
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in ck.versions.items())}")
 
 
+# A frames file for `stream` (float32 [T, D]): 256 MB is over an hour of 40-band frames at
+# 100 per second; larger recordings go through stdin, read in bounded chunks.
+MAX_FRAMES_BYTES = 1 << 28
+
+
 def _frames(m, path: Path, source: Optional[Path]):
     """The frames of ``edgerf stream``'s source: a .wav featurized as a live stream (100 ms
     chunks, as a microphone delivers them), a .npy of frames [T, D] (uint8: raw pixel rows,
@@ -339,7 +344,8 @@ def _frames(m, path: Path, source: Optional[Path]):
     elif source is not None:
         if not source.exists():
             raise EdgerfError(f"{source} does not exist")
-        arr = np.load(source, allow_pickle=False)
+        from edgerf.runtime.files import read_npy
+        arr = read_npy(source, MAX_FRAMES_BYTES, "a frames file")
         if arr.ndim != 2:
             raise EdgerfError(f"{source} holds an array of shape {arr.shape}; expected frames [T, D]")
         yield from (m.featurize(arr) if arr.dtype == np.uint8 else arr.astype(np.float32))
@@ -377,6 +383,8 @@ def stream(
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "
                                                    "into this PNG (needs matplotlib, part of the host extra)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Run an artifact whose manifest is "
+                                          "not sealed into it (nothing proves what it computes; said on stderr)."),
 ) -> None:
     """Run a model over a recording or stdin and print events as JSON lines as they happen
     (class, first and last step, times in seconds for timed frames, peak confidence)."""
@@ -411,7 +419,9 @@ def stream(
             typer.secho(f"{path}: a checkpoint, run in torch (not an exported artifact; export it to check "
                         "what a device computes).", err=True)
         else:
-            m = StepModel.load(path, on_bad_frame=on_bad_frame.value)
+            m = StepModel.load(path, on_bad_frame=on_bad_frame.value, allow_unverified=allow_unverified)
+            if m.integrity.startswith("UNVERIFIED"):
+                typer.secho(f"warning: {path}: {m.integrity}", err=True, fg=typer.colors.YELLOW)
         if state and not m.resume(state) and "last_refusal" in m.health:
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)

@@ -19,13 +19,28 @@ BACKGROUND_HELP = ("Audio tasks: a folder of long background recordings, cut int
                    "dataset's _silence_ clips).")
 
 
-def option(default, help: str, *flags: str, factory=None):
+def option(default, help: str, *flags: str, factory=None, within: tuple | None = None):
     """A config field that is also a command-line option (``flags``: its spellings, else
-    ``--field-name``)."""
-    meta = {"help": help, "flags": flags}
+    ``--field-name``). ``within``: its range ``(lo, hi)``, inclusive, or ``(lo, hi, "open")``
+    with lo excluded; checked by ``check_options`` (NaN is never within a range)."""
+    meta = {"help": help, "flags": flags, "within": within}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def check_options(cfg) -> None:
+    """Every option of a config inside its declared range, before any work: a ValueError
+    naming the option (the CLI turns it into exit 2)."""
+    for f in fields(cfg):
+        within, v = f.metadata.get("within"), getattr(cfg, f.name)
+        if within is None or v is None:
+            continue
+        lo, hi, *open_lo = within
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"--{f.name.replace('_', '-')} must be a number, not {v!r}")
+        if not ((lo < v if open_lo else lo <= v) and v <= hi):       # NaN fails every comparison
+            raise ValueError(f"--{f.name.replace('_', '-')} must be in {'(' if open_lo else '['}{lo}, {hi}], not {v}")
 
 
 def default_of(f) -> object:
@@ -44,25 +59,26 @@ class TrainConfig:
     loss: str = option("reset-free", "reset-free (the paper), periodic-reset or ce (baselines).")
     grace: int = option(0, "reset-free: the first N noise steps after each sample carry no loss (labels "
                            "whose end the model cannot see). 0: the paper's loss. On speech it did not "
-                           "raise acc_p and tripled per-step false alarms (docs/results.md).")
+                           "raise acc_p and tripled per-step false alarms (docs/results.md).", within=(0, 1 << 10))
     # GRU-128 fits a Pi's cache and reaches ~0.88 acc_p on Sequential Fashion-MNIST
-    hidden: int = option(128, "Width of the recurrent layers.")
-    layers: int = option(1, "Stacked recurrent layers.")
+    hidden: int = option(128, "Width of the recurrent layers.", within=(1, 1 << 14))
+    layers: int = option(1, "Stacked recurrent layers.", within=(1, 64))
     frontend: int = option(0, "ReLU layers (--hidden wide) before the recurrent cells: per-frame features "
-                              "shared by every family (speech: 1 lets the plain RNN, SSM and LIF learn).")
+                              "shared by every family (speech: 1 lets the plain RNN, SSM and LIF learn).",
+                      within=(0, 16))
     readout: str = option("linear", "linear, or gated: class scores times a learned gate, so the output can "
                                     "clear on noise without moving the class it holds (speech: docs/results.md).")
-    epochs: int = option(6, "Passes over the training split.")
-    batch: int = option(64, "Parallel unreset training streams.")
+    epochs: int = option(6, "Passes over the training split.", within=(1, 10_000))
+    batch: int = option(64, "Parallel unreset training streams.", within=(1, 1 << 16))
     # a chunk spans several samples, so gaps are learnt in context
-    bptt: int = option(128, "Truncated-BPTT chunk length in steps (the state carries over).")
-    lr: float = option(3e-3, "Peak Adam learning rate (cosine decay to 0).")
-    clip: float = option(1.0, "Gradient-norm clip (recurrent nets spike without one).")
-    seed: int = option(0, "Seed for weights, stream order and noise.")
-    train_samples: int | None = option(None, "Use only the first N training samples.")
-    val_samples: int = option(500, "Validation samples checked after each epoch (never test).")
-    test_steps: int = option(100_000, "Length of the unreset test stream for the final numbers.")
-    threads: int = option(1, "torch intra-op threads (small matmuls gain little from more).")
+    bptt: int = option(128, "Truncated-BPTT chunk length in steps (the state carries over).", within=(1, 1 << 20))
+    lr: float = option(3e-3, "Peak Adam learning rate (cosine decay to 0).", within=(0, 10, "open"))
+    clip: float = option(1.0, "Gradient-norm clip (recurrent nets spike without one).", within=(0, 1e6, "open"))
+    seed: int = option(0, "Seed for weights, stream order and noise.", within=(0, 2 ** 32 - 1))
+    train_samples: int | None = option(None, "Use only the first N training samples.", within=(1, 1 << 31))
+    val_samples: int = option(500, "Validation samples checked after each epoch (never test).", within=(1, 1 << 24))
+    test_steps: int = option(100_000, "Length of the unreset test stream for the final numbers.", within=(1, 1 << 31))
+    threads: int = option(1, "torch intra-op threads (small matmuls gain little from more).", within=(1, 1024))
     data: str | None = option(None, DATA_HELP)
     device: str = option("auto", "Where to train: cuda when torch sees one, else cpu. Under torchrun each "
                                  "process trains a share of the --batch lanes.")
@@ -70,31 +86,19 @@ class TrainConfig:
                                      "become _unknown_ (default: every word folder is a class).")
     background: str | None = option(None, BACKGROUND_HELP)
     background_hours: float = option(1.0, "Audio tasks: hours of background-only test audio on which false "
-                                          "accepts per hour are counted (0: skip).")
+                                          "accepts per hour are counted (0: skip).", within=(0, 1000))
     gap_kind: str | None = option(None, "What fills the gaps between samples: gaussian, uniform, silence, "
                                         "background (audio), shuffled, or a comma-separated mix (one kind drawn "
                                         "per gap). Default: gaussian for images, background for audio.")
-    gap_min: float | None = option(None, "Shortest gap (rows for images, seconds for audio).")
-    gap_max: float | None = option(None, "Longest gap (rows for images, seconds for audio).")
+    gap_min: float | None = option(None, "Shortest gap (rows for images, seconds for audio).", within=(0, 1e6))
+    gap_max: float | None = option(None, "Longest gap (rows for images, seconds for audio).", within=(0, 1e6))
     frame_stack: int | None = option(None, "Audio tasks: log-mel frames of 10 ms per step (3: steps of 30 ms, a "
-                                           "third of the steps per second of audio). Default: 1.")
+                                           "third of the steps per second of audio). Default: 1.", within=(1, 64))
 
     def __post_init__(self):
-        limits = {"hidden": (1, 1 << 14), "layers": (1, 64), "epochs": (1, 10_000), "batch": (1, 1 << 16),
-                  "bptt": (1, 1 << 20), "val_samples": (1, 1 << 24), "test_steps": (1, 1 << 31),
-                  "threads": (1, 1024), "frontend": (0, 16), "grace": (0, 1 << 10)}
-        for name, (lo, hi) in limits.items():
-            v = getattr(self, name)
-            if not lo <= v <= hi:
-                raise ValueError(f"--{name.replace('_', '-')} must be in {lo}..{hi}, not {v}")
-        if not 0 <= self.background_hours <= 1000:
-            raise ValueError(f"--background-hours must be in 0..1000, not {self.background_hours}")
-        if self.train_samples is not None and self.train_samples < 1:
-            raise ValueError(f"--train-samples must be at least 1, not {self.train_samples}")
-        if not 0 < self.lr < 10:
-            raise ValueError(f"--lr must be in (0, 10), not {self.lr}")
-        if not 0 < self.clip:
-            raise ValueError(f"--clip must be positive, not {self.clip}")
+        check_options(self)
+        if self.gap_min is not None and self.gap_max is not None and self.gap_min > self.gap_max:
+            raise ValueError(f"--gap-min {self.gap_min} is larger than --gap-max {self.gap_max}")
 
     def command(self) -> str:
         """The ``edgerf train`` command line that reproduces this config (data folders by their
@@ -120,16 +124,16 @@ class Budget:
     decision: RNN full int8 at 97.5% frame agreement had acc_p 0.8199 vs fp32 0.8190)."""
 
     max_acc_p_drop: float = option(0.005, "int8 budget: largest acc_p drop against fp32 on the same held-out "
-                                          "samples (0.005 = 0.5 points).")
+                                          "samples (0.005 = 0.5 points).", within=(-1, 1))
     # ... and the upper end of its paired 95% interval: a plan whose decisions differ from
     # fp32 on many samples can pass on its point estimate by luck (measured: a LIF at
     # +0.18 pt on val, interval up to +1.9, lost 1.5 pt on test)
     max_acc_p_drop_upper: float = option(0.01, "int8 budget: largest upper end of the paired 95% interval of "
-                                               "that drop.")
+                                               "that drop.", within=(-1, 1))
     max_false_alarm_rise: float = option(0.0005, "int8 budget: largest rise of the per-step false-alarm rate "
-                                                 "against fp32 (0.0005 = 0.05 points).")
+                                                 "against fp32 (0.0005 = 0.05 points).", within=(-1, 1))
     min_agreement: float = option(0.0, "int8 budget, optional: argmax agreement with fp32 on informative "
-                                       "frames (reported either way).")
+                                       "frames (reported either way).", within=(0, 1))
 
     def judge(self, ref: dict, got: dict, agreement: float, paired: dict | None = None) -> bool:
         return (ref["acc_p"] - got["acc_p"] <= self.max_acc_p_drop
@@ -145,28 +149,29 @@ CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,0
 class ExportConfig:
     formats: tuple[str, ...] = option(("onnx", "tflite"), "Formats to write: onnx, tflite.", "--format")
     int8: bool = option(False, "Also write <name>.int8.onnx/.tflite (the state-aware precision plan).", "--int8")
-    parity_steps: int = option(10_000, "Test-stream steps of the parity gate (state fed back).")
+    parity_steps: int = option(10_000, "Test-stream steps of the parity gate (state fed back).", within=(100, 1 << 24))
     # fp32 graph vs torch, per tensor: |d| <= atol + rtol * max|ref|. Both run fp32 with
     # different matmul orders; a trained SSM's state reaches O(100) and integrates over
     # ~1000 steps, so its rounding grows to ~1e-2 there. A wrong graph (a dropped gate,
     # swapped weights) is off by O(0.1-1) in logits of O(10), far above this.
     parity_atol: float = 1e-3
     parity_rtol: float = 1e-3
-    calibration_steps: int = option(CALIBRATION_STEPS, "Unreset training-stream steps for int8 calibration.")
+    calibration_steps: int = option(CALIBRATION_STEPS, "Unreset training-stream steps for int8 calibration.",
+                                    within=(100, 1 << 24))
     # 1.5x10^5 steps (~3,000 samples of Sequential Fashion-MNIST): the paired interval of an
     # acc_p drop narrows with the samples; at 5x10^4 a fine-tuned plan with 6% of decisions
     # changed (none lost on balance) still had +-1.4 points and failed the upper bound
     check_steps: int = option(150_000, "Held-out (val) steps on which the int8 plan is chosen (at most the "
-                                       "whole val split).")
+                                       "whole val split).", within=(100, 1 << 24))
     bundle_steps: int = 10_000            # test stream shipped beside the artifacts for on-device bench
     qat_epochs: int = option(0, "int8 only: first fine-tune a copy of the model for N epochs through a fake-quant "
                                 "twin of its full-int8 graph, with its training loss on unreset streams (0: off). "
                                 "Use it when the full-int8 plan misses the budget; each epoch costs 3 to 6 "
                                 "training epochs (measured). The fp32 artifacts and the checkpoint are never "
-                                "changed.")
-    qat_lr: float = option(3e-4, "Peak learning rate of that fine-tuning (cosine decay to 0).")
+                                "changed.", within=(0, 1000))
+    qat_lr: float = option(3e-4, "Peak learning rate of that fine-tuning (cosine decay to 0).", within=(0, 10, "open"))
     qat_samples: int | None = option(None, "Training samples per fine-tuning epoch (default: the whole training "
-                                           "split).")
+                                           "split).", within=(1, 1 << 31))
     budget: Budget = field(default_factory=Budget)
     force: bool = option(False, "Overwrite existing artifacts.", "--force")
     name: str | None = option(None, "Artifact base name (default: the checkpoint's file stem).")
@@ -174,25 +179,25 @@ class ExportConfig:
     background: str | None = option(None, BACKGROUND_HELP)
 
     def __post_init__(self):
-        if not 0 <= self.qat_epochs <= 1000:
-            raise ValueError(f"--qat-epochs must be in 0..1000, not {self.qat_epochs}")
+        check_options(self)
+        check_options(self.budget)
         if self.qat_epochs and not self.int8:
             raise ValueError("--qat-epochs fine-tunes for the int8 artifact: add --int8")
-        if not 0 < self.qat_lr < 10:
-            raise ValueError(f"--qat-lr must be in (0, 10), not {self.qat_lr}")
-        if self.qat_samples is not None and self.qat_samples < 1:
-            raise ValueError(f"--qat-samples must be at least 1, not {self.qat_samples}")
+        if self.name is not None and (Path(self.name).name != self.name or self.name in ("", ".", "..")
+                                      or self.name.startswith(".") or "/" in self.name or "\\" in self.name):
+            raise ValueError(f"--name {self.name!r} must be a plain file name (no folder, not hidden): the "
+                             "artifacts go next to each other in the output folder")
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     device: str = option("cpu", "cpu (this machine, or run it on the Pi itself) or arm64 (aarch64 under qemu "
                                 "emulation).")
-    seconds: float = option(2.0, "Length of each latency window (protocol: >= 2 s).")
-    windows: int = option(5, "Latency windows after warm-up (protocol: >= 5).")
+    seconds: float = option(2.0, "Length of each latency window (protocol: >= 2 s).", within=(0, 3600, "open"))
+    windows: int = option(5, "Latency windows after warm-up (protocol: >= 5).", within=(1, 1000))
     warmup_s: float = 1.0
-    steps: int = option(10_000, "Length of the unreset accuracy stream (protocol: >= 10^4).")
-    threads: int = option(1, "Intra-op threads for every backend.")
+    steps: int = option(10_000, "Length of the unreset accuracy stream (protocol: >= 10^4).", within=(1, 1 << 31))
+    threads: int = option(1, "Intra-op threads for every backend.", within=(1, 1024))
     accuracy: bool = option(True, "Measure accuracy (--no-accuracy: latency only, no dataset or bundle needed).",
                             "--accuracy/--no-accuracy")
     rss: bool = option(True, "Probe each backend's peak RSS in a fresh process.", "--rss/--no-rss")
@@ -200,6 +205,12 @@ class BenchConfig:
     background: str | None = option(None, BACKGROUND_HELP)
     gap_kind: str | None = option(None, "Evaluate on other gaps than the model was trained with (gaussian, "
                                         "uniform, silence, background, shuffled, or a mix); needs the dataset.")
+    allow_unverified: bool = option(False, "Bench artifacts whose manifest is not sealed into them (each such "
+                                           "row is marked UNVERIFIED in the report).",
+                                    "--allow-unverified/--verified-only")
+
+    def __post_init__(self):
+        check_options(self)
 
     def portable(self) -> dict:
         """The config as a report records it: data folders by their last two path components."""

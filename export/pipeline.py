@@ -399,6 +399,7 @@ def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict) -> Artifa
     """Embed the manifest (with the parity figures), rewrite the artifact, write the sidecar."""
     m["parity"] = gate.to_dict()
     fmt.embed(path, m)
+    manifest.seal(path)               # the embedded contract's digest: graph and contract, one authority
     m["artifact"]["sha256"] = manifest.file_sha256(path)
     manifest.write(path, m)
     return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,

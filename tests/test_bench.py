@@ -106,16 +106,16 @@ def test_bad_inputs(model_dir, tmp_path, monkeypatch):
         run_bench([model_dir / "m.onnx"], cfg=BenchConfig(device="riscv"), progress=False)
     lonely = tmp_path / "x.onnx"
     lonely.write_bytes(b"\x08\x07")
-    with pytest.raises(ArtifactError, match="no manifest"):
+    with pytest.raises(ArtifactError, match="no verifiable manifest"):
         run_bench([lonely], cfg=FAST, progress=False)
     with pytest.raises(ArtifactError, match="does not exist"):
         run_bench([tmp_path / "nope.onnx"], cfg=FAST, progress=False)
-    # a manifest that does not match the graph
+    # a sidecar that does not match the sealed contract (nor the graph)
     m = json.loads((model_dir / "m.onnx.json").read_text())
     m["states"][0]["output"] = "h_next"
     (tmp_path / "w.onnx").write_bytes((model_dir / "m.onnx").read_bytes())
     (tmp_path / "w.onnx.json").write_text(json.dumps(m))
-    with pytest.raises(ArtifactError, match="does not match its manifest"):
+    with pytest.raises(ArtifactError, match="disagrees"):
         run_bench([tmp_path / "w.onnx"], cfg=BenchConfig(**{**FAST.__dict__, "accuracy": False}), progress=False)
     # no dataset, no bundle: a clear error; --no-accuracy still benchmarks latency
     (tmp_path / "c.onnx").write_bytes((model_dir / "m.onnx").read_bytes())

@@ -96,7 +96,7 @@ def test_state_files_that_claim_much_memory_are_refused_before_loading(builtin):
     with pytest.raises(StateError, match="unpacks to"):
         m.load_state(builtin / "bomb.npz")
     (builtin / "big.npz").write_bytes(os.urandom(1_200_000))
-    with pytest.raises(StateError, match="this model's state is"):
+    with pytest.raises(StateError, match="more than a state of this model"):
         m.load_state(builtin / "big.npz")
     (builtin / "junk.npz").write_bytes(os.urandom(2000))
     with pytest.raises(StateError):
@@ -110,7 +110,7 @@ def test_a_changed_artifact_is_refused_everywhere(builtin, name):
     data = bytearray(art.read_bytes())
     data[len(data) // 2] ^= 0xFF                               # one weight byte
     art.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="does not match its manifest"):
+    with pytest.raises(ArtifactError, match="changed after export"):
         StepModel.load(art)
     assert _cli("inspect", art).exit_code == 2
     assert _cli("bench", art, "--no-rss", "--seconds", "0.05", "-q").exit_code == 2
@@ -276,7 +276,7 @@ def test_a_checkpoint_whose_config_claims_a_huge_model_is_refused_first(tmp_path
     payload = torch.load(BUILTIN_DIR / "default-gru.pt", weights_only=True)
     payload["config"]["hidden"] = 9000
     torch.save(payload, tmp_path / "big.pt")
-    with pytest.raises(CheckpointError, match="does not match the weights"):
+    with pytest.raises(CheckpointError, match="does not match the weights|digest"):
         checkpoint.load(tmp_path / "big.pt")
     payload["config"]["hidden"] = 48
     payload["task"] = {"name": "imagenet"}
@@ -287,7 +287,7 @@ def test_a_checkpoint_whose_config_claims_a_huge_model_is_refused_first(tmp_path
 
 
 def test_an_idx_bomb_or_a_lying_header_is_refused(tmp_path):
-    header = bytes([0, 0, 8, 3]) + (200_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
+    header = bytes([0, 0, 8, 3]) + (50_000).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2
     with gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz", "wb") as f:
         f.write(header)
         for _ in range(10):

@@ -40,7 +40,7 @@ def test_read_wav_and_bad_files(tmp_path):
         speech.read_wav(tmp_path / "empty.wav")
     raw = (tmp_path / "ok.wav").read_bytes()
     (tmp_path / "trunc.wav").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(DataError, match="trunc.wav: truncated"):
+    with pytest.raises(DataError, match="trunc.wav: .*[Tt]runcated"):
         speech.read_wav(tmp_path / "trunc.wav")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.runtime.errors import DataError
+from edgerf.runtime.files import FileRefused, open_regular
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -50,9 +51,9 @@ def files(root: Path) -> list[Path]:
             if (root / (n + ext)).is_file()]
 
 
-# Far above Fashion-MNIST (47 MB of training images), far below what would exhaust a host:
-# an IDX header is checked against this before its payload is read or unpacked.
-MAX_IDX_BYTES = 1 << 30
+# Above Fashion-MNIST (47 MB of training images), far below what would exhaust a host: an
+# IDX header is checked against this before its payload is read or unpacked.
+MAX_IDX_BYTES = 1 << 26
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -66,7 +67,11 @@ def read_idx(path: Path) -> np.ndarray:
     else:
         raise DataError(f"missing {path}[.gz]. {HOW_TO_GET}")
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        raw = open_regular(path, MAX_IDX_BYTES, "an IDX file")
+    except FileRefused as e:
+        raise DataError(str(e)) from e
+    try:
+        with raw, (gzip.open(raw, "rb") if path.suffix == ".gz" else raw) as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
                 raise DataError(f"{path} is not an IDX uint8 file (bad magic). Replace it with a fresh copy.")

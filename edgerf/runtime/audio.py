@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+import os
+import struct
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from edgerf.runtime.errors import DataError
+from edgerf.runtime.files import FileRefused, open_regular
 
 
-def read_wav(path: Path, rate: int = 16_000) -> np.ndarray:
-    """Mono 16-bit PCM at ``rate`` -> float32 in [-1, 1]; anything else is a DataError naming the file."""
+# 128 MB of 16-bit audio: 70 minutes of 16 kHz mono, 512 MB as float32. Longer recordings
+# stream through stdin in bounded chunks (edgerf stream MODEL -).
+MAX_WAV_BYTES = 1 << 27
+
+
+def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> np.ndarray:
+    """Mono 16-bit PCM at ``rate`` -> float32 in [-1, 1]; anything else is a DataError naming the
+    file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
+    against its size before the samples are read."""
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getframerate() != rate:
-                raise DataError(f"{path}: sample rate {w.getframerate()} Hz, expected {rate} Hz.")
-            if w.getsampwidth() != 2:
-                raise DataError(f"{path}: {8 * w.getsampwidth()}-bit samples, expected 16-bit PCM.")
-            n, ch = w.getnframes(), w.getnchannels()
-            raw = w.readframes(n)
-    except DataError:
-        raise
-    except (wave.Error, EOFError, OSError) as e:
-        raise DataError(f"{path}: not a readable WAV file ({e}).") from e
+        f = open_regular(path, max_bytes, "a WAV recording")
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such file.") from e
+    except FileRefused as e:
+        raise DataError(str(e)) from e
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            with wave.open(f, "rb") as w:
+                if w.getframerate() != rate:
+                    raise DataError(f"{path}: sample rate {w.getframerate()} Hz, expected {rate} Hz.")
+                if w.getsampwidth() != 2:
+                    raise DataError(f"{path}: {8 * w.getsampwidth()}-bit samples, expected 16-bit PCM.")
+                n, ch = w.getnframes(), w.getnchannels()
+                if n * ch * 2 > size:
+                    raise DataError(f"{path}: its header claims {n * ch * 2:,} bytes of audio; the file holds "
+                                    f"{size:,}. Truncated or not a WAV file.")
+                raw = w.readframes(n)
+        except DataError:
+            raise
+        except (wave.Error, EOFError, OSError, ValueError, RuntimeError, struct.error) as e:
+            # the wave module signals a malformed chunk with any of these
+            raise DataError(f"{path}: not a readable WAV file ({type(e).__name__}: {e}).") from e
     if n == 0 or not raw:
         raise DataError(f"{path}: empty WAV file.")
     if len(raw) != n * ch * 2:

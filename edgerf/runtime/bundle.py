@@ -18,7 +18,8 @@ import numpy as np
 
 from edgerf.runtime.atomic import write_bytes
 from edgerf.runtime.stream import Stream
-from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.errors import ArtifactError, EdgerfError
+from edgerf.runtime.files import loads, read_npz
 from edgerf.runtime.manifest import base_name
 
 FORMAT = "edgerf-bundle/1"
@@ -54,28 +55,18 @@ def write(path: str | os.PathLike, stream: Stream, reference_logits: np.ndarray,
 MAX_BUNDLE_BYTES = 1 << 30
 
 
-def npz_unpacked_bytes(path: Path) -> int:
-    """What loading an .npz would allocate, read from its zip directory before loading:
-    a small compressed file can claim gigabytes."""
-    import zipfile
-    with zipfile.ZipFile(path) as z:
-        return sum(i.file_size for i in z.infolist())
-
-
 def read(path: str | os.PathLike) -> Bundle:
     path = Path(path)
     try:
-        if npz_unpacked_bytes(path) > MAX_BUNDLE_BYTES:
-            raise ArtifactError(f"{path} unpacks to more than {MAX_BUNDLE_BYTES >> 20} MB; not an edgerf bundle.")
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            stream = Stream(z["x"].astype(np.float32), z["labels"].astype(np.int64), z["mask"].astype(bool),
-                            z["starts"].astype(np.int64), z["ends"].astype(np.int64))
-            ref = z["reference_logits"].astype(np.float32)
+        z = read_npz(path, MAX_BUNDLE_BYTES, "an evaluation bundle")
+        meta = loads(bytes(z["meta"]).decode(), f"{path}: meta")
+        stream = Stream(z["x"].astype(np.float32), z["labels"].astype(np.int64), z["mask"].astype(bool),
+                        z["starts"].astype(np.int64), z["ends"].astype(np.int64))
+        ref = z["reference_logits"].astype(np.float32)
     except FileNotFoundError as e:
         raise ArtifactError(f"no evaluation bundle at {path}; `edgerf export` writes one.") from e
-    except ArtifactError:
-        raise
+    except EdgerfError as e:
+        raise ArtifactError(str(e)) from e
     except Exception as e:
         raise ArtifactError(f"{path} is not a readable evaluation bundle ({e}); re-export the model.") from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

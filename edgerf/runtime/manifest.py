@@ -19,6 +19,17 @@ by name. Schema ``edgerf-step/1``:
     source      checkpoint_sha256, train_command, train_data and export_data (what was read:
                 edgerf.data.source), test results of the checkpoint
     versions    edgerf, torch, onnx, onnxruntime... that produced it
+
+Two parts, one authority. The **contract** (``CONTRACT``: format, runtime and precision,
+model and classes, inputs/outputs and their quantisation, states with their ranges and
+quantisation, the frame spec and normalisation, the decision threshold, the checkpoint it
+came from) is what changes what the model computes or how its output is read. It is
+embedded in the artifact with a ``digest``: the SHA-256 of the artifact's bytes outside
+the embedded text plus the canonical contract, so neither the graph nor the contract can
+change unseen, sidecar or not. Everything else (the precision report, provenance,
+versions, parity and timings) only reports. The sidecar ``<artifact>.json`` carries both
+and the artifact's whole-file hash; a sidecar whose contract disagrees with the embedded
+one is refused with both values named, and nothing in it is ever used to compute.
 """
 
 from __future__ import annotations
@@ -35,6 +46,12 @@ from edgerf.runtime.errors import ArtifactError
 FORMAT = "edgerf-step/1"
 METADATA_KEY = "edgerf.runtime.manifest"   # key in ONNX metadata_props / TFLite metadata
 INPUT, OUTPUT = "x", "logits"
+
+# The contract: top-level key -> True (all of it) or the fields of it that compute.
+CONTRACT = {"format": True, "artifact": ("runtime", "precision"), "model": True, "inputs": True,
+            "outputs": True, "states": True, "frame": True, "decision": True, "source": ("checkpoint_sha256",)}
+DIGEST_PLACEHOLDER = "0" * 64      # written first, replaced in place by the digest (same length)
+MAX_ARTIFACT_BYTES = 1 << 28       # 256 MB: far above any step model, far below a device's memory
 
 
 def state_io_names(state: str) -> tuple[str, str]:
@@ -73,9 +90,12 @@ def sidecar_path(artifact: str | os.PathLike) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, max_bytes: int = MAX_ARTIFACT_BYTES) -> str:
+    """SHA-256 of a regular file of at most ``max_bytes`` (a FIFO or /dev/zero is refused, not hashed forever)."""
+    from edgerf.runtime.files import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, max_bytes, "a file edgerf wrote") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -86,8 +106,54 @@ def dumps(manifest: dict) -> str:
 
 
 def embedded_json(manifest: dict) -> str:
-    """The one-line form stored inside an artifact (``format`` first, so it can be found)."""
-    return json.dumps({"format": manifest["format"], **manifest})
+    """The one-line form stored inside an artifact (``format`` first, so it can be found;
+    ASCII, so a character offset is a byte offset), with a placeholder digest that ``seal``
+    replaces once the artifact's bytes are final."""
+    return json.dumps({"format": manifest["format"], **manifest, "digest": DIGEST_PLACEHOLDER})
+
+
+def contract(manifest: dict) -> dict:
+    """The part of a manifest that computes (see the module docstring)."""
+    out = {}
+    for key, fields in CONTRACT.items():
+        if key in manifest:
+            v = manifest[key]
+            out[key] = v if fields is True else {f: v[f] for f in fields if isinstance(v, dict) and f in v}
+    return out
+
+
+def _digest(outside: bytes, manifest: dict) -> str:
+    canonical = json.dumps(contract(manifest), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(outside + canonical.encode()).hexdigest()
+
+
+def _embedded_span(data: bytes) -> tuple[int, int, dict] | None:
+    """(start, end, manifest) of the manifest text embedded in an artifact's bytes, or None."""
+    i = data.find(b'{"format": "' + FORMAT.encode())
+    if i < 0 or METADATA_KEY.encode() not in data:
+        return None
+    try:
+        text = data[i:i + MAX_MANIFEST_BYTES].decode("ascii", errors="replace")
+        obj, n = json.JSONDecoder().raw_decode(text)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return (i, i + n, obj) if isinstance(obj, dict) else None
+
+
+def seal(artifact: str | os.PathLike) -> str:
+    """Write the digest into an artifact whose embedded manifest holds the placeholder
+    (export calls this once the bytes are final). Returns the digest."""
+    from edgerf.runtime.atomic import write_bytes
+
+    data = Path(artifact).read_bytes()
+    span = _embedded_span(data)
+    if span is None or span[2].get("digest") != DIGEST_PLACEHOLDER:
+        raise ArtifactError(f"{artifact} has no embedded manifest to seal.")
+    i, j, obj = span
+    digest = _digest(data[:i] + data[j:], obj)
+    k = data.index(DIGEST_PLACEHOLDER.encode(), i, j)
+    write_bytes(artifact, data[:k] + digest.encode() + data[k + 64:])
+    return digest
 
 
 def write(artifact: str | os.PathLike, manifest: dict) -> Path:
@@ -149,7 +215,7 @@ def validate(manifest, where: str = "manifest") -> dict:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ArtifactError(f"{where} is not an edgerf step manifest (expected format {FORMAT}, got {got!r:.40}). "
                             "Re-export the model with `edgerf export`.")
-    for key in ("artifact", "inputs", "outputs", "model", "frame", "decision", "source"):
+    for key in ("artifact", "inputs", "outputs", "model", "frame", "decision"):
         _get(manifest, key, dict, where, "manifest")
     art = manifest["artifact"]
     if _get(art, "runtime", str, where, "artifact") not in RUNTIMES:
@@ -164,7 +230,7 @@ def validate(manifest, where: str = "manifest") -> dict:
     t = _get(manifest["decision"], "threshold", float, where, "decision")
     if not 0 < t < 1:
         raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
-    if "checkpoint_sha256" in manifest["source"]:
+    if isinstance(manifest.get("source"), dict) and "checkpoint_sha256" in manifest["source"]:
         _get(manifest["source"], "checkpoint_sha256", str, where, "source")
     return manifest
 
@@ -213,6 +279,14 @@ def _validate_states(manifest: dict, where: str, taken: set) -> None:
             if "init" in st and not r[0] <= st["init"] <= r[1]:
                 raise _bad(where, f"{field}.init", f"{st['init']} lies outside its range {r}")
         _quant(st.get("quant"), where, f"{field}.quant")
+        if "range" in st:
+            # a calibrated trajectory moves: a range narrower than one quantisation step of the
+            # state (or degenerate) cannot hold it, and would make the watchdog restore forever
+            lo, hi = st["range"]
+            step = st["quant"]["scale"] if isinstance(st.get("quant"), dict) else 0.0
+            if hi - lo < max(step, 1e-6 * max(1.0, abs(lo), abs(hi))):
+                raise _bad(where, f"{field}.range", f"{st['range']} is narrower than one quantisation step of the "
+                           "state (or degenerate): it cannot hold a calibrated trajectory")
 
 
 def _validate_frame(frame: dict, width: int, where: str) -> None:
@@ -233,40 +307,94 @@ def _validate_frame(frame: dict, width: int, where: str) -> None:
             raise _bad(where, f"frame.{key}", f"must be a finite number or {features} of them (std > 0)")
 
 
-def read(artifact: str | os.PathLike) -> dict:
-    """The manifest of an artifact: its sidecar JSON, else the copy embedded in the file."""
+def read(artifact: str | os.PathLike, allow_unverified: bool = False) -> dict:
+    """The manifest of an artifact: see ``read_verified``."""
+    return read_verified(artifact, allow_unverified)[0]
+
+
+def read_verified(artifact: str | os.PathLike, allow_unverified: bool = False) -> tuple[dict, str]:
+    """(manifest, integrity) of an artifact. The embedded contract, its digest checked
+    against the artifact's bytes, is the authority; the sidecar adds the report and must
+    agree with it field for field. An artifact without a verifiable manifest is refused
+    unless ``allow_unverified`` (then ``integrity`` starts with "UNVERIFIED")."""
+    from edgerf.runtime.files import read_bytes, read_json
+
     artifact = Path(artifact)
+    if not artifact.exists():
+        raise ArtifactError(f"{artifact} does not exist.")
+    data = read_bytes(artifact, MAX_ARTIFACT_BYTES, "an artifact")
+    span = _embedded_span(data)
     side = sidecar_path(artifact)
-    if side.exists():
-        if side.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ArtifactError(f"{side} is {side.stat().st_size:,} bytes, far more than a manifest; re-export the model.")
-        try:
-            return validate(json.loads(side.read_text()), str(side))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise ArtifactError(f"{side} is not valid JSON ({str(e)[:120]}); re-export the model.") from e
-    embedded = read_embedded(artifact)
-    if embedded is None:
+    sidecar = validate(read_json(side, MAX_MANIFEST_BYTES, "a manifest"), str(side)) if side.exists() else None
+    if span is not None and isinstance(span[2].get("digest"), str) and span[2]["digest"] != DIGEST_PLACEHOLDER:
+        i, j, embedded = span
+        if _digest(data[:i] + data[j:], embedded) != embedded["digest"]:
+            raise ArtifactError(f"{artifact} was changed after export: its bytes or its embedded manifest no "
+                                "longer match the digest sealed into it. Re-export, or copy the file again from "
+                                "its export.")
+        embedded = validate(embedded, f"{artifact} (embedded manifest)")
+        _check_name(artifact, embedded)
+        if sidecar is None:
+            return embedded, "embedded manifest verified (digest); no sidecar"
+        _agree(contract(sidecar), contract(embedded), side, artifact)
+        if sidecar["artifact"].get("sha256") not in (None, hashlib.sha256(data).hexdigest()):
+            raise ArtifactError(f"{side} records another file hash than {artifact.name} has: the sidecar comes "
+                                "from another export. Copy the artifact and its .json together, or delete the .json.")
+        merged = dict(sidecar)      # the report from the sidecar; what computes from the artifact
+        for k, v in contract(embedded).items():
+            merged[k] = {**sidecar.get(k, {}), **v} if CONTRACT[k] is not True else v
+        return merged, "embedded manifest verified (digest); sidecar agrees"
+    if not allow_unverified:
+        raise ArtifactError(f"{artifact} carries no verifiable manifest (none embedded, or one from before "
+                            "manifests were sealed), so nothing proves what it computes. Re-export it with "
+                            "`edgerf export`, or pass allow_unverified=True (--allow-unverified) to run it anyway.")
+    m = sidecar if sidecar is not None else validate(span[2], f"{artifact} (embedded manifest)") if span else None
+    if m is None:
         raise ArtifactError(f"{artifact} has no manifest (no {side.name} beside it and none embedded). "
                             "Export it with `edgerf export`, which writes both.")
-    return validate(embedded, f"{artifact} (embedded manifest)")
+    _check_name(artifact, m)
+    return m, "UNVERIFIED: no sealed manifest (run with allow_unverified)"
+
+
+def _agree(side: dict, embedded: dict, side_path: Path, artifact: Path, where: str = "") -> None:
+    """Refuse the first field where the sidecar's contract differs from the embedded one."""
+    if isinstance(side, dict) and isinstance(embedded, dict):
+        for k in dict.fromkeys([*embedded, *side]):
+            _agree(side.get(k, "<missing>"), embedded.get(k, "<missing>"), side_path, artifact,
+                   f"{where}.{k}" if where else str(k))
+        return
+    if isinstance(side, list) and isinstance(embedded, list) and len(side) == len(embedded):
+        for k, (a, b) in enumerate(zip(side, embedded)):
+            _agree(a, b, side_path, artifact, f"{where}[{k}]")
+        return
+    if side != embedded:
+        raise ArtifactError(f"{side_path.name} disagrees with the manifest sealed into {artifact.name}: {where} is "
+                            f"{json.dumps(side)[:80]} in the sidecar but {json.dumps(embedded)[:80]} in the artifact. "
+                            "The artifact's own copy counts; delete or restore the .json (re-export to regenerate it).")
+
+
+def _check_name(artifact: Path, m: dict) -> None:
+    """A file name that claims another format or precision than the manifest is refused
+    (``gru.int8.onnx`` copied over ``gru.onnx``); a plain rename (``model.tflite``) is fine."""
+    runtime, precision = m["artifact"]["runtime"], m["artifact"]["precision"]
+    if {".onnx": "onnx", ".tflite": "tflite"}.get(artifact.suffix) != runtime:
+        raise ArtifactError(f"{artifact.name} is named as {artifact.suffix or 'no known format'} but holds a "
+                            f"{runtime} graph; name it *.{runtime}.")
+    recorded = m["artifact"].get("file", "")
+    claims_int8 = is_int8(artifact)
+    if (claims_int8 and precision == "fp32") or (base_name(artifact) == base_name(recorded)
+                                                 and claims_int8 != is_int8(recorded)):
+        raise ArtifactError(f"{artifact.name} is named as {'an int8' if claims_int8 else 'an fp32'} artifact but "
+                            f"holds the {precision} plan (exported as {recorded}); a copy over the wrong name. "
+                            f"Restore {recorded}, or rename it plainly.")
 
 
 def read_embedded(artifact: Path) -> dict | None:
-    """The manifest stored inside an ONNX or TFLite file, or None."""
-    if not artifact.exists():
-        raise ArtifactError(f"{artifact} does not exist.")
-    data = artifact.read_bytes()
-    key = METADATA_KEY.encode()
-    # Both formats store the JSON verbatim after the key; a scan avoids needing the
-    # onnx or flatbuffers packages on a device just to read a manifest.
-    i = data.find(b'{"format": "' + FORMAT.encode())
-    if i < 0 or key not in data:
-        return None
-    try:
-        obj, _ = json.JSONDecoder().raw_decode(data[i:].decode("utf-8", errors="replace"))
-        return obj
-    except json.JSONDecodeError:
-        return None
+    """The manifest stored inside an ONNX or TFLite file (unverified), or None."""
+    from edgerf.runtime.files import read_bytes
+
+    span = _embedded_span(read_bytes(Path(artifact), MAX_ARTIFACT_BYTES, "an artifact"))
+    return span[2] if span else None
 
 
 # -- the export index ------------------------------------------------------------------
@@ -301,17 +429,18 @@ def verify_export(artifact: Path) -> str:
             raise ArtifactError(f"an export into {folder} was interrupted (its staging folder is still there and "
                                 f"{path.name} is missing); run `edgerf export` again, which also cleans up.")
         return "no export index"
+    from edgerf.runtime.files import FileRefused, read_json
     try:
-        index = json.loads(path.read_text()) if path.stat().st_size <= MAX_MANIFEST_BYTES else None
+        index = read_json(path, MAX_MANIFEST_BYTES, "an export index")
         files = index["files"] if isinstance(index, dict) and index.get("format") == INDEX_FORMAT else None
-        if not isinstance(files, dict):
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
             raise ValueError("not an export index")
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path} is damaged ({str(e)[:80]}); re-export.") from e
+    except (FileRefused, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path} is damaged or not an index ({str(e)[:120]}); re-export.") from e
     if artifact.name not in files:
         raise ArtifactError(f"{artifact.name} is not part of the export {path.name} lists; re-export.")
     for name, digest in files.items():
-        f = folder / str(name)
+        f = folder / Path(name).name          # an index lists names in its own folder, never paths
         if f.is_file() and file_sha256(f) != digest:
             raise ArtifactError(f"{f} is not the file the export index {path.name} lists: an interrupted export "
                                 "or a copy that mixed two exports. Re-export, or copy the files of one export "

@@ -19,6 +19,7 @@ The state of step t feeds step t+1 and is never reset. Around the interpreter ca
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import math
@@ -29,15 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.runtime.atomic import write_bytes
-from edgerf.runtime.bundle import npz_unpacked_bytes
 from edgerf.runtime.errors import ArtifactError, EdgerfError
+from edgerf.runtime.files import FileRefused, loads, read_npz
 from edgerf.runtime.features import featurizer
-from edgerf.runtime.manifest import INPUT, read as read_manifest, validate
+from edgerf.runtime.manifest import INPUT, read_verified, validate
 from edgerf.runtime.progress import ticks
 from edgerf.runtime.metrics import softmax
 from edgerf.runtime.backends import BACKENDS
 
 STATE_FORMAT = "edgerf-state/1"
+ALARM_WINDOW = 16      # watchdog checks over which restoring on more than half raises the alarm
 FLT_MAX = float(np.finfo(np.float32).max)
 _F32 = np.dtype(np.float32)
 
@@ -72,43 +74,6 @@ class StateError(EdgerfError):
 MAX_STATE_META_BYTES = 1 << 16
 
 
-def _check_state_file(path: Path, state_bytes: int) -> None:
-    """Bound what loading a state file can allocate before anything is read: the npz
-    members must be about the size of this model's state (a small compressed file may
-    claim gigabytes)."""
-    import zipfile
-
-    if not path.exists():
-        raise FileNotFoundError(path)
-    limit = 2 * state_bytes + MAX_STATE_META_BYTES
-    if path.stat().st_size > limit:
-        raise StateError(f"{path} is {path.stat().st_size:,} bytes; this model's state is {state_bytes:,}. "
-                         "Not a state of this model; start from the initial state.")
-    try:
-        claimed = npz_unpacked_bytes(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise StateError(f"{path} is not a readable edgerf state ({e}); start from the initial state.") from e
-    if claimed > limit:
-        raise StateError(f"{path} unpacks to {claimed:,} bytes; this model's state is {state_bytes:,}. "
-                         "Refusing to load it; start from the initial state.")
-
-
-def verify_artifact(path: Path, manifest: dict) -> str:
-    """Check the artifact against the SHA-256 its manifest records (a tampered, truncated or
-    mixed-up file is refused). Costs one read of the file at load (about 1 ms per MB)."""
-    from edgerf.runtime.manifest import file_sha256, sidecar_path
-
-    want = manifest.get("artifact", {}).get("sha256")
-    if want is None:
-        return "unverified: the manifest records no artifact hash (embedded manifest only)"
-    got = file_sha256(path)
-    if got != want:
-        raise ArtifactError(f"{path} does not match its manifest {sidecar_path(path).name} (SHA-256 {got[:12]}... "
-                            f"vs recorded {want[:12]}...): the file was changed, truncated or comes from another "
-                            "export. Copy the artifact and its .json from one export together, or re-export.")
-    return "sha256 verified"
-
-
 class StepModel:
     def __init__(self, path: Path, manifest: dict, backend, batch: int, on_bad_frame: str,
                  check_every: int, range_margin: float):
@@ -130,17 +95,20 @@ class StepModel:
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
+        self._recent_restores = collections.deque(maxlen=ALARM_WINDOW)
         self.integrity = "unverified"
 
     # -- loading -------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, batch: int = 1, threads: int = 1, on_bad_frame: str = "raise",
-             check_every: int = 32, range_margin: float = 1.0) -> "StepModel":
+             check_every: int = 32, range_margin: float = 1.0, allow_unverified: bool = False) -> "StepModel":
         """Open an exported artifact; the backend is chosen by the file's suffix.
 
         batch: independent streams stepped together (one state row each).
         range_margin: a state outside [lo - m*(hi-lo), hi + m*(hi-lo)] of its calibrated
         range [lo, hi] counts as broken (m = 1: twice the width ever seen in calibration).
+        allow_unverified: run an artifact whose manifest is not sealed into it (then
+        ``integrity`` says UNVERIFIED); by default such an artifact is refused.
         """
         path = Path(path)
         if not path.exists():
@@ -149,8 +117,7 @@ class StepModel:
         if backend_cls is None:
             raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; "
                                 f"supported: {', '.join(BACKENDS)}.")
-        manifest = read_manifest(path)
-        integrity = verify_artifact(path, manifest)
+        manifest, integrity = read_verified(path, allow_unverified)
         backend = backend_cls(path, manifest, batch, threads)
         model = cls(path, manifest, backend, batch, on_bad_frame, check_every, range_margin)
         model.integrity = integrity
@@ -254,11 +221,22 @@ class StepModel:
         # the state is read once, checked, and kept (this runs every check_every steps: a
         # second read and dequantisation cost 1.4k aarch64 instructions per step on a GRU-128)
         state = self.backend.read_state()
-        if self._healthy(state):
+        healthy = self._healthy(state)
+        self._recent_restores.append(not healthy)
+        if healthy:
             self._snapshot = self._as_dict(state)
-        else:
-            self.set_state(self._snapshot)
-            self.health["state_restores"] += 1
+            return
+        self.set_state(self._snapshot)
+        self.health["state_restores"] += 1
+        if len(self._recent_restores) == ALARM_WINDOW and sum(self._recent_restores) > ALARM_WINDOW // 2:
+            # restoring on most checks means the range, not the state, is wrong for this stream:
+            # say so once, and from then on restore only a non-finite state (never forever)
+            self.health["alarm"] = (f"the watchdog restored the state on {sum(self._recent_restores)} of the last "
+                                    f"{ALARM_WINDOW} checks: the calibrated state range does not fit this stream. "
+                                    "Range checks are off from here (NaN/Inf still restored); re-export with "
+                                    "calibration data like this stream.")
+            self._bounds = [(-FLT_MAX, FLT_MAX)] * len(self._bounds)
+            self._recent_restores.clear()
 
     # -- state ---------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
@@ -308,18 +286,16 @@ class StepModel:
         recovery path a device wants."""
         path = Path(path)
         try:
-            _check_state_file(path, self._state_bytes())
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["__meta__"]).decode())
-                arrays = {k: z[k] for k in z.files if k != "__meta__"}
+            # a regular file about the size of this model's state, checked before anything is read
+            z = read_npz(path, 2 * self._state_bytes() + MAX_STATE_META_BYTES, "a state of this model")
+            meta = loads(bytes(z.pop("__meta__")).decode(), f"{path}: metadata")
+            arrays = z
         except FileNotFoundError as e:
             raise StateError(f"no saved state at {path}") from e
-        except StateError:
-            raise
-        except Exception as e:
-            raise StateError(f"{path} is not a readable edgerf state ({e}); start from the initial state "
-                             "or restore a good copy.") from e
-        if meta.get("format") != STATE_FORMAT:
+        except (FileRefused, KeyError, UnicodeDecodeError, ValueError) as e:
+            raise StateError(f"{path} is not a readable edgerf state ({str(e)[:200]}); start from the initial "
+                             "state or restore a good copy.") from e
+        if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise StateError(f"{path} is not an edgerf state file.")
         mine = self._identity()
         for key in ("checkpoint_sha256", "states", "batch"):
@@ -346,12 +322,12 @@ class StepModel:
         ``health["last_refusal"]``), so a device never stays down over a bad state file.
         A missing file is a first boot, not a refusal. Returns whether the file was used."""
         path = Path(path)
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return False
         try:
             self.load_state(path)
             return True
-        except StateError as e:
+        except Exception as e:        # any file at all: a counted refusal and a fresh start, never down
             self._initial_state()
             self._snapshot = self.get_state()
             self.health["refused_states"] = self.health.get("refused_states", 0) + 1

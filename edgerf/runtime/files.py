@@ -1,0 +1,160 @@
+"""Reading files a user hands us: regular files only, sizes bounded before anything is read.
+
+Every reader of edgerf goes through here. ``open_regular`` opens without blocking (a FIFO
+named as a state file must not hang the open), refuses what is not a regular file (a
+directory, a FIFO, a device such as /dev/zero, a socket; a symlink counts as what it points
+to), and refuses a file larger than the format can hold; reads are bounded by that size, so
+a file that grows while read cannot make us allocate more. JSON is parsed with a nesting
+limit. Standard input is the one stream edgerf reads, in bounded chunks, elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+from edgerf.runtime.errors import EdgerfError
+
+MAX_JSON_DEPTH = 64    # far deeper than any file edgerf writes (manifests nest 5 levels)
+
+
+class FileRefused(EdgerfError):
+    """A path that is not a readable regular file of a plausible size."""
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int, what: str):
+    """A binary file object for ``path``: a regular file of at most ``max_bytes``."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise FileRefused(f"{path}: cannot open {what} ({e.strerror or e}).") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise FileRefused(f"{path} is {kind}, not a file; {what} must be a regular file.")
+        if st.st_size > max_bytes:
+            raise FileRefused(f"{path} is {st.st_size:,} bytes, more than {what} can be ({max_bytes:,}); "
+                              "it is not one, or it is damaged.")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
+    """The whole content of a regular file of at most ``max_bytes``."""
+    with open_regular(path, max_bytes, what) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileRefused(f"{path} grew beyond {max_bytes:,} bytes while it was read; {what} must not change.")
+    return data
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
+    """JSON with a nesting limit; anything unreadable is a FileRefused naming ``where``."""
+    if json_depth(text) > max_depth:
+        raise FileRefused(f"{where} nests deeper than {max_depth} levels; no edgerf file does. Not one of ours.")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise FileRefused(f"{where} is not valid JSON ({str(e)[:120]}).") from e
+
+
+def read_json(path: str | os.PathLike, max_bytes: int, what: str):
+    data = read_bytes(path, max_bytes, what)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FileRefused(f"{path} is not UTF-8 text, so not {what}.") from e
+    return loads(text, str(path))
+
+
+def _npy_nbytes(fp, where: str) -> int:
+    """What an .npy stream's header says its array takes (dtype with objects refused)."""
+    import numpy as np
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(fp)
+        shape, _, dtype = (npy.read_array_header_1_0(fp) if version == (1, 0) else npy.read_array_header_2_0(fp))
+    except Exception as e:       # numpy parses the header with ast: ValueError, SyntaxError, TokenError...
+        raise FileRefused(f"{where} is not a numpy array file ({type(e).__name__}: {str(e)[:100]}).") from e
+    if dtype.hasobject:
+        raise FileRefused(f"{where} holds Python objects, which edgerf never unpickles.")
+    return int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+
+
+def read_npy(path: str | os.PathLike, max_bytes: int, what: str):
+    """An .npy array whose header is checked against the file's size before it is allocated."""
+    import numpy as np
+
+    with open_regular(path, max_bytes, what) as f:
+        size = os.fstat(f.fileno()).st_size
+        claimed = _npy_nbytes(f, str(path))
+        if claimed > size - f.tell():
+            raise FileRefused(f"{path}: its header claims {claimed:,} bytes of data; the file holds "
+                              f"{size - f.tell():,}. Not a complete array.")
+        f.seek(0)
+        try:
+            return np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise FileRefused(f"{path} is not a readable numpy array ({str(e)[:100]}).") from e
+
+
+def read_npz(path: str | os.PathLike, max_bytes: int, what: str) -> dict:
+    """Every array of an .npz: the zip's unpacked size and each member's header are checked
+    against ``max_bytes`` and the member's size before anything is unpacked."""
+    import zipfile
+
+    import numpy as np
+
+    with open_regular(path, max_bytes, what) as f:
+        try:
+            with zipfile.ZipFile(f) as z:
+                infos = z.infolist()
+                if sum(i.file_size for i in infos) > max_bytes:
+                    raise FileRefused(f"{path} unpacks to {sum(i.file_size for i in infos):,} bytes, more than "
+                                      f"{what} can hold ({max_bytes:,}).")
+                for i in infos:
+                    with z.open(i) as member:
+                        if _npy_nbytes(member, f"{path}:{i.filename}") > i.file_size:
+                            raise FileRefused(f"{path}: member {i.filename} claims more data than it holds.")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as arrays:
+                return {k: arrays[k] for k in arrays.files}
+        except FileRefused:
+            raise
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError) as e:
+            raise FileRefused(f"{path} is not a readable .npz ({str(e)[:100]}).") from e

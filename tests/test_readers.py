@@ -1,0 +1,142 @@
+"""Every reader opens only regular files and bounds what it reads before reading it.
+
+Each hostile file runs through the real command in a subprocess with a timeout, so a hang
+fails the test instead of hanging the suite, and the peak RSS of every such process
+(``ru_maxrss`` of the waited children: the largest of them) stays under 1 GB.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from edgerf.models import BUILTIN_DIR, DEMO_RECORDING
+from edgerf.runtime import StepModel, manifest
+from edgerf.runtime.files import FileRefused, loads, read_json
+
+TIMEOUT_S = 30
+MEMORY_LIMIT = 1 << 30        # the issue's bound: 1 GB for any input under 10 MB
+
+
+@pytest.fixture()
+def builtin(tmp_path):
+    for f in BUILTIN_DIR.glob("default-gru.*"):
+        shutil.copy(f, tmp_path / f.name)
+    return tmp_path
+
+
+def _edgerf(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process, with a timeout (a hang is a failure) and its peak RSS checked."""
+    code = ("import atexit, resource, sys\n"
+            "atexit.register(lambda: print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "file=sys.stderr))\n"
+            "from edgerf.__main__ import main; sys.argv = ['edgerf'] + sys.argv[1:]; main()")
+    r = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                       timeout=TIMEOUT_S, cwd=cwd)
+    assert r.returncode != 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    peak = int(r.stderr.rsplit("peak_rss_kib", 1)[1].split()[0]) * 1024
+    assert peak < MEMORY_LIMIT, f"{args[0]} peaked at {peak / 2**20:.0f} MiB"
+    return r
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+def test_a_fifo_a_device_or_a_directory_as_a_state_file_is_a_fresh_start(builtin):
+    art = builtin / "default-gru.int8.tflite"
+    np.save(builtin / "x.npy", np.zeros((40, 28), np.float32))
+    (builtin / "dir.npz").mkdir()
+    os.symlink("/dev/zero", builtin / "zero.npz")
+    for bad in (_fifo(builtin / "fifo.npz"), builtin / "zero.npz", builtin / "dir.npz"):
+        m = StepModel.load(art)
+        assert m.resume(bad) is False and m.health["refused_states"] == 1, bad
+        r = _edgerf("stream", art, builtin / "x.npy", "--state", builtin / "fifo.npz")
+        assert r.returncode in (0, 2), r.stderr
+
+
+def test_resume_survives_state_metadata_of_any_type(builtin):
+    m = StepModel.load(builtin / "default-gru.int8.tflite")
+    m.save_state(builtin / "s.npz")
+    with np.load(builtin / "s.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    for meta in ([1, 2, 3], "text", 7, None, {"format": ["edgerf-state/1"]}, [[[[]]]]):
+        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        np.savez(builtin / "bad.npz", **arrays)
+        fresh = StepModel.load(builtin / "default-gru.int8.tflite")
+        assert fresh.resume(builtin / "bad.npz") is False and fresh.health["refused_states"] == 1
+
+
+@pytest.mark.parametrize("what", ["sidecar", "index", "artifact"])
+def test_a_fifo_or_dev_zero_in_place_of_a_manifest_an_index_or_an_artifact_is_refused(builtin, what):
+    art = builtin / "default-gru.int8.tflite"
+    target = {"sidecar": manifest.sidecar_path(art), "index": builtin / "default-gru.export.json",
+              "artifact": art}[what]
+    for kind in ("fifo", "zero"):
+        target.unlink()
+        _fifo(target) if kind == "fifo" else os.symlink("/dev/zero", target)
+        for cmd in (("inspect", art), ("bench", art, "--no-rss", "--seconds", "0.05", "--windows", "1", "-q")):
+            r = _edgerf(*cmd)
+            assert r.returncode == 2 and ("FIFO" in r.stderr or "device" in r.stderr), r.stderr
+
+
+def test_a_fifo_wav_in_a_word_folder_and_a_sparse_wav_are_refused(tmp_path):
+    from conftest import user_dataset
+    root, bg = user_dataset(tmp_path)
+    _fifo(root / "music" / "zz_nohash_0.wav")
+    r = _edgerf("train", "--task", "gsc", "--data", root, "--background", bg, "--epochs", "1", "--hidden", "8",
+                "-o", tmp_path / "m.pt")
+    assert r.returncode == 2 and "FIFO" in r.stderr
+    sparse = tmp_path / "sparse.wav"
+    with wave.open(str(sparse), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 100)
+    with open(sparse, "r+b") as f:          # a 3 GB hole: 4 KB on disk
+        f.truncate(3 << 30)
+    r = _edgerf("stream", "kws-gru", sparse)
+    assert r.returncode == 2 and "more than a WAV recording can be" in r.stderr
+
+
+def test_an_npy_whose_header_claims_more_than_it_holds_is_refused(tmp_path):
+    from numpy.lib import format as npy
+    path = tmp_path / "big.npy"
+    with open(path, "wb") as f:
+        npy.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 9, 28)})
+        f.write(b"\0" * 1024)
+    r = _edgerf("stream", "default-gru", path)
+    assert r.returncode == 2 and "header claims" in r.stderr
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_everywhere(builtin):
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(FileRefused, match="nests deeper"):
+        loads(deep, "x.json")
+    manifest.sidecar_path(builtin / "default-gru.onnx").write_text(deep)
+    for cmd in (("inspect", builtin / "default-gru.onnx"), ("stream", builtin / "default-gru.onnx", DEMO_RECORDING)):
+        r = _edgerf(*cmd)
+        assert r.returncode == 2 and "deeper" in r.stderr
+
+
+def test_strings_with_brackets_do_not_count_as_nesting(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"s": "[[[[{{{{" * 100, "t": "\\\"[["}))
+    assert read_json(tmp_path / "a.json", 1 << 20, "a test file")["s"].startswith("[[[[")
+
+
+def test_a_redeflated_checkpoint_is_refused_before_torch_loads_it(tmp_path):
+    import zipfile
+    src = BUILTIN_DIR / "default-gru.pt"
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as out:
+        for i in z.infolist():
+            out.writestr(i.filename, z.read(i))
+        out.writestr("default-gru/data/999", bytes(64 << 20))      # 64 MB of zeros, deflated to ~64 KB
+    assert (tmp_path / "bomb.pt").stat().st_size < 2 << 20
+    r = _edgerf("inspect", tmp_path / "bomb.pt")
+    assert r.returncode == 2 and "unpacks to" in r.stderr
