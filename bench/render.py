@@ -59,7 +59,8 @@ def markdown(rep: dict, plots: bool = True) -> str:
            f"- device: `{rep['device']}`{' (emulated: timings not comparable)' if rep.get('emulated') else ''}; "
            f"CPU: {m['cpu']} ({m['arch']}, {m['cores']} cores, ISA flags: {' '.join(m['isa_flags']) or 'n/a'})",
            f"- threads: {rep['config']['threads']}; latency: {rep['config']['windows']} windows x "
-           f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, state fed back",
+           f"{rep['config']['seconds']} s after {rep['config']['warmup_s']} s warm-up, every step timed, "
+           "state fed back",
            f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
            f"- data: {describe(rep.get('data'))}",
            f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",

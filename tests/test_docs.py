@@ -27,8 +27,8 @@ from conftest import run_blocked
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
-BLOCK = re.compile(r"(?:<!--\s*docs-test:(?P<directive>.*?)-->[ \t]*\n)?^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$",
-                   re.S | re.M)
+BLOCK = re.compile(r"(?:<!--\s*docs-test:(?P<directive>.*?)-->[ \t]*\n)?"
+                   r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.S | re.M)
 RUN_BY_CI = ("make demo", "make test", "make setup")
 DEVICE_BLOCKED = ("torch", "onnx", "onnxscript", "typer")
 
@@ -68,7 +68,8 @@ def test_every_code_block_runs(page, tmp_path):
             continue
         code = body if directive in (None, "without torch") else directive
         r = _run(lang, code, directive, tmp_path)
-        assert r.returncode == 0, f"{page.name}: ```{lang}\n{code}```\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        assert r.returncode == 0, \
+            f"{page.name}: ```{lang}\n{code}```\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
 
 
 def test_the_docs_show_commands_and_the_readme_stays_short():

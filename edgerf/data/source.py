@@ -109,7 +109,8 @@ def describe(d: dict | None) -> str:
         return ", ".join(f"{k} {v}" for k, v in d.items() if k != "dir") or "not recorded"
     bg = d.get("background")
     counts = ", ".join(f"{k} {v:,}" for k, v in (d.get("counts") or {}).items())
-    return (f"{d.get('label', d['dataset'])} from {d['folder']} ({d['origin']}; {d['files']:,} files, digest {d['digest']})"
+    return (f"{d.get('label', d['dataset'])} from {d['folder']} ({d['origin']}; {d['files']:,} files, "
+            f"digest {d['digest']})"
             + (f", background {bg['folder']} ({bg['files']} files, digest {bg['digest']})" if bg else "")
             + (f"; split {d['split']}" if d.get("split") else "") + (f"; {counts}" if counts else "")
             + (f"; differs from training: {d['differs_from_training']}" if d.get("differs_from_training") else ""))

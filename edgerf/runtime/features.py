@@ -127,7 +127,8 @@ class ActivityMask:
     "last informative frame" in half the clips, where a reset-free model has already
     relaxed towards uniform (acc_p 0.57 there vs 0.74 at the end of the word, measured
     on the val split); a word is one informative run.
-    Measured on the training split (``python -m edgerf.bench.studies.gsc_mask``): see docs/results.md (bench/results/gsc_mask.md).
+    Measured on the training split (``python -m edgerf.bench.studies.gsc_mask``): see docs/results.md
+    (bench/results/gsc_mask.md).
     """
 
     def __init__(self, theta: float = 0.9, smooth: float = 0.3, steady: float = 0.08, fast: float = 0.2,

@@ -419,7 +419,8 @@ def write_index(folder: Path, base: str, files: dict[str, str], checkpoint_sha25
 
 def verify_export(artifact: Path) -> str:
     """Check the export an artifact belongs to: every file its index lists that is here is
-    unchanged (a device may hold only the files it runs). Without an index (an export older than indices, or files copied alone)
+    unchanged (a device may hold only the files it runs). Without an index (an export older than
+    indices, or files copied alone)
     only the per-artifact checks apply, unless an interrupted export left its staging
     folder here, which is refused."""
     folder, base = artifact.parent, artifact.name.split(".")[0]
