@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test docs fuzz grid arm64 results builtin soak scaling clean
+.PHONY: setup demo test docs fuzz grid arm64 armhf results builtin soak scaling clean
 
 GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
 
@@ -55,6 +55,11 @@ grid: $(STAMP)
 arm64: $(STAMP)
 	$(BIN)/edgerf bench --device arm64 --setup
 
+## 32-bit ARM emulation (armv7: Debian's python3 and python3-numpy only) for tests/test_armhf.py
+## and bench/results/armhf.md (once; needs apt and root).
+armhf: $(STAMP)
+	$(BIN)/python -m edgerf.bench.armhf --setup
+
 ## Everything under bench/results/ that stands on the grids' checkpoints.
 INT8 := runs/sfmnist/export-int8/gru-reset-free
 results: $(STAMP)
@@ -66,6 +71,7 @@ results: $(STAMP)
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64 --force
+	$(BIN)/python -m edgerf.bench.armhf
 
 ## bench/results/soak.md: 10^6 unreset steps per artifact, GRU reset-free beside ce (their
 ## checkpoints: the built-in recipe, trained and exported into runs/soak).

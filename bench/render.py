@@ -16,13 +16,14 @@ def _f(v, fmt):
 
 
 def table(rep: dict) -> str:
-    hdr = (f"{'target':12s} {'precision':9s} {'median us':>9s} {'p99 us':>8s} {'x torch':>7s} {'steps/s':>8s} "
+    w = max([12] + [len(r["target"]) for r in rep["targets"]])
+    hdr = (f"{'target':{w}s} {'precision':9s} {'median us':>9s} {'p99 us':>8s} {'x torch':>7s} {'steps/s':>8s} "
            f"{'RSS MiB':>7s} {'size KiB':>8s} {'acc_p':>6s} {'acc_f':>6s} {'f.alarm':>7s} {'agree':>6s}")
     lines = [hdr, "-" * len(hdr)]
     for r in rep["targets"]:
         o, acc = r["latency"]["overall"], r.get("accuracy", {})
         lines.append(
-            f"{r['target']:12s} {r['precision']:9s} {o['median_us']:9.1f} {o['p99_us']:8.1f} "
+            f"{r['target']:{w}s} {r['precision']:9s} {o['median_us']:9.1f} {o['p99_us']:8.1f} "
             f"{_f(r.get('vs_torch', {}).get('median'), '7.2f')} {r['steps_per_s']:8.0f} "
             f"{_f(r.get('peak_rss_mib'), '7.1f')} {r['size_bytes'] / 1024:8.1f} "
             f"{_f(acc.get('acc_p'), '6.4f')} {_f(acc.get('acc_f'), '6.4f')} {_f(acc.get('false_alarm'), '7.4f')} "
@@ -43,6 +44,8 @@ def table(rep: dict) -> str:
                  f"{m['cpu']}, {m['cores']} cores, {rep['config']['threads']} thread(s); reference: {rep['reference']}")
     if rep.get("frame_period_s"):
         lines.append(f"real-time factor = median step time / frame period ({rep['frame_period_s']} s)")
+    if any(r.get("timing", "").startswith("host-emulated") for r in rep["targets"]):
+        lines.append("@tflm timings are TFLite Micro's kernels on this host (host-emulated): not a microcontroller's")
     lines += _unverified(rep)
     return "\n".join(lines)
 
@@ -64,7 +67,10 @@ def markdown(rep: dict, plots: bool = True) -> str:
            f"- accuracy: one unreset stream of {rep['accuracy_steps']:,} steps; reference: {rep['reference']}",
            f"- data: {describe(rep.get('data'))}",
            f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
-           *(f"- **{line}**" for line in _unverified(rep)), "",
+           *(f"- **{line}**" for line in _unverified(rep)),
+           *(["- `@tflm` rows: TFLite Micro's kernels on this host; their timings are host-emulated, not a "
+              "microcontroller's"] if any(r.get("timing", "").startswith("host-emulated") for r in rep["targets"])
+             else []), "",
            "| target | precision | median us | p90 us | p99 us | max us | x torch (median) | x torch (p99) | steps/s "
            "| RTF | peak RSS MiB | size KiB |", "|" + "---|" * 12]
     for r in rep["targets"]:

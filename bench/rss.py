@@ -25,10 +25,12 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure(kind: str, path: str, steps: int = 2000, allow_unverified: bool = False) -> float:
+def measure(kind: str, path: str, steps: int = 2000, allow_unverified: bool = False,
+            target: str | None = None) -> float:
     """Peak RSS (MiB) of a process that loads ``path`` and runs ``steps`` steps."""
     r = subprocess.run([sys.executable, "-m", "edgerf.bench.rss", kind, str(path), "--steps", str(steps)]
-                       + (["--allow-unverified"] if allow_unverified else []),
+                       + (["--allow-unverified"] if allow_unverified else [])
+                       + (["--target", target] if target else []),
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"peak-RSS probe failed for {path}: {r.stderr.strip()[-300:]}")
@@ -42,10 +44,11 @@ def main(argv=None) -> int:
     p.add_argument("path")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--allow-unverified", action="store_true")
+    p.add_argument("--target")
     a = p.parse_args(argv)
     if a.kind == "runtime":
         from edgerf.runtime import StepModel
-        m = StepModel.load(a.path, allow_unverified=a.allow_unverified)
+        m = StepModel.load(a.path, allow_unverified=a.allow_unverified, target=a.target)
         x = np.zeros(m.features, np.float32)
         for _ in range(a.steps):
             m.step(x)

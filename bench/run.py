@@ -28,6 +28,7 @@ from edgerf.choices import DEVICES
 from edgerf.configs import BenchConfig
 from edgerf.data.source import differs
 from edgerf.runtime.errors import ArtifactError, DataError, EdgerfError
+from edgerf.runtime.targets import TARGETS as RUNTIME_TARGETS, choose as choose_target
 from edgerf.runtime.manifest import ARTIFACT_SUFFIXES, is_int8, read as read_manifest, read_verified, verify_export
 from edgerf.runtime.metrics import agreement, stream_metrics
 from edgerf.runtime.progress import bar
@@ -36,9 +37,11 @@ from edgerf.runtime.progress import bar
 
 @dataclass
 class Target:
-    name: str                  # torch, onnx-fp32, onnx-int8, tflite-fp32, tflite-int8
+    """One row of the bench: an artifact (or torch) on one runtime target."""
+    name: str                  # torch, onnx-fp32, onnx-int8, tflite-fp32, tflite-int8 (+ @target when chosen)
     path: Path
     precision: str = "fp32"
+    on: str | None = None      # the runtime target (edgerf.runtime.targets) it runs on; None: torch
     result: dict = field(default_factory=dict)
 
 
@@ -165,13 +168,20 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
 
     targets = [Target("torch", ckpt, "fp32")] if model is not None else []
-    targets += [Target(artifact_kind(a, manifests[a]), a, manifests[a]["artifact"]["precision"]) for a in artifacts]
+    for a in artifacts:
+        on = [t for t in cfg.targets if RUNTIME_TARGETS[t].suffix == a.suffix] if cfg.targets \
+            else [choose_target(a.suffix).name]
+        targets += [Target(artifact_kind(a, manifests[a]) + (f"@{t}" if cfg.targets else ""), a,
+                           manifests[a]["artifact"]["precision"], choose_target(a.suffix, t).name) for t in on]
+    if not any(t.on for t in targets):
+        raise ArtifactError(f"none of --target {','.join(cfg.targets)} runs these artifacts "
+                            f"({', '.join(sorted({a.suffix for a in artifacts}))}).")
     frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
     total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
     with bar("bench", total, progress) as pb:
         for tg in targets:
             step = (_torch_step(model, frames, cfg.threads) if tg.name == "torch"
-                    else _runtime_step(tg.path, frames, cfg.threads, cfg.allow_unverified))
+                    else _runtime_step(tg.path, frames, cfg.threads, cfg.allow_unverified, tg.on))
             lat = measure_latency(step, cfg.windows, cfg.seconds, cfg.warmup_s, progress=pb.advance)
             tg.result = {"latency": lat, "size_bytes": tg.path.stat().st_size, "threads": cfg.threads}
             if stream is not None:
@@ -182,7 +192,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         from edgerf.bench.rss import measure
         for tg in targets:
             tg.result["peak_rss_mib"] = measure("torch" if tg.name == "torch" else "runtime", tg.path,
-                                                allow_unverified=cfg.allow_unverified)
+                                                allow_unverified=cfg.allow_unverified, target=tg.on)
     for tg in targets:
         tg.result["integrity"] = integrity.get(tg.path, "checkpoint digest verified")
     return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
@@ -214,10 +224,11 @@ def _torch_step(model, frames: np.ndarray, threads: int):
     return step
 
 
-def _runtime_step(path: Path, frames: np.ndarray, threads: int, allow_unverified: bool = False):
+def _runtime_step(path: Path, frames: np.ndarray, threads: int, allow_unverified: bool = False,
+                  target: str | None = None):
     """step(i): the artifact through the public runtime, as a device runs it."""
     from edgerf.runtime import StepModel
-    rt = StepModel.load(path, threads=threads, allow_unverified=allow_unverified)
+    rt = StepModel.load(path, threads=threads, allow_unverified=allow_unverified, target=target)
     return lambda i: rt.step(frames[i % len(frames)])
 
 
@@ -239,7 +250,7 @@ def _trajectory(tg: Target, model, stream, threads: int, allow_unverified: bool 
         from edgerf.export.parity import torch_trajectory
         return torch_trajectory(model, stream.x)[0]
     from edgerf.runtime import StepModel
-    return StepModel.load(tg.path, threads=threads, allow_unverified=allow_unverified).run(stream.x)
+    return StepModel.load(tg.path, threads=threads, allow_unverified=allow_unverified, target=tg.on).run(stream.x)
 
 
 def accuracy_metrics(logits: np.ndarray, ref: np.ndarray, stream, threshold: float) -> dict:
@@ -264,6 +275,9 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
     for t in targets:
         lat: Latency = t.result["latency"]
         row = {"target": t.name, "file": t.path.name if t.path else None, "precision": t.precision,
+               "runs_on": t.on and f"{t.on}: {RUNTIME_TARGETS[t.on].interpreter}, {RUNTIME_TARGETS[t.on].kernels}",
+               "timing": "host-emulated (TFLite Micro on this host, not a microcontroller)" if t.on == "tflm"
+               else "measured",
                "latency": lat.to_dict(), "steps_per_s": lat.steps_per_s, "size_bytes": t.result["size_bytes"],
                "threads": t.result["threads"], "peak_rss_mib": t.result.get("peak_rss_mib"),
                "integrity": t.result.get("integrity"),

@@ -271,6 +271,13 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(_model_line(m["model"], m["model"]["classes"]))
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
+    mcu = m.get("microcontroller")
+    if mcu:
+        typer.echo("TFLite Micro: " + (f"runs; arena {mcu['arena_bytes']:,} bytes ({mcu['arena_note']}), flash "
+                                       f"{mcu['flash_bytes']:,} bytes; ops {', '.join(mcu['ops'])}" if mcu["runs"]
+                                       else f"not run: {mcu['why']}"))
+    for name, t in (m.get("targets") or {}).items():
+        typer.echo(f"on {name}: {t.get('summary', t)} (at export)")
     typer.echo(f"input  {m['inputs']['x']['name']:12s} {m['inputs']['x']['shape']} {m['inputs']['x']['dtype']}")
     typer.echo(f"output {m['outputs']['logits']['name']:12s} {m['outputs']['logits']['shape']}")
     for s in m["states"]:
@@ -327,13 +334,29 @@ def _inspect_checkpoint(path: Path) -> None:
 MAX_FRAMES_BYTES = 1 << 28
 
 
-def _frames(m, path: Path, source: Optional[Path]):
+# stdin audio is read as it arrives, at most 100 ms of 16 kHz 16-bit audio per read
+PCM_CHUNK_BYTES = 3200
+
+
+def _frames(m, path: Path, source: Optional[Path], float_frames: bool = False):
     """The frames of ``edgerf stream``'s source: a .wav featurized as a live stream (100 ms
     chunks, as a microphone delivers them), a .npy of frames [T, D] (uint8: raw pixel rows,
-    featurized), or float32 frames on stdin (``source`` None)."""
+    featurized), or stdin (``source`` None): raw 16-bit mono PCM for audio models (what
+    ``arecord -f S16_LE`` writes), float32 frames otherwise or with ``float_frames``."""
     import numpy as np
 
     frame = m.manifest["frame"]
+    if source is None and frame.get("frame_kind") == "log-mel" and not float_frames:
+        stdin = sys.stdin.buffer
+        read = getattr(stdin, "read1", stdin.read)      # what has arrived, not a full buffer: events stay live
+        carry = b""
+        while chunk := read(PCM_CHUNK_BYTES):
+            data = carry + chunk
+            n = len(data) - len(data) % 2
+            carry = data[n:]
+            if n:
+                yield from m.featurize(np.frombuffer(data[:n], "<i2").astype(np.float32) / np.float32(32768.0))
+        return
     if source is not None and source.suffix == ".wav":
         if frame.get("frame_kind") != "log-mel":
             raise EdgerfError(f"{path} takes {frame.get('frame_kind')} frames, not audio")
@@ -372,7 +395,9 @@ def stream(
                                           "default-gru, kws-gru (runs its int8 TFLite)."),
     source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
-                                           "uint8: raw pixel rows), or - for float32 frames on stdin. Default for "
+                                           "uint8: raw pixel rows), or - for stdin: raw 16-bit mono PCM at the "
+                                           "model's rate for audio models (arecord -f S16_LE -r 16000 -c 1 | "
+                                           "edgerf stream kws-gru -), float32 frames otherwise. Default for "
                                            "kws-gru: its built-in demo recording."),
     state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "
                                                     "initial state, and say why) and save to it at the end."),
@@ -385,6 +410,13 @@ def stream(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Run an artifact whose manifest is "
                                           "not sealed into it (nothing proves what it computes; said on stderr)."),
+    float_frames: bool = typer.Option(False, "--float-frames", help="stdin carries float32 feature frames, "
+                                      "not audio (audio models)."),
+    all_classes: bool = typer.Option(False, "--all-classes", help="Also report events of classes that are not "
+                                     "keywords (_unknown_ and any the manifest marks as filler)."),
+    target: Optional[str] = typer.Option(None, help="What runs the artifact: litert (XNNPACK), litert-nodelegate, "
+                                         "litert-ref, tflm (TFLite Micro), ort, onnx-ref. Default: the first "
+                                         "installed of litert, tflm (.tflite) or ort, onnx-ref (.onnx)."),
 ) -> None:
     """Run a model over a recording or stdin and print events as JSON lines as they happen
     (class, first and last step, times in seconds for timed frames, peak confidence)."""
@@ -419,20 +451,22 @@ def stream(
             typer.secho(f"{path}: a checkpoint, run in torch (not an exported artifact; export it to check "
                         "what a device computes).", err=True)
         else:
-            m = StepModel.load(path, on_bad_frame=on_bad_frame.value, allow_unverified=allow_unverified)
+            m = StepModel.load(path, on_bad_frame=on_bad_frame.value, allow_unverified=allow_unverified,
+                               target=target)
             if m.integrity.startswith("UNVERIFIED"):
                 typer.secho(f"warning: {path}: {m.integrity}", err=True, fg=typer.colors.YELLOW)
         if state and not m.resume(state) and "last_refusal" in m.health:
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)
-        det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window)
+        det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window,
+                            keywords=None if all_classes else m.keywords)
         period = m.manifest["frame"].get("period_s")
 
         def emit(ev) -> None:
             events.append(_event_record(ev, period))
             typer.echo(json.dumps(events[-1]))
 
-        for frame in _frames(m, path, npy):
+        for frame in _frames(m, path, npy, float_frames):
             logits = m.step(frame)
             if logits is None:
                 continue
@@ -459,7 +493,7 @@ def stream(
     except OSError as e:
         _fail(EdgerfError(str(e)))
     seconds = f" ({m.steps * period:.1f} s)" if period else ""
-    typer.secho(f"{m.steps:,} steps{seconds}; health {m.health}", err=True)
+    typer.secho(f"{m.steps:,} steps{seconds} on {m.target}; health {m.health}", err=True)
 
 
 @command(BenchConfig, choices={"device": Device})

@@ -205,6 +205,10 @@ class BenchConfig:
     background: str | None = option(None, BACKGROUND_HELP)
     gap_kind: str | None = option(None, "Evaluate on other gaps than the model was trained with (gaussian, "
                                         "uniform, silence, background, shuffled, or a mix); needs the dataset.")
+    targets: tuple[str, ...] = option((), "Run each artifact on these targets, each where it runs that format: "
+                                          "litert (XNNPACK), litert-nodelegate, litert-ref, tflm (TFLite Micro, "
+                                          "host-emulated timing), ort, onnx-ref. Default: each format's default "
+                                          "target (litert, ort).", "--target")
     allow_unverified: bool = option(False, "Bench artifacts whose manifest is not sealed into them (each such "
                                            "row is marked UNVERIFIED in the report).",
                                     "--allow-unverified/--verified-only")

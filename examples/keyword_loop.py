@@ -1,12 +1,13 @@
 """A device loop: audio arrives in chunks, keywords come out. numpy + one interpreter.
 
-    python examples/keyword_loop.py [ARTIFACT] [RECORDING.wav] [--chunk-ms 20]
+    python examples/keyword_loop.py [ARTIFACT] [RECORDING.wav] [--chunk-ms 20] [--target numpy]
 
 ARTIFACT defaults to the built-in keyword model (int8 TFLite), RECORDING to its 20 s demo
 recording, read in chunks of --chunk-ms as a microphone driver would deliver them. The
 model's own front end (log-mel, normalisation from its manifest) turns each chunk into
 frames; the state carries over between chunks and is never reset; ``EventDetector``
-turns probabilities into keyword events, printed as JSON lines.
+turns probabilities into keyword events, printed as JSON lines. ``--target`` picks what
+runs the model (default: the first installed of LiteRT, TFLite Micro, numpy alone).
 """
 
 import argparse
@@ -30,9 +31,10 @@ def main(argv=None) -> int:
     p.add_argument("artifact", nargs="?", type=Path, default=None, help="an exported keyword model")
     p.add_argument("recording", nargs="?", type=Path, default=DEMO_RECORDING, help="16 kHz mono WAV")
     p.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk, as a driver delivers it")
+    p.add_argument("--target", default=None, help="litert, tflm, numpy... (edgerf.runtime.targets)")
     a = p.parse_args(argv)
-    model = StepModel.load(a.artifact or builtin_artifact("kws-gru"))
-    detector = EventDetector(model.classes, model.threshold)
+    model = StepModel.load(a.artifact or builtin_artifact("kws-gru"), target=a.target)
+    detector = EventDetector(model.classes, model.threshold, keywords=model.keywords)   # _unknown_ fires nothing
     period = model.manifest["frame"]["period_s"]
     rate = model.manifest["frame"]["sample_rate"]
     for chunk in chunks(read_wav(a.recording), int(rate * a.chunk_ms / 1000)):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.runtime import bundle, manifest
+from edgerf.runtime.events import FILLER_CLASSES
 from edgerf.runtime.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.configs import ExportConfig
@@ -40,6 +41,7 @@ class ArtifactReport:
     ops: dict
     parity: dict
     test: dict                            # acc_p, acc_f, false_alarm... on the unreset test stream
+    microcontroller: dict | None = None   # TFLite Micro: runs?, arena and flash bytes, ops (.tflite only)
 
 
 @dataclass
@@ -208,6 +210,7 @@ def _prepare(ckpt, ckpt_path: Path, stage: Path, base: str, cfg: ExportConfig, l
                              "readout": model.config.readout},
                       classes=list(task.classes), input_size=model.config.input_size, state_names=run.names,
                       state_sizes=list(model.state_sizes()), frame=ckpt.task, threshold=task.threshold,
+                      keywords=[c for c in task.classes if c not in FILLER_CLASSES],
                       source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256,
                               "train_command": ckpt.training.get("command", ""),
                               "train_data": ckpt.training.get("data"), "export_data": data,
@@ -244,7 +247,7 @@ def _fp32_artifact(run: _Run, fmt, fmt_name: str) -> ArtifactReport:
                           f"left tolerance at step {d.get('step', '?')} (|d| = {d.get('error', float('nan')):.3g}); "
                           f"{gate.summary()}. Nothing was written.")
     m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision="fp32", plan={"plan": "fp32"}, **run.common)
-    art = _finish(fmt, path, m, gate, run.score(logits))
+    art = _finish(fmt, path, m, gate, run.score(logits), run.log, run.test.x)
     art.test["reference"] = run.score(run.ref[0])
     return art
 
@@ -266,7 +269,7 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
     q = qfmt.io_quant(plan, path, run.names) if plan != "fp32" else {"states": {}, "io": {}}
     m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan=plan_report,
                       state_quant=q["states"], io_quant=q["io"], **run.common_for(plan))
-    return _finish(qfmt, path, m, drift, run.score(logits)), plan_report
+    return _finish(qfmt, path, m, drift, run.score(logits), run.log, run.test.x), plan_report
 
 
 def _int8_format(run: _Run, fmt, fmt_name: str):
@@ -395,12 +398,51 @@ def _us_per_step(model, x) -> float:
     return float(np.median(times)) / 1e3
 
 
-def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict) -> ArtifactReport:
-    """Embed the manifest (with the parity figures), rewrite the artifact, write the sidecar."""
+# Steps of the parity stream on which a TFLite artifact is also run by the numpy backend
+# (numpy alone: the runtime of boards without an interpreter wheel) and compared.
+NUMPY_CHECK_STEPS = 2_000
+
+
+def _on_numpy(path: Path, m: dict, frames: np.ndarray, mcu: dict) -> dict:
+    """How the numpy backend runs a TFLite artifact: refused (with why), or its closed-loop
+    logits against TFLite Micro's (int8: bit for bit) or LiteRT's reference kernels (fp32)."""
+    from edgerf.runtime import StepModel
+    from edgerf.runtime.errors import ArtifactError
+    try:
+        mine = StepModel.load(path, target="numpy").run(frames)
+    except ArtifactError as e:
+        return {"runs": False, "summary": f"refused: {e}"}
+    ref_target = "tflm" if mcu.get("runs") else "litert-ref"
+    ref = StepModel.load(path, target=ref_target).run(frames)
+    exact = bool(np.array_equal(mine, ref))
+    agree = float(np.mean(mine.argmax(1) == ref.argmax(1)))
+    out = {"runs": True, "steps": len(frames), "compared_with": ref_target, "bit_identical": exact,
+           "argmax_agreement": agree, "max_abs_logits_diff": float(np.abs(mine - ref).max())}
+    out["summary"] = (f"{len(frames):,} closed-loop steps {'bit-identical to' if exact else 'vs'} {ref_target}"
+                      + ("" if exact else f" (argmax agreement {agree:.4%}, max |d logits| "
+                                          f"{out['max_abs_logits_diff']:.3g})"))
+    return out
+
+
+def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict, log=lambda s: None,
+            frames: np.ndarray | None = None) -> ArtifactReport:
+    """Embed the manifest (with the parity figures), rewrite the artifact, write the sidecar
+    (with what only reports: for TFLite, what TFLite Micro needs to run it, and how the numpy
+    backend's run of it compares with TFLite Micro's)."""
     m["parity"] = gate.to_dict()
     fmt.embed(path, m)
     manifest.seal(path)               # the embedded contract's digest: graph and contract, one authority
     m["artifact"]["sha256"] = manifest.file_sha256(path)
+    mcu = None
+    if fmt.runtime == "tflite":
+        from edgerf.runtime.backends import tflm_figures
+        mcu = m["microcontroller"] = tflm_figures(path)
+        log(f"  {path.name} on TFLite Micro: " + (
+            f"runs; arena {mcu['arena_bytes']:,} bytes (64-bit host), flash {mcu['flash_bytes']:,} bytes"
+            if mcu["runs"] else f"NOT CHECKED: {mcu['why']}" if mcu["runs"] is None else f"DOES NOT RUN: {mcu['why']}"))
+        if frames is not None:
+            m["targets"] = {"numpy": _on_numpy(path, m, frames[:NUMPY_CHECK_STEPS], mcu)}
+            log(f"  {path.name} on the numpy backend: {m['targets']['numpy']['summary']}")
     manifest.write(path, m)
     return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,
-                          ops=fmt.ops(path), parity=gate.to_dict(), test=test)
+                          ops=fmt.ops(path), parity=gate.to_dict(), test=test, microcontroller=mcu)

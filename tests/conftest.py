@@ -166,5 +166,8 @@ def run_blocked(code: str, blocked: tuple[str, ...]) -> subprocess.CompletedProc
                 raise ImportError('blocked ' + name)
             return _real_import(name, *a, **k)
         builtins.__import__ = _guarded
+        import sys as _sys
+        for _name in {blocked!r}:          # importlib.import_module does not pass __import__
+            _sys.modules[_name] = None
     """)
     return subprocess.run([sys.executable, "-c", prologue + textwrap.dedent(code)], capture_output=True, text=True)

@@ -43,7 +43,8 @@ def _edit_sidecar(path, edit):
 @pytest.mark.parametrize("edit, field", [
     (lambda m: m["decision"].update(threshold=0.01), "decision.threshold"),
     (lambda m: m["frame"].update(mean=100.0), "frame.mean"),
-    (lambda m: m["model"].update(classes=[f"c{k}" for k in range(10)]), "model.classes[0]"),
+    (lambda m: m["model"].update(classes=[f"c{k}" for k in range(10)])
+     or m["decision"].update(keywords=[f"c{k}" for k in range(10)]), "model.classes[0]"),
     (lambda m: m["states"][0].update(range=[-1e6, 1e6]), "states[0].range[0]"),
     (lambda m: m["artifact"].update(precision="fp16"), "artifact.precision"),
 ])
@@ -79,7 +80,7 @@ def test_an_artifact_changed_after_export_is_refused_with_or_without_its_sidecar
         manifest.sidecar_path(path).unlink()
         (builtin / "default-gru.export.json").unlink()
     for changed in (_flip(data, weight),
-                    data.replace(b'"threshold": 0.9}', b'"threshold": 0.1}')):        # the embedded contract
+                    data.replace(b'"threshold": 0.9', b'"threshold": 0.1')):          # the embedded contract
         assert changed != data
         path.write_bytes(changed)
         with pytest.raises(ArtifactError, match="changed after export|does not match|not the file"):

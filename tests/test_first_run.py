@@ -194,3 +194,66 @@ def test_stream_runs_a_checkpoint_through_torch_and_says_so():
     assert "run in torch" in ck.stderr
     names = [[json.loads(ln)["name"] for ln in r.stdout.splitlines()] for r in (ck, onnx)]
     assert len(names[0]) >= 5 and names[0] == names[1]
+
+
+def test_a_builtin_name_resolves_to_what_the_installed_runtime_runs():
+    """With only ONNX Runtime installed (edgerf[runtime]), `edgerf stream kws-gru` runs the
+    int8 ONNX graph instead of refusing for want of LiteRT."""
+    code = textwrap.dedent("""
+        import sys
+        from edgerf.models import builtin_artifact
+        print(builtin_artifact("kws-gru").name)
+        sys.argv = ["edgerf", "stream", "kws-gru"]
+        from edgerf.__main__ import main
+        main()
+    """)
+    r = run_blocked(code, HOST_ONLY + ("ai_edge_litert", "tflite_runtime", "tflite_micro"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines()[0] == "kws-gru.int8.onnx" and "on ort" in r.stderr
+    assert len(r.stdout.splitlines()) >= 6                   # the demo's keywords, through ONNX Runtime
+
+
+def test_events_are_keywords_unknown_speech_fires_none_unless_asked(tmp_path):
+    """Ordinary speech that holds no keyword: a keyword tool reports nothing, not "_unknown_"."""
+    import numpy as np
+
+    from conftest import write_wav
+    from edgerf.data.source import locate
+    from edgerf.runtime.audio import read_wav
+
+    root = locate("speech-commands").root
+    clips = sorted((root / "_unknown_").glob("*.wav"))[:12]
+    silence = np.zeros(4000, np.float32)
+    write_wav(tmp_path / "talk.wav", np.concatenate([x for c in clips for x in (read_wav(c), silence)]))
+    r = CliRunner().invoke(app, ["stream", "kws-gru", str(tmp_path / "talk.wav")])
+    assert r.exit_code == 0, r.output
+    assert "_unknown_" not in r.stdout
+    r = CliRunner().invoke(app, ["stream", "kws-gru", str(tmp_path / "talk.wav"), "--all-classes"])
+    assert r.exit_code == 0 and "_unknown_" in r.stdout, r.stdout
+    m = manifest.read(builtin_artifact("kws-gru"))
+    assert m["decision"]["keywords"] == [c for c in m["model"]["classes"] if c != "_unknown_"]
+
+
+def test_live_pcm_on_stdin_in_any_chunk_sizes_gives_the_file_s_events(tmp_path):
+    """`arecord -f S16_LE -r 16000 -c 1 | edgerf stream kws-gru -`: raw PCM on stdin, written in
+    random chunk sizes (odd byte counts included), gives exactly the events of the file."""
+    import random
+    import wave
+
+    with wave.open(str(DEMO_RECORDING), "rb") as w:
+        pcm = w.readframes(w.getnframes())
+    want = CliRunner().invoke(app, ["stream", "kws-gru", str(DEMO_RECORDING)]).stdout
+    p = subprocess.Popen([sys.executable, "-m", "edgerf", "stream", "kws-gru", "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    rng, k = random.Random(3), 0
+    while k < len(pcm):                      # the child reads as we write; its output is a few lines
+        n = rng.randint(1, 9000)
+        p.stdin.write(pcm[k:k + n])
+        p.stdin.flush()
+        k += n
+    p.stdin.close()
+    out, err = p.stdout.read(), p.stderr.read()
+    p.wait(timeout=120)
+    assert p.returncode == 0, err.decode()[-1500:]
+    assert out.decode() == want and len(want.splitlines()) >= 5

@@ -35,8 +35,12 @@ DEMO_TRUTH = BUILTIN_DIR / "kws-demo.json"
 
 
 def _stream_artifact(name: str) -> str:
-    """What `edgerf stream <built-in>` runs: the int8 TFLite graph, the smallest and fastest."""
-    return artifact_name(name, ".tflite", int8=True)
+    """What `edgerf stream <built-in>` runs: the int8 TFLite graph (the smallest and fastest)
+    where a TFLite interpreter is installed, else the int8 ONNX graph where ONNX Runtime is,
+    else the int8 TFLite graph on the numpy backend (numpy alone)."""
+    from edgerf.runtime.targets import TARGETS
+    tflite = any(TARGETS[t].present() for t in ("litert", "tflm")) or not TARGETS["ort"].present()
+    return artifact_name(name, ".tflite" if tflite else ".onnx", int8=True)
 
 
 def cache_dir() -> Path:

@@ -52,7 +52,7 @@ class OnnxBackend:
     name = "onnxruntime"
     fresh = False          # step returns the bound logits buffer, overwritten by the next step
 
-    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "ort"):
         try:
             import onnxruntime  # noqa: F401  (a clear message before anything else)
         except ImportError as e:
@@ -131,15 +131,21 @@ class TFLiteBackend:
 
     name = "litert"
     fresh = True           # step returns a new array every call
+    # target -> LiteRT's op resolver (None: its default, which delegates to XNNPACK)
+    RESOLVERS = {"litert": None, "litert-nodelegate": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "litert-ref": "BUILTIN_REF"}
 
-    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1):
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "litert"):
         try:
             self.name, Interpreter = litert_interpreter()
         except ImportError as e:
             raise ArtifactError(f"{path} needs a LiteRT interpreter: pip install ai-edge-litert "
                                 "(or tflite-runtime on devices that have nothing else).") from e
+        kwargs = {}
+        if self.RESOLVERS[target] is not None:
+            module = __import__(Interpreter.__module__, fromlist=["OpResolverType"])
+            kwargs["experimental_op_resolver_type"] = getattr(module.OpResolverType, self.RESOLVERS[target])
         try:
-            it = Interpreter(model_path=str(path), num_threads=threads)
+            it = Interpreter(model_path=str(path), num_threads=threads, **kwargs)
         except Exception as e:
             raise ArtifactError(f"LiteRT cannot load {path}: {str(e).splitlines()[0][:200]}") from e
         ins = {d["name"]: d for d in it.get_input_details()}
@@ -208,6 +214,218 @@ class TFLiteBackend:
             self.it.set_tensor(i["index"], quantize_tensor(i, np.asarray(val, np.float32)))
 
 
+class TFLMBackend:
+    """TFLite Micro's Python interpreter (``tflite-micro``): the kernels a microcontroller runs,
+    on this host. Batch 1; tensors are bound by position, the names read from the model file."""
+
+    name = "tflm"
+    fresh = True
+
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "tflm"):
+        try:
+            from tflite_micro.python.tflite_micro import runtime
+        except ImportError as e:
+            raise ArtifactError(f"{path} on TFLite Micro needs tflite-micro (pip install tflite-micro).") from e
+        if batch != 1:
+            raise ArtifactError("TFLite Micro runs one stream (batch 1).")
+        data = Path(path).read_bytes()
+        names_in, names_out = _tflite_io_names(data, runtime.schema_fb)
+        _check_io(path, manifest, {n: [1, None] for n in names_in}, {n: [1, None] for n in names_out})
+        try:
+            self.it = runtime.Interpreter.from_bytes(data)
+        except Exception as e:
+            raise ArtifactError(f"TFLite Micro cannot load {path}: {str(e).splitlines()[0][:200]}") from e
+        self._ins = {n: (k, self.it.get_input_details(k)) for k, n in enumerate(names_in)}
+        self._outs = {n: (k, self.it.get_output_details(k)) for k, n in enumerate(names_out)}
+        self._x = self._ins[INPUT]
+        self._y = self._outs[OUTPUT]
+        self._links = [(self._ins[s["input"]], self._outs[s["output"]]) for s in manifest["states"]]
+        self._state = [np.zeros(tuple(d["shape"]), d["dtype"]) for (_, d), _ in self._links]
+
+    def arena_bytes(self) -> int:
+        """The arena TFLite Micro's recording allocator used (on this 64-bit host: it overstates a
+        32-bit MCU, whose pointers and structs are smaller)."""
+        import re
+        import tempfile
+        with tempfile.TemporaryFile() as tmp:
+            saved = os.dup(2)
+            os.dup2(tmp.fileno(), 2)
+            try:
+                self.it.print_allocations()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode(errors="replace")
+        m = re.search(r"Arena allocation total (\d+) bytes", text)
+        return int(m.group(1)) if m else -1
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        k, d = self._x
+        self.it.set_input(np.asarray(x, np.float32).reshape(d["shape"]) if d["dtype"] == np.float32
+                          else quantize_tensor(_as_detail(d), x.reshape(d["shape"])), k)
+        for ((ki, _), _), s in zip(self._links, self._state):
+            self.it.set_input(s, ki)
+        self.it.invoke()
+        for j, (_, (ko, _)) in enumerate(self._links):
+            self._state[j] = self.it.get_output(ko)
+        k, d = self._y
+        out = self.it.get_output(k)
+        return out if d["dtype"] == np.float32 else dequantize_tensor(_as_detail(d), out)
+
+    def carried_states(self) -> list[tuple | None]:
+        return [None if d["dtype"] == np.float32 else (d["dtype"], *_as_detail(d)["quantization"])
+                for (_, d), _ in self._links]
+
+    def read_state(self) -> list[np.ndarray]:
+        return [dequantize_tensor(_as_detail(d), s) for ((_, d), _), s in zip(self._links, self._state)]
+
+    def write_state(self, values: list[np.ndarray]) -> None:
+        self._state = [quantize_tensor(_as_detail(d), np.asarray(v, np.float32).reshape(d["shape"]))
+                       for ((_, d), _), v in zip(self._links, values)]
+
+
+class NumpyBackend:
+    """The .tflite step graph run by numpy alone (``edgerf.runtime.tflite_numpy``): TFLite
+    Micro's integer arithmetic, for boards with no interpreter wheel. Batch 1."""
+
+    name = "numpy"
+    fresh = False          # step returns the graph's logits buffer, overwritten by the next step
+
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "numpy"):
+        from edgerf.runtime import tflite_numpy as tn
+        from edgerf.runtime.files import read_bytes
+        from edgerf.runtime.manifest import MAX_ARTIFACT_BYTES
+
+        if batch != 1:
+            raise ArtifactError("the numpy backend runs one stream (batch 1).")
+        model = tn.read_model(read_bytes(path, MAX_ARTIFACT_BYTES, "an artifact"))
+        names = [t["name"] for t in model["tensors"]]
+        ins = {names[i]: i for i in model["inputs"]}
+        outs = {names[i]: i for i in model["outputs"]}
+        _check_io(path, manifest, {n: [1, None] for n in ins}, {n: [1, None] for n in outs})
+        try:
+            self._bufs, self._steps = tn.compile_graph(model)
+        except ArtifactError as e:
+            raise ArtifactError(f"{path}: {e}") from e
+        t = model["tensors"]
+        self._x = self._bufs[ins[INPUT]]
+        if self._x.dtype != np.float32:
+            raise ArtifactError(f"{path}: the numpy backend needs a float frame at the graph boundary")
+        self._y, self._y_t = self._bufs[outs[OUTPUT]], t[outs[OUTPUT]]
+        self._links = [(self._bufs[ins[s["input"]]], self._bufs[outs[s["output"]]], t[ins[s["input"]]])
+                       for s in manifest["states"]]
+        self._logits = np.zeros(self._y.shape, np.float32)
+
+    @staticmethod
+    def _detail(t: dict) -> dict:
+        dtype = np.float32 if t["type"] == 0 else np.int8
+        q = (float(t["scale"][0]), int(t["zero_point"][0])) if len(t["scale"]) else (0.0, 0)
+        return {"dtype": dtype, "quantization": q}
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        self._x[...] = x
+        for run in self._steps:
+            run()
+        for state_in, state_out, _ in self._links:
+            np.copyto(state_in, state_out)
+        if self._y.dtype == np.float32:
+            return self._y
+        return dequantize_tensor(self._detail(self._y_t), self._y)
+
+    def carried_states(self) -> list[tuple | None]:
+        return [None if buf.dtype == np.float32 else (buf.dtype, *self._detail(t)["quantization"])
+                for buf, _, t in self._links]
+
+    def read_state(self) -> list[np.ndarray]:
+        return [dequantize_tensor(self._detail(t), buf) for buf, _, t in self._links]
+
+    def write_state(self, values: list[np.ndarray]) -> None:
+        for (buf, _, t), v in zip(self._links, values):
+            buf[...] = quantize_tensor(self._detail(t), np.asarray(v, np.float32).reshape(buf.shape))
+
+
+def tflm_figures(path: Path) -> dict:
+    """What a microcontroller would need for a .tflite artifact, measured with TFLite Micro on
+    this host: whether it loads and steps, the arena its recording allocator used, the flash
+    the model takes (the file as stored) and its ops. Refusals are reported, not raised."""
+    from edgerf.runtime.targets import TARGETS
+    out = {"flash_bytes": Path(path).stat().st_size}
+    if not TARGETS["tflm"].present():
+        return out | {"runs": None, "why": f"tflite-micro is not installed here ({TARGETS['tflm'].extra})"}
+    from tflite_micro.python.tflite_micro import runtime
+    data = Path(path).read_bytes()
+    model = runtime.schema_fb.ModelT.InitFromObj(runtime.schema_fb.Model.GetRootAsModel(data, 0))
+    codes = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
+    out["ops"] = sorted({codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), str(c.builtinCode))
+                         for c in model.operatorCodes})
+    try:
+        it = runtime.Interpreter.from_bytes(data)
+        for k in range(len(model.subgraphs[0].inputs)):
+            d = it.get_input_details(k)
+            it.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), k)
+        it.invoke()
+    except Exception as e:                     # an op outside TFLite Micro's set, or an arena it cannot plan
+        return out | {"runs": False, "why": str(e).splitlines()[0][:200]}
+    backend = TFLMBackend.__new__(TFLMBackend)
+    backend.it = it
+    return out | {"runs": True, "arena_bytes": backend.arena_bytes(),
+                  "arena_note": "TFLite Micro's recording allocator on a 64-bit host (overstates a 32-bit MCU)",
+                  "tflite_micro": TARGETS["tflm"].extra.split("==")[-1].rstrip('"')}
+
+
+def _as_detail(d: dict) -> dict:
+    """TFLite Micro's tensor details in LiteRT's form (dtype, (scale, zero point))."""
+    q = d["quantization_parameters"]
+    scale = float(q["scales"][0]) if len(q["scales"]) else 0.0
+    zp = int(q["zero_points"][0]) if len(q["zero_points"]) else 0
+    return {"dtype": d["dtype"], "quantization": (scale, zp)}
+
+
+def _tflite_io_names(data: bytes, schema_fb) -> tuple[list[str], list[str]]:
+    """Input and output tensor names of a .tflite file's first subgraph, in order."""
+    model = schema_fb.ModelT.InitFromObj(schema_fb.Model.GetRootAsModel(data, 0))
+    sg = model.subgraphs[0]
+    name = lambda k: sg.tensors[k].name.decode()      # noqa: E731
+    return [name(k) for k in sg.inputs], [name(k) for k in sg.outputs]
+
+
+class OnnxReferenceBackend:
+    """``onnx.reference``: the ONNX specification's own numpy implementation (slow; a
+    definition to compare against, not a runtime for devices)."""
+
+    name = "onnx-ref"
+    fresh = True
+
+    def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "onnx-ref"):
+        import onnx
+        from onnx.reference import ReferenceEvaluator
+        proto = onnx.load(str(path))
+        _check_io(path, manifest, {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+                                   for i in proto.graph.input},
+                  {o.name: [0, 0] for o in proto.graph.output})
+        self.ref = ReferenceEvaluator(proto)
+        self._states = manifest["states"]
+        self._out_names = [o.name for o in proto.graph.output]
+        self._state = [np.zeros((batch, s["shape"][1]), np.float32) for s in self._states]
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        feeds = {INPUT: np.asarray(x, np.float32).reshape(len(self._state[0]), -1)}
+        feeds.update({s["input"]: v for s, v in zip(self._states, self._state)})
+        outs = dict(zip(self._out_names, self.ref.run(None, feeds)))
+        self._state = [outs[s["output"]] for s in self._states]
+        return outs[OUTPUT]
+
+    def carried_states(self) -> list[None]:
+        return [None] * len(self._state)
+
+    def read_state(self) -> list[np.ndarray]:
+        return self._state
+
+    def write_state(self, values: list[np.ndarray]) -> None:
+        self._state = [np.asarray(v, np.float32).reshape(s.shape) for v, s in zip(values, self._state)]
+
+
 class _Quantizer:
     """float frames -> int8/int16 with preallocated buffers (no per-step allocation)."""
 
@@ -246,4 +464,7 @@ def dequantize_tensor(detail: dict, v: np.ndarray) -> np.ndarray:
     return (v.astype(np.float32) - zp) * scale
 
 
-BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend}
+BACKENDS = {".onnx": OnnxBackend, ".tflite": TFLiteBackend}      # a format's backend class (its default target)
+# target name -> backend class (edgerf.runtime.targets lists what each target is)
+TARGET_BACKENDS = {"litert": TFLiteBackend, "litert-nodelegate": TFLiteBackend, "litert-ref": TFLiteBackend,
+                   "tflm": TFLMBackend, "numpy": NumpyBackend, "ort": OnnxBackend, "onnx-ref": OnnxReferenceBackend}

@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# Classes that mean "none of the keywords": they never fire an event unless asked for.
+FILLER_CLASSES = ("_unknown_",)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -26,12 +29,16 @@ class Event:
 
 
 class EventDetector:
-    """Moving average over ``window`` steps, then hysteresis-free thresholding."""
+    """Moving average over ``window`` steps, then hysteresis-free thresholding. ``keywords``:
+    the classes that fire events (``StepModel.keywords``: every class but filler such as
+    ``_unknown_``); None: every class."""
 
-    def __init__(self, classes: list[str], threshold: float = 0.9, window: int = 3, min_steps: int = 1):
+    def __init__(self, classes: list[str], threshold: float = 0.9, window: int = 3, min_steps: int = 1,
+                 keywords: list[str] | None = None):
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
         self.classes, self.threshold, self.min_steps = list(classes), threshold, min_steps
+        self.keywords = None if keywords is None else set(keywords)
         self._ring = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
         self._i = 0
         self._t = -1
@@ -62,7 +69,8 @@ class EventDetector:
     def _close(self) -> Event | None:
         label, start, last, peak = self._open
         self._open = None
-        if last - start + 1 < self.min_steps:
+        if last - start + 1 < self.min_steps or (self.keywords is not None
+                                                 and self.classes[label] not in self.keywords):
             return None
         return Event(label, self.classes[label], start, last, peak)
 

@@ -14,7 +14,8 @@ by name. Schema ``edgerf-step/1``:
                 bound by name, never by position; ``range`` is the calibrated
                 [min, max] over a long unreset stream (the watchdog's reference)
     frame       the task spec: what a frame is (features, normalisation, period...)
-    decision    {"threshold": ...}
+    decision    {"threshold": ..., "keywords": [classes that fire events; filler such as
+                _unknown_ does not]}
     precision   the int8 plan and why it was chosen (per-state error figures)
     source      checkpoint_sha256, train_command, train_data and export_data (what was read:
                 edgerf.data.source), test results of the checkpoint
@@ -230,6 +231,9 @@ def validate(manifest, where: str = "manifest") -> dict:
     t = _get(manifest["decision"], "threshold", float, where, "decision")
     if not 0 < t < 1:
         raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
+    kw = manifest["decision"].get("keywords")
+    if kw is not None and not (isinstance(kw, list) and kw and all(k in manifest["model"]["classes"] for k in kw)):
+        raise _bad(where, "decision.keywords", "must list classes of the model (those that fire events)")
     if isinstance(manifest.get("source"), dict) and "checkpoint_sha256" in manifest["source"]:
         _get(manifest["source"], "checkpoint_sha256", str, where, "source")
     return manifest
@@ -451,7 +455,7 @@ def verify_export(artifact: Path) -> str:
 
 def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: list[str],
          input_size: int, state_names: list[str], state_sizes: list[int], frame: dict,
-         threshold: float, plan: dict, source: dict, versions: dict,
+         threshold: float, plan: dict, source: dict, versions: dict, keywords: list[str] | None = None,
          state_ranges: dict[str, list[float]] | None = None,
          state_quant: dict[str, dict] | None = None, io_quant: dict[str, dict] | None = None) -> dict:
     """Assemble a manifest; every writer goes through here so the schema lives in one place."""
@@ -475,7 +479,7 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
                              **({"quant": io_quant[OUTPUT]} if io_quant and OUTPUT in io_quant else {})}},
         "states": states,
         "frame": frame,
-        "decision": {"threshold": threshold},
+        "decision": {"threshold": threshold, **({"keywords": list(keywords)} if keywords is not None else {})},
         "precision": plan,
         "source": source,
         "versions": versions,

@@ -31,12 +31,14 @@ import numpy as np
 
 from edgerf.runtime.atomic import write_bytes
 from edgerf.runtime.errors import ArtifactError, EdgerfError
+from edgerf.runtime.events import FILLER_CLASSES
 from edgerf.runtime.files import FileRefused, loads, read_npz
 from edgerf.runtime.features import featurizer
 from edgerf.runtime.manifest import INPUT, read_verified, validate
 from edgerf.runtime.progress import ticks
 from edgerf.runtime.metrics import softmax
-from edgerf.runtime.backends import BACKENDS
+from edgerf.runtime.backends import BACKENDS, TARGET_BACKENDS
+from edgerf.runtime.targets import choose as choose_target
 
 STATE_FORMAT = "edgerf-state/1"
 ALARM_WINDOW = 16      # watchdog checks over which restoring on more than half raises the alarm
@@ -83,6 +85,9 @@ class StepModel:
         self.classes = list(manifest["model"]["classes"])
         self.features = manifest["inputs"][INPUT]["shape"][1]
         self.threshold = float(manifest.get("decision", {}).get("threshold", 0.9))
+        # the classes that fire events: the manifest's, else every class but the filler
+        self.keywords = list(manifest.get("decision", {}).get("keywords")
+                             or [c for c in self.classes if c not in FILLER_CLASSES])
         if on_bad_frame not in ("raise", "skip"):
             raise ValueError("on_bad_frame must be 'raise' or 'skip'")
         self.on_bad_frame, self.check_every = on_bad_frame, check_every
@@ -97,11 +102,13 @@ class StepModel:
         self.health = {"bad_frames": 0, "state_restores": 0}
         self._recent_restores = collections.deque(maxlen=ALARM_WINDOW)
         self.integrity = "unverified"
+        self.target = getattr(backend, "name", "?")
 
     # -- loading -------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | os.PathLike, batch: int = 1, threads: int = 1, on_bad_frame: str = "raise",
-             check_every: int = 32, range_margin: float = 1.0, allow_unverified: bool = False) -> "StepModel":
+             check_every: int = 32, range_margin: float = 1.0, allow_unverified: bool = False,
+             target: str | None = None) -> "StepModel":
         """Open an exported artifact; the backend is chosen by the file's suffix.
 
         batch: independent streams stepped together (one state row each).
@@ -109,6 +116,9 @@ class StepModel:
         range [lo, hi] counts as broken (m = 1: twice the width ever seen in calibration).
         allow_unverified: run an artifact whose manifest is not sealed into it (then
         ``integrity`` says UNVERIFIED); by default such an artifact is refused.
+        target: what runs it (``edgerf.runtime.targets``: litert, litert-nodelegate, litert-ref,
+        tflm, ort, onnx-ref); default: the first installed default for the format
+        (``model.target`` says which).
         """
         path = Path(path)
         if not path.exists():
@@ -118,9 +128,10 @@ class StepModel:
             raise ArtifactError(f"{path}: unknown artifact type {path.suffix!r}; "
                                 f"supported: {', '.join(BACKENDS)}.")
         manifest, integrity = read_verified(path, allow_unverified)
-        backend = backend_cls(path, manifest, batch, threads)
+        chosen = choose_target(path.suffix, target)
+        backend = TARGET_BACKENDS[chosen.name](path, manifest, batch, threads, target=chosen.name)
         model = cls(path, manifest, backend, batch, on_bad_frame, check_every, range_margin)
-        model.integrity = integrity
+        model.integrity, model.target = integrity, chosen.name
         return model
 
     @classmethod

@@ -31,11 +31,13 @@ def main(argv=None) -> int:
     p.add_argument("out")
     p.add_argument("artifacts", nargs="+")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--target", default=None, help="what runs each artifact (edgerf.runtime.targets)")
     a = p.parse_args(argv)
-    x = np.load(a.frames)["x"].astype(np.float32)
+    from edgerf.runtime.files import read_npz
+    x = read_npz(a.frames, 1 << 28, "a frames file")["x"].astype(np.float32)
     out = {}
     for k, art in enumerate(a.artifacts):
-        m = StepModel.load(art, threads=a.threads)
+        m = StepModel.load(art, threads=a.threads, target=a.target)
         logits = np.empty((len(x), len(m.classes)), np.float32)
         ns = np.empty(len(x), np.int64)
         clock = time.perf_counter_ns
@@ -45,7 +47,8 @@ def main(argv=None) -> int:
             ns[t] = clock() - t0
         out[f"logits_{k}"], out[f"step_ns_{k}"] = logits, ns
         print(f"{art}: {len(x):,} steps", file=sys.stderr)
-    meta = {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__}
+    meta = {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
+            "target": m.target}
     try:
         import onnxruntime
         meta["onnxruntime"] = onnxruntime.__version__

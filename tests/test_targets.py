@@ -1,0 +1,92 @@
+"""Targets: each interpreter and kernel configuration is its own arithmetic. The table in
+edgerf.runtime.targets claims an equivalence only where this test measures one, and every
+shipped TFLite artifact runs in TFLite Micro."""
+
+import itertools
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgerf.cli import app
+from edgerf.models import BUILTIN_DIR, BUILTINS
+from edgerf.runtime import StepModel
+from edgerf.runtime.backends import tflm_figures
+from edgerf.runtime.bundle import read as read_bundle
+from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.targets import SAME_AS, TARGETS, choose, installed
+
+STEPS = 400
+
+
+def _next_states(path, target, states, frames):
+    """From each given state, one step on ``target``: the next state and the logits."""
+    m = StepModel.load(path, target=target)
+    nxt, logits = [], []
+    for s, x in zip(states, frames):
+        m.set_state(s)
+        logits.append(np.array(m.step(x)))
+        nxt.append(m.get_state())
+    return nxt, np.stack(logits)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+@pytest.mark.parametrize("suffix", [".int8.tflite", ".tflite", ".int8.onnx", ".onnx"])
+def test_which_targets_compute_the_same_next_state(name, suffix):
+    """From the same states (along one closed-loop run), each pair of installed targets gives
+    bit-identical next states exactly where SAME_AS says so."""
+    path = BUILTIN_DIR / f"{name}{suffix}"
+    fmt = path.suffix
+    here = installed(fmt)
+    assert len(here) >= 2, f"needs two {fmt} targets installed (host extra): {here}"
+    frames = read_bundle(BUILTIN_DIR / f"{name}.bundle.npz").stream.x[:STEPS]
+    ref = StepModel.load(path, target=here[0])
+    states = []
+    for x in frames:
+        states.append(ref.get_state())
+        ref.step(x)
+    runs = {t: _next_states(path, t, states, frames) for t in here}
+    for a, b in itertools.combinations(here, 2):
+        same = all(np.array_equal(sa[k], sb[k]) for sa, sb in zip(runs[a][0], runs[b][0]) for k in sa)
+        claimed = frozenset((a, b)) in SAME_AS
+        if ".int8" in suffix:       # integer arithmetic: equal or not, and the table must say which
+            assert same == claimed, f"{path.name}: {a} vs {b} bit-identical={same}, table says {claimed}"
+        # every target agrees with every other on what a user reads: the class wherever one is
+        # confident (on noise a reset-free model is near uniform, where argmax means nothing)
+        pa = np.exp(runs[a][1] - runs[a][1].max(1, keepdims=True))
+        confident = (pa / pa.sum(1, keepdims=True)).max(1) > 0.5
+        agree = np.mean(runs[a][1][confident].argmax(1) == runs[b][1][confident].argmax(1))
+        assert confident.sum() >= 20 and agree >= 0.97, f"{path.name}: {a} vs {b} agreement {agree:.3f}"
+
+
+@pytest.mark.parametrize("name", sorted(BUILTINS))
+@pytest.mark.parametrize("suffix", [".int8.tflite", ".tflite"])
+def test_every_shipped_tflite_runs_in_tflite_micro(name, suffix):
+    path = BUILTIN_DIR / f"{name}{suffix}"
+    fig = tflm_figures(path)
+    assert fig["runs"] is True, fig
+    assert 0 < fig["arena_bytes"] < 16 * 1024 and fig["flash_bytes"] == path.stat().st_size
+    m = StepModel.load(path, target="tflm")
+    logits = m.run(read_bundle(BUILTIN_DIR / f"{name}.bundle.npz").stream.x[:200])
+    assert np.isfinite(logits).all() and m.target == "tflm"
+
+
+def test_choosing_a_target():
+    assert choose(".tflite").name == "litert" and choose(".onnx").name == "ort"
+    with pytest.raises(ArtifactError, match="unknown target"):
+        choose(".tflite", "xnnpack")
+    with pytest.raises(ArtifactError, match="runs .onnx artifacts"):
+        choose(".tflite", "ort")
+    assert set(TARGETS) >= {"litert", "litert-nodelegate", "litert-ref", "tflm", "ort", "onnx-ref"}
+
+
+def test_stream_and_bench_run_on_a_named_target(tmp_path):
+    r = CliRunner().invoke(app, ["stream", "kws-gru", "--target", "tflm"])
+    assert r.exit_code == 0 and "on tflm" in r.stderr, r.output
+    assert len(r.stdout.splitlines()) >= 5
+    r = CliRunner().invoke(app, ["bench", "--target", "tflm,litert-ref", "--seconds", "0.05", "--windows", "1",
+                                 "--no-rss", "--steps", "500", "-q", "--report", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert "tflite-int8@tflm" in r.output and "host-emulated" in (tmp_path / "rep" / "bench.md").read_text()
+    r = CliRunner().invoke(app, ["bench", "--target", "onnx-ref", str(BUILTIN_DIR / "default-gru.tflite")])
+    assert r.exit_code == 2 and "none of --target" in r.output
