@@ -239,11 +239,18 @@ def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
 #   a16w8-gemm  the elementwise recurrence stays float
 
 
+# The narrowest activation range quantised: a tensor that never moved in calibration (a dead
+# ReLU) would otherwise get a vanishing scale, and TFLite Micro refuses a FULLY_CONNECTED
+# whose bias scale then differs from input x weight scale by more than 2% of that scale
+# (found by tests/test_numpy_backend.py's random one-op graphs).
+MIN_RANGE = 1e-4
+
+
 def _qparams(lo: float, hi: float, qtype: str) -> tuple[float, int]:
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if qtype == "int16":                       # 16x8 mode wants symmetric activations
-        return max(abs(lo), abs(hi), 1e-8) / 32767.0, 0
-    scale = max(hi - lo, 1e-8) / 255.0
+        return max(abs(lo), abs(hi), MIN_RANGE) / 32767.0, 0
+    scale = max(hi - lo, MIN_RANGE) / 255.0
     return scale, int(np.clip(np.round(-128 - lo / scale), -128, 127))
 
 

@@ -25,7 +25,7 @@ CLOSED_LOOP_STEPS = 10_000
 
 
 def _run_tflm(data: bytes, feeds: list[np.ndarray]) -> list[np.ndarray]:
-    it = tflm.Interpreter.from_bytes(data)
+    it = tflm.Interpreter.from_bytes(data, arena_size=1 << 20)
     for k, v in enumerate(feeds):
         it.set_input(v, k)
     it.invoke()
@@ -144,6 +144,9 @@ def _everything_passes():
 @pytest.mark.parametrize("family", ["rnn", "gru", "ssm", "ssm-sel", "lif"])
 def test_every_family_full_int8_is_bit_exact_with_tflite_micro(family_exports, family, test_stream):
     path = family_exports[family] / f"{family}.int8.tflite"
+    from edgerf.runtime import manifest
+    checked = manifest.read(path)["targets"]["numpy"]          # the export ran it on the numpy backend too
+    assert checked["runs"] and checked["bit_identical"] and checked["compared_with"] == "tflm", checked
     x = np.concatenate([test_stream.x] * (CLOSED_LOOP_STEPS // len(test_stream.x) + 1))[:CLOSED_LOOP_STEPS]
     (la, sa), (lb, sb) = _closed_loop(path, "tflm", x), _closed_loop(path, "numpy", x)
     np.testing.assert_array_equal(la, lb)

@@ -232,7 +232,7 @@ class TFLMBackend:
         names_in, names_out = _tflite_io_names(data, runtime.schema_fb)
         _check_io(path, manifest, {n: [1, None] for n in names_in}, {n: [1, None] for n in names_out})
         try:
-            self.it = runtime.Interpreter.from_bytes(data)
+            self.it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
         except Exception as e:
             raise ArtifactError(f"TFLite Micro cannot load {path}: {str(e).splitlines()[0][:200]}") from e
         self._ins = {n: (k, self.it.get_input_details(k)) for k, n in enumerate(names_in)}
@@ -360,7 +360,7 @@ def tflm_figures(path: Path) -> dict:
     out["ops"] = sorted({codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), str(c.builtinCode))
                          for c in model.operatorCodes})
     try:
-        it = runtime.Interpreter.from_bytes(data)
+        it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
         for k in range(len(model.subgraphs[0].inputs)):
             d = it.get_input_details(k)
             it.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), k)
@@ -372,6 +372,12 @@ def tflm_figures(path: Path) -> dict:
     return out | {"runs": True, "arena_bytes": backend.arena_bytes(),
                   "arena_note": "TFLite Micro's recording allocator on a 64-bit host (overstates a 32-bit MCU)",
                   "tflite_micro": TARGETS["tflm"].extra.split("==")[-1].rstrip('"')}
+
+
+def _tflm_arena(data: bytes) -> int:
+    """The arena handed to TFLite Micro on this host: its own heuristic (10x the model), at
+    least 64 KB (a tiny graph's planner needs more than 10x); what it uses is recorded apart."""
+    return max(10 * len(data), 1 << 16)
 
 
 def _as_detail(d: dict) -> dict:
