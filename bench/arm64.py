@@ -72,7 +72,11 @@ def setup_sysroot(log=lambda s: None) -> Path:
         _run(["apt-get", "install", "-y", "-qq", "qemu-user"], log)
     if not (sysroot / "usr/bin/python3.11").exists():
         _run(["dpkg", "--add-architecture", "arm64"], log)
-        _run(["apt-get", "update", "-qq"], log)
+        # a mirror mid-sync for another architecture's index must not stop this one: the
+        # download below says whether what arm64 needs is there
+        r = subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+        if r.returncode != 0:
+            log(f"apt-get update reported: {(r.stderr or r.stdout).strip()[-300:]}")
         debs.mkdir(parents=True, exist_ok=True)
         _run(["apt-get", "download", *[f"{d}:arm64" for d in DEBS]], log, cwd=debs)
         sysroot.mkdir(parents=True, exist_ok=True)
