@@ -216,7 +216,8 @@ class TFLiteBackend:
 
 class TFLMBackend:
     """TFLite Micro's Python interpreter (``tflite-micro``): the kernels a microcontroller runs,
-    on this host. Batch 1; tensors are bound by position, the names read from the model file."""
+    on this host. Batch 1; tensors are bound by position, their names and quantisation read
+    from the model file (``tflite_numpy.read_model``)."""
 
     name = "tflm"
     fresh = True
@@ -228,61 +229,41 @@ class TFLMBackend:
             raise ArtifactError(f"{path} on TFLite Micro needs tflite-micro (pip install tflite-micro).") from e
         if batch != 1:
             raise ArtifactError("TFLite Micro runs one stream (batch 1).")
-        data = Path(path).read_bytes()
-        names_in, names_out = _tflite_io_names(data, runtime.schema_fb)
-        _check_io(path, manifest, {n: [1, None] for n in names_in}, {n: [1, None] for n in names_out})
+        data, model = _read_tflite(path)
+        t = model["tensors"]
+        ins = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["inputs"])}
+        outs = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["outputs"])}
+        _check_io(path, manifest, {n: [1, None] for n in ins}, {n: [1, None] for n in outs})
         try:
             self.it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
         except Exception as e:
             raise ArtifactError(f"TFLite Micro cannot load {path}: {str(e).splitlines()[0][:200]}") from e
-        self._ins = {n: (k, self.it.get_input_details(k)) for k, n in enumerate(names_in)}
-        self._outs = {n: (k, self.it.get_output_details(k)) for k, n in enumerate(names_out)}
-        self._x = self._ins[INPUT]
-        self._y = self._outs[OUTPUT]
-        self._links = [(self._ins[s["input"]], self._outs[s["output"]]) for s in manifest["states"]]
-        self._state = [np.zeros(tuple(d["shape"]), d["dtype"]) for (_, d), _ in self._links]
-
-    def arena_bytes(self) -> int:
-        """The arena TFLite Micro's recording allocator used (on this 64-bit host: it overstates a
-        32-bit MCU, whose pointers and structs are smaller)."""
-        import re
-        import tempfile
-        with tempfile.TemporaryFile() as tmp:
-            saved = os.dup(2)
-            os.dup2(tmp.fileno(), 2)
-            try:
-                self.it.print_allocations()
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            tmp.seek(0)
-            text = tmp.read().decode(errors="replace")
-        m = re.search(r"Arena allocation total (\d+) bytes", text)
-        return int(m.group(1)) if m else -1
+        self._x, self._y = ins[INPUT], outs[OUTPUT]
+        self._links = [(ins[s["input"]], outs[s["output"]][0]) for s in manifest["states"]]
+        self._shape = tuple(t[model["inputs"][self._x[0]]]["shape"])
+        self._state = [np.zeros(tuple(t[model["inputs"][k]]["shape"]), d["dtype"]) for (k, d), _ in self._links]
 
     def step(self, x: np.ndarray) -> np.ndarray:
         k, d = self._x
-        self.it.set_input(np.asarray(x, np.float32).reshape(d["shape"]) if d["dtype"] == np.float32
-                          else quantize_tensor(_as_detail(d), x.reshape(d["shape"])), k)
+        x = np.asarray(x, np.float32).reshape(self._shape)
+        self.it.set_input(x if d["dtype"] == np.float32 else quantize_tensor(d, x), k)
         for ((ki, _), _), s in zip(self._links, self._state):
             self.it.set_input(s, ki)
         self.it.invoke()
-        for j, (_, (ko, _)) in enumerate(self._links):
-            self._state[j] = self.it.get_output(ko)
+        self._state = [self.it.get_output(ko) for _, ko in self._links]
         k, d = self._y
         out = self.it.get_output(k)
-        return out if d["dtype"] == np.float32 else dequantize_tensor(_as_detail(d), out)
+        return out if d["dtype"] == np.float32 else dequantize_tensor(d, out)
 
     def carried_states(self) -> list[tuple | None]:
-        return [None if d["dtype"] == np.float32 else (d["dtype"], *_as_detail(d)["quantization"])
-                for (_, d), _ in self._links]
+        return [None if d["dtype"] == np.float32 else (d["dtype"], *d["quantization"]) for (_, d), _ in self._links]
 
     def read_state(self) -> list[np.ndarray]:
-        return [dequantize_tensor(_as_detail(d), s) for ((_, d), _), s in zip(self._links, self._state)]
+        return [dequantize_tensor(d, s) for ((_, d), _), s in zip(self._links, self._state)]
 
     def write_state(self, values: list[np.ndarray]) -> None:
-        self._state = [quantize_tensor(_as_detail(d), np.asarray(v, np.float32).reshape(d["shape"]))
-                       for ((_, d), _), v in zip(self._links, values)]
+        self._state = [quantize_tensor(d, np.asarray(v, np.float32).reshape(s.shape))
+                       for ((_, d), _), v, s in zip(self._links, values, self._state)]
 
 
 class NumpyBackend:
@@ -294,12 +275,10 @@ class NumpyBackend:
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "numpy"):
         from edgerf.runtime import tflite_numpy as tn
-        from edgerf.runtime.files import read_bytes
-        from edgerf.runtime.manifest import MAX_ARTIFACT_BYTES
 
         if batch != 1:
             raise ArtifactError("the numpy backend runs one stream (batch 1).")
-        model = tn.read_model(read_bytes(path, MAX_ARTIFACT_BYTES, "an artifact"))
+        _, model = _read_tflite(path)
         names = [t["name"] for t in model["tensors"]]
         ins = {names[i]: i for i in model["inputs"]}
         outs = {names[i]: i for i in model["outputs"]}
@@ -312,16 +291,9 @@ class NumpyBackend:
         self._x = self._bufs[ins[INPUT]]
         if self._x.dtype != np.float32:
             raise ArtifactError(f"{path}: the numpy backend needs a float frame at the graph boundary")
-        self._y, self._y_t = self._bufs[outs[OUTPUT]], t[outs[OUTPUT]]
-        self._links = [(self._bufs[ins[s["input"]]], self._bufs[outs[s["output"]]], t[ins[s["input"]]])
-                       for s in manifest["states"]]
-        self._logits = np.zeros(self._y.shape, np.float32)
-
-    @staticmethod
-    def _detail(t: dict) -> dict:
-        dtype = np.float32 if t["type"] == 0 else np.int8
-        q = (float(t["scale"][0]), int(t["zero_point"][0])) if len(t["scale"]) else (0.0, 0)
-        return {"dtype": dtype, "quantization": q}
+        self._y, self._y_d = self._bufs[outs[OUTPUT]], tensor_detail(t[outs[OUTPUT]])
+        self._links = [(self._bufs[ins[s["input"]]], self._bufs[outs[s["output"]]],
+                        tensor_detail(t[ins[s["input"]]])) for s in manifest["states"]]
 
     def step(self, x: np.ndarray) -> np.ndarray:
         self._x[...] = x
@@ -329,20 +301,17 @@ class NumpyBackend:
             run()
         for state_in, state_out, _ in self._links:
             np.copyto(state_in, state_out)
-        if self._y.dtype == np.float32:
-            return self._y
-        return dequantize_tensor(self._detail(self._y_t), self._y)
+        return self._y if self._y.dtype == np.float32 else dequantize_tensor(self._y_d, self._y)
 
     def carried_states(self) -> list[tuple | None]:
-        return [None if buf.dtype == np.float32 else (buf.dtype, *self._detail(t)["quantization"])
-                for buf, _, t in self._links]
+        return [None if d["dtype"] == np.float32 else (d["dtype"], *d["quantization"]) for _, _, d in self._links]
 
     def read_state(self) -> list[np.ndarray]:
-        return [dequantize_tensor(self._detail(t), buf) for buf, _, t in self._links]
+        return [dequantize_tensor(d, buf) for buf, _, d in self._links]
 
     def write_state(self, values: list[np.ndarray]) -> None:
-        for (buf, _, t), v in zip(self._links, values):
-            buf[...] = quantize_tensor(self._detail(t), np.asarray(v, np.float32).reshape(buf.shape))
+        for (buf, _, d), v in zip(self._links, values):
+            buf[...] = quantize_tensor(d, np.asarray(v, np.float32).reshape(buf.shape))
 
 
 def tflm_figures(path: Path) -> dict:
@@ -350,26 +319,20 @@ def tflm_figures(path: Path) -> dict:
     this host: whether it loads and steps, the arena its recording allocator used, the flash
     the model takes (the file as stored) and its ops. Refusals are reported, not raised."""
     from edgerf.runtime.targets import TARGETS
-    out = {"flash_bytes": Path(path).stat().st_size}
+    data, model = _read_tflite(path)
+    out = {"flash_bytes": len(data), "ops": sorted({op["op"] for op in model["ops"]})}
     if not TARGETS["tflm"].present():
         return out | {"runs": None, "why": f"tflite-micro is not installed here ({TARGETS['tflm'].extra})"}
     from tflite_micro.python.tflite_micro import runtime
-    data = Path(path).read_bytes()
-    model = runtime.schema_fb.ModelT.InitFromObj(runtime.schema_fb.Model.GetRootAsModel(data, 0))
-    codes = {v: k for k, v in vars(runtime.schema_fb.BuiltinOperator).items() if not k.startswith("_")}
-    out["ops"] = sorted({codes.get(max(c.builtinCode, c.deprecatedBuiltinCode), str(c.builtinCode))
-                         for c in model.operatorCodes})
     try:
         it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
-        for k in range(len(model.subgraphs[0].inputs)):
-            d = it.get_input_details(k)
-            it.set_input(np.zeros(tuple(d["shape"]), d["dtype"]), k)
+        for k, i in enumerate(model["inputs"]):
+            t = model["tensors"][i]
+            it.set_input(np.zeros(t["shape"], tensor_detail(t)["dtype"]), k)
         it.invoke()
     except Exception as e:                     # an op outside TFLite Micro's set, or an arena it cannot plan
         return out | {"runs": False, "why": str(e).splitlines()[0][:200]}
-    backend = TFLMBackend.__new__(TFLMBackend)
-    backend.it = it
-    return out | {"runs": True, "arena_bytes": backend.arena_bytes(),
+    return out | {"runs": True, "arena_bytes": _tflm_arena_used(it),
                   "arena_note": "TFLite Micro's recording allocator on a 64-bit host (overstates a 32-bit MCU)",
                   "tflite_micro": TARGETS["tflm"].extra.split("==")[-1].rstrip('"')}
 
@@ -380,20 +343,38 @@ def _tflm_arena(data: bytes) -> int:
     return max(10 * len(data), 1 << 16)
 
 
-def _as_detail(d: dict) -> dict:
-    """TFLite Micro's tensor details in LiteRT's form (dtype, (scale, zero point))."""
-    q = d["quantization_parameters"]
-    scale = float(q["scales"][0]) if len(q["scales"]) else 0.0
-    zp = int(q["zero_points"][0]) if len(q["zero_points"]) else 0
-    return {"dtype": d["dtype"], "quantization": (scale, zp)}
+def _tflm_arena_used(it) -> int:
+    """The arena TFLite Micro's recording allocator used (it prints it on the C stderr)."""
+    import re
+    import tempfile
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    m = re.search(r"Arena allocation total (\d+) bytes", text)
+    return int(m.group(1)) if m else -1
 
 
-def _tflite_io_names(data: bytes, schema_fb) -> tuple[list[str], list[str]]:
-    """Input and output tensor names of a .tflite file's first subgraph, in order."""
-    model = schema_fb.ModelT.InitFromObj(schema_fb.Model.GetRootAsModel(data, 0))
-    sg = model.subgraphs[0]
-    name = lambda k: sg.tensors[k].name.decode()      # noqa: E731
-    return [name(k) for k in sg.inputs], [name(k) for k in sg.outputs]
+def _read_tflite(path: Path) -> tuple[bytes, dict]:
+    """A .tflite file's bytes (a bounded regular-file read) and its parsed graph."""
+    from edgerf.runtime.files import read_bytes
+    from edgerf.runtime.manifest import MAX_ARTIFACT_BYTES
+    from edgerf.runtime.tflite_numpy import read_model
+    data = read_bytes(path, MAX_ARTIFACT_BYTES, "an artifact")
+    return data, read_model(data)
+
+
+def tensor_detail(t: dict) -> dict:
+    """A parsed .tflite tensor's dtype and (scale, zero point), in LiteRT's detail form."""
+    from edgerf.runtime.tflite_numpy import DTYPES
+    q = (float(t["scale"][0]), int(t["zero_point"][0])) if len(t["scale"]) else (0.0, 0)
+    return {"dtype": DTYPES[t["type"]], "quantization": q}
 
 
 class OnnxReferenceBackend:
