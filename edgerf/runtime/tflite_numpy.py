@@ -32,10 +32,10 @@ import numpy as np
 from edgerf.runtime.errors import ArtifactError
 
 # TFLite schema enums (schema.fbs), as far as the step graphs use them
-FLOAT32, INT32, BOOL, INT16, INT8 = 0, 2, 6, 7, 9
+FLOAT32, INT32, INT64, BOOL, INT16, INT8 = 0, 2, 4, 6, 7, 9
 TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
          9: "int8", 10: "float64"}
-DTYPES = {FLOAT32: np.float32, INT32: np.int32, BOOL: np.bool_, INT16: np.int16, INT8: np.int8}
+DTYPES = {FLOAT32: np.float32, INT32: np.int32, INT64: np.int64, BOOL: np.bool_, INT16: np.int16, INT8: np.int8}
 OPS = {0: "ADD", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 18: "MUL", 28: "TANH", 41: "SUB",
        53: "CAST", 62: "GREATER_EQUAL", 114: "QUANTIZE"}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
