@@ -94,6 +94,10 @@ class TrainConfig:
     gap_max: float | None = option(None, "Longest gap (rows for images, seconds for audio).", within=(0, 1e6))
     frame_stack: int | None = option(None, "Audio tasks: log-mel frames of 10 ms per step (3: steps of 30 ms, a "
                                            "third of the steps per second of audio). Default: 1.", within=(1, 64))
+    gain_min_db: float | None = option(None, "Audio tasks: quietest training gain of a word clip, dB (each clip's "
+                                             "gain is drawn uniformly; default -6).", within=(-60, 40))
+    gain_max_db: float | None = option(None, "Audio tasks: loudest training gain of a word clip, dB (default +6).",
+                                       within=(-60, 40))
 
     def __post_init__(self):
         check_options(self)

@@ -214,6 +214,8 @@ class SpeechCommands(_Task):
     gap_min_s: float = 0.3
     gap_max_s: float = 1.0
     mix_max: float = 0.5                 # augmentation: most background mixed into a training clip
+    gain_min_db: float = -6.0            # augmentation: each training clip's gain is drawn from
+    gain_max_db: float = 6.0             # U(gain_min_db, gain_max_db) (with_gain)
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
@@ -236,6 +238,14 @@ class SpeechCommands(_Task):
             raise ValueError(f"--frame-stack must be in 1..100, not {k}")
         k = int(k)
         return replace(self, stack=k, features=N_MELS * k, period_s=round(self.hop / self.sample_rate * k, 6))
+
+    def with_gain(self, lo: float | None = None, hi: float | None = None) -> "SpeechCommands":
+        """The task with another training gain range in dB (None: as it is)."""
+        lo = self.gain_min_db if lo is None else float(lo)
+        hi = self.gain_max_db if hi is None else float(hi)
+        if not -60 <= lo <= hi <= 40:
+            raise ValueError(f"gain range must satisfy -60 <= min <= max <= 40 dB, not {lo}..{hi}")
+        return replace(self, gain_min_db=lo, gain_max_db=hi)
 
     def split_rule(self) -> str:
         return {"speaker": "by speaker hash, 70/10/20", "file": "by file hash, 70/10/20 (fewer than "
@@ -313,7 +323,7 @@ class SpeechCommands(_Task):
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
                arrays=None, augment: bool = False) -> Stream:
         """``augment`` (training streams only): each word clip gets a random gain
-        (+-6 dB) and a random background crop of the split mixed in at a random level
+        (U(gain_min_db, gain_max_db), default +-6 dB) and a random background crop of the split mixed in at a random level
         (0..``mix_max`` of the background's own amplitude), the standard Speech
         Commands augmentation; new draws every epoch."""
         clips, labels = arrays if arrays is not None else self.split_arrays(split)
@@ -336,7 +346,7 @@ class SpeechCommands(_Task):
                 noise = bg[rng.integers(len(bg))]
                 off = rng.integers(0, max(1, len(noise) - len(clip) + 1))
                 noise = np.resize(noise[off:off + len(clip)], len(clip))
-                clip = clip * 10 ** (rng.uniform(-6, 6) / 20) + rng.uniform(0, self.mix_max) * noise
+                clip = clip * 10 ** (rng.uniform(self.gain_min_db, self.gain_max_db) / 20) + rng.uniform(0, self.mix_max) * noise
             segs += [gap, clip]
             t += len(gap)
             bounds.append((t, t + len(clip), int(labels[i])))

@@ -211,6 +211,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
         if not hasattr(task, "with_stack"):
             raise ValueError("--frame-stack is for audio tasks (gsc)")
         task = task.with_stack(cfg.frame_stack)
+    if cfg.gain_min_db is not None or cfg.gain_max_db is not None:
+        if not hasattr(task, "with_gain"):
+            raise ValueError("--gain-min-db/--gain-max-db are for audio tasks (gsc)")
+        task = task.with_gain(cfg.gain_min_db, cfg.gain_max_db)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

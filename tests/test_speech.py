@@ -1,6 +1,7 @@
 """Speech Commands: WAV reading, speaker split, features, activity mask, a tiny training run."""
 
 import json
+import shutil
 import wave
 
 import numpy as np
@@ -224,3 +225,28 @@ def test_a_dataset_without_background_or_with_one_word_is_refused(tmp_path):
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--words", "dishwasher",
                                  "-o", str(tmp_path / "m.pt")])
     assert r.exit_code == 2 and "no such folder" in r.output
+
+
+def test_a_folder_of_one_second_background_clips_trains(tmp_path):
+    """Background as users often have it: many 1 s clips (the dataset's own _silence_ clips
+    copied out), pooled by total duration, each clip whole in one split."""
+    from edgerf.data.source import locate
+    src = locate("speech-commands").root
+    bg = tmp_path / "clips"
+    bg.mkdir()
+    for f in sorted((src / "_silence_").glob("*.wav"))[:60]:
+        shutil.copy(f, bg / f.name)
+    splits = {s: speech.load_background(s, src, bg) for s in ("train", "val", "test")}
+    assert all(splits.values()) and sum(map(len, splits.values())) == 60           # every clip, once, whole
+    assert all(len(p) == 16_000 for ps in splits.values() for p in ps)
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--background", str(bg), "--hidden", "8", "--epochs", "1",
+                                 "--batch", "4", "--train-samples", "40", "--val-samples", "4", "--test-steps", "300",
+                                 "--background-hours", "0.01", "-q", "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 0, r.output
+    # too few clips for every split: refused with the total and what to give
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(sorted(bg.glob("*.wav"))[0], few / "a.wav")
+    with pytest.raises(DataError, match=r"1 recording\(s\) in .* \(1\.0 s in all\)"):
+        for s in ("train", "val", "test"):
+            speech.load_background(s, src, few)
