@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import typer
 
-from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
+from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TASK_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.runtime.errors import EdgerfError
 
@@ -113,11 +113,6 @@ def _choice(name: str, values) -> type[Enum]:
     return Enum(name, {v: v for v in values}, type=str)
 
 
-def _task_names() -> tuple[str, ...]:
-    from edgerf.tasks import TASKS
-    return tuple(TASKS)
-
-
 def _need_host(command: str) -> None:
     """Host-only commands on a device install: say which extra is missing, exit 2."""
     missing = []
@@ -151,7 +146,7 @@ def _path(p: Optional[Path]) -> Optional[str]:
     return str(p) if p else None
 
 
-Task = _choice("Task", _task_names())
+Task = _choice("Task", TASK_NAMES)
 Family = _choice("Family", FAMILY_NAMES)
 Mode = _choice("Mode", TRAINING_MODE_NAMES)
 Readout = _choice("Readout", READOUT_NAMES)
@@ -334,15 +329,18 @@ def _inspect_checkpoint(path: Path) -> None:
 MAX_FRAMES_BYTES = 1 << 28
 
 
-# stdin audio is read as it arrives, at most 100 ms of 16 kHz 16-bit audio per read
-PCM_CHUNK_BYTES = 3200
+# stdin audio is read as it arrives, at most 1 s of 16 kHz 16-bit audio per read (a live
+# source delivers less: read1 returns what is there, so events stay live)
+PCM_CHUNK_BYTES = 32_000
+WAV_CHUNK = 16_000       # a recording is fed in 1 s chunks (the front end streams: any size gives the same frames)
+FRAMES_CHUNK = 1_000     # frames of a .npy are stepped 1,000 at a time
 
 
-def _frames(m, path: Path, source: Optional[Path], float_frames: bool = False):
-    """The frames of ``edgerf stream``'s source: a .wav featurized as a live stream (100 ms
-    chunks, as a microphone delivers them), a .npy of frames [T, D] (uint8: raw pixel rows,
-    featurized), or stdin (``source`` None): raw 16-bit mono PCM for audio models (what
-    ``arecord -f S16_LE`` writes), float32 frames otherwise or with ``float_frames``."""
+def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
+    """The input of ``edgerf stream``, as ("audio", float PCM) or ("frames", [T, D]) chunks: a
+    .wav (audio models), a .npy of frames [T, D] (uint8: raw pixel rows, featurized), or stdin
+    (``source`` None): raw 16-bit mono PCM for audio models (what ``arecord -f S16_LE``
+    writes), float32 frames otherwise or with ``float_frames``."""
     import numpy as np
 
     frame = m.manifest["frame"]
@@ -355,15 +353,15 @@ def _frames(m, path: Path, source: Optional[Path], float_frames: bool = False):
             n = len(data) - len(data) % 2
             carry = data[n:]
             if n:
-                yield from m.featurize(np.frombuffer(data[:n], "<i2").astype(np.float32) / np.float32(32768.0))
+                yield "audio", np.frombuffer(data[:n], "<i2").astype(np.float32) / np.float32(32768.0)
         return
     if source is not None and source.suffix == ".wav":
         if frame.get("frame_kind") != "log-mel":
             raise EdgerfError(f"{path} takes {frame.get('frame_kind')} frames, not audio")
         from edgerf.runtime.audio import read_wav
         pcm = read_wav(source, int(frame.get("sample_rate", 16000)))
-        for k in range(0, len(pcm), 1600):
-            yield from m.featurize(pcm[k:k + 1600])
+        for k in range(0, len(pcm), WAV_CHUNK):
+            yield "audio", pcm[k:k + WAV_CHUNK]
     elif source is not None:
         if not source.exists():
             raise EdgerfError(f"{source} does not exist")
@@ -371,13 +369,15 @@ def _frames(m, path: Path, source: Optional[Path], float_frames: bool = False):
         arr = read_npy(source, MAX_FRAMES_BYTES, "a frames file")
         if arr.ndim != 2:
             raise EdgerfError(f"{source} holds an array of shape {arr.shape}; expected frames [T, D]")
-        yield from (m.featurize(arr) if arr.dtype == np.uint8 else arr.astype(np.float32))
+        for k in range(0, len(arr), FRAMES_CHUNK):
+            part = arr[k:k + FRAMES_CHUNK]
+            yield "frames", m.featurize(part) if arr.dtype == np.uint8 else part.astype(np.float32)
     else:
         size = 4 * m.features
         while chunk := sys.stdin.buffer.read(size):
             if len(chunk) < size:
                 raise EdgerfError(f"stdin ended inside a frame ({len(chunk)} of {size} bytes)")
-            yield np.frombuffer(chunk, np.float32)
+            yield "frames", np.frombuffer(chunk, np.float32)
 
 
 def _event_record(ev, period: Optional[float]) -> dict:
@@ -423,7 +423,8 @@ def stream(
     import numpy as np
 
     from edgerf.models import BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
-    from edgerf.runtime import EventDetector, StepModel
+    from edgerf.runtime import StepModel
+    from edgerf.runtime.spotter import Spotter
 
     if plot:
         _refuse_overwrite(plot, force)
@@ -458,25 +459,19 @@ def stream(
         if state and not m.resume(state) and "last_refusal" in m.health:
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)
-        det = EventDetector(m.classes, threshold if threshold is not None else m.threshold, window,
-                            keywords=None if all_classes else m.keywords)
+        spotter = Spotter(m, threshold, window, all_classes,
+                          keep=(lambda f, p: seen.append((np.array(f, np.float32).reshape(len(p), -1), p)))
+                          if plot else None)
         period = m.manifest["frame"].get("period_s")
 
-        def emit(ev) -> None:
-            events.append(_event_record(ev, period))
-            typer.echo(json.dumps(events[-1]))
+        def emit(evs) -> None:
+            for ev in evs:
+                events.append(_event_record(ev, period))
+                typer.echo(json.dumps(events[-1]))        # click flushes each line: events stay live in a pipe
 
-        for frame in _frames(m, path, npy, float_frames):
-            logits = m.step(frame)
-            if logits is None:
-                continue
-            probs = m.probs(logits)
-            if plot:
-                seen.append((np.array(frame, np.float32).reshape(-1), probs.reshape(-1).copy()))
-            if (ev := det.update(probs)) is not None:
-                emit(ev)
-        if (ev := det.flush()) is not None:
-            emit(ev)
+        for kind, data in _chunks(m, path, npy, float_frames):
+            emit(spotter.feed(data) if kind == "audio" else spotter.feed_frames(data))
+        emit(spotter.flush())
         if state:
             m.save_state(state)
         if plot and seen:
@@ -484,8 +479,8 @@ def stream(
             truth = None
             if npy is not None and npy.resolve() == DEMO_RECORDING:
                 truth = json.loads(DEMO_TRUTH.read_text())["words"]
-            plot_detections(np.stack([f for f, _ in seen]), np.stack([p for _, p in seen]), events, m.classes,
-                            plot, det.threshold, period, truth)
+            plot_detections(np.concatenate([f for f, _ in seen]), np.concatenate([p for _, p in seen]), events,
+                            m.classes, plot, spotter.threshold, period, truth)
             typer.secho(f"wrote {plot}", err=True)
     except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
         sys.stderr.close()

@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from edgerf.choices import TASK_NAMES, check_table
 from edgerf.data import Stream, concat_samples
 from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
@@ -451,6 +452,7 @@ def _background(split: str, root: str, folder: str | None, mode: str):
 
 
 TASKS = {"sfmnist": SeqFashionMNIST(), "gsc": SpeechCommands()}
+check_table(TASKS, TASK_NAMES, "TASKS")
 
 
 def get_task(name_or_spec):

@@ -5,8 +5,9 @@
 ARTIFACT defaults to the built-in keyword model (int8 TFLite), RECORDING to its 20 s demo
 recording, read in chunks of --chunk-ms as a microphone driver would deliver them. The
 model's own front end (log-mel, normalisation from its manifest) turns each chunk into
-frames; the state carries over between chunks and is never reset; ``EventDetector``
-turns probabilities into keyword events, printed as JSON lines. ``--target`` picks what
+frames; the state carries over between chunks and is never reset; ``Spotter`` does the
+whole path per chunk (front end, steps, probabilities, event detection) and returns the
+keyword events, printed as JSON lines. ``--target`` picks what
 runs the model (default: the first installed of LiteRT, TFLite Micro, numpy alone).
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from edgerf.runtime.audio import read_wav
 from edgerf.models import DEMO_RECORDING, builtin_artifact
-from edgerf.runtime import EventDetector, StepModel
+from edgerf.runtime import Spotter, StepModel
 
 
 def chunks(pcm, size: int):
@@ -34,15 +35,13 @@ def main(argv=None) -> int:
     p.add_argument("--target", default=None, help="litert, tflm, numpy... (edgerf.runtime.targets)")
     a = p.parse_args(argv)
     model = StepModel.load(a.artifact or builtin_artifact("kws-gru"), target=a.target)
-    detector = EventDetector(model.classes, model.threshold, keywords=model.keywords)   # _unknown_ fires nothing
+    spotter = Spotter(model)             # the manifest's operating point; _unknown_ fires nothing
     period = model.manifest["frame"]["period_s"]
     rate = model.manifest["frame"]["sample_rate"]
     for chunk in chunks(read_wav(a.recording), int(rate * a.chunk_ms / 1000)):
-        for frame in model.featurize(chunk):
-            event = detector.update(model.probs(model.step(frame)))
-            if event and event.name != "_unknown_":
-                print(json.dumps({"word": event.name, "start_s": round(event.start * period, 2),
-                                  "confidence": round(event.confidence, 3)}), flush=True)
+        for event in spotter.feed(chunk):
+            print(json.dumps({"word": event.name, "start_s": round(event.start * period, 2),
+                              "confidence": round(event.confidence, 3)}), flush=True)
     return 0
 
 

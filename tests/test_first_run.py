@@ -2,6 +2,7 @@
 lists the real choices, `python -m edgerf`, and a device install that says what is
 missing instead of printing a traceback."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -55,6 +56,9 @@ def test_kws_builtin_records_how_it_was_made_and_its_false_alarms():
 
 
 def test_demo_recording_is_real_and_attributed():
+    # the recording every figure about it rests on stays the same file (a rebuild must not move it)
+    assert hashlib.sha256(DEMO_RECORDING.read_bytes()).hexdigest() == \
+        "95b09a268940c3bbd76c7dbb654080361f85999eb2554775f9fb004ca17a1bc5"
     truth = json.loads(DEMO_TRUTH.read_text())
     assert 10 <= truth["seconds"] <= 30 and len(truth["words"]) >= 5
     assert "CC BY 4.0" in (BUILTIN_DIR / "ATTRIBUTION.md").read_text()

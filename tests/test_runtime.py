@@ -219,7 +219,24 @@ def test_stream_cli_prints_events_and_persists_state(exported, sfmnist, tmp_path
     assert r.exit_code == 2 and "rejected" in r.output
 
 
-def test_vectorised_event_detection_equals_the_detector_step_by_step():
+def _naive_events(probs, thr, window, min_steps):
+    """The detector's rule written out plainly: smoothed top class per step, maximal runs."""
+    C = probs.shape[1]
+    hist = [np.full(C, 1.0 / C)] * window + list(probs.astype(np.float64))
+    events, run = [], None
+    for t in range(len(probs)):
+        s = np.mean(hist[t + 1:t + 1 + window], axis=0)
+        lab, p = int(s.argmax()), float(s.max())
+        if run and (p < thr or lab != run[0]):
+            events.append(run)
+            run = None
+        if p >= thr:
+            run = [lab, t, t, p] if run is None else [run[0], run[1], t, max(run[3], p)]
+    events += [run] if run else []
+    return [(e[0], e[1], e[2]) for e in events if e[2] - e[1] + 1 >= min_steps]
+
+
+def test_event_detection_is_the_same_step_by_step_in_any_chunks_and_at_once():
     from edgerf.runtime.events import detect_events
     rng = np.random.default_rng(3)
     classes = [f"c{k}" for k in range(5)]
@@ -232,13 +249,20 @@ def test_vectorised_event_detection_equals_the_detector_step_by_step():
     probs += rng.uniform(0, 0.05, probs.shape).astype(np.float32)
     probs /= probs.sum(1, keepdims=True)
     for thr, window, min_steps in ((0.9, 3, 1), (0.7, 1, 1), (0.8, 5, 3)):
+        ref = _naive_events(probs, thr, window, min_steps)
+        assert len(ref) > 20
         det = EventDetector(classes, thr, window, min_steps)
-        ref = [e for p in probs if (e := det.update(p)) is not None]
-        if (e := det.flush()) is not None:
-            ref.append(e)
-        got = detect_events(probs, classes, thr, window, min_steps)
-        assert [(e.label, e.start, e.end) for e in got] == [(e.label, e.start, e.end) for e in ref]
-        assert np.allclose([e.confidence for e in got], [e.confidence for e in ref], atol=1e-5)
+        one = [e for p in probs if (e := det.update(p)) is not None]
+        one += [e] if (e := det.flush()) is not None else []
+        det, chunked, t = EventDetector(classes, thr, window, min_steps), [], 0
+        while t < len(probs):
+            n = int(rng.integers(0, 50))
+            chunked += det.update_many(probs[t:t + n])
+            t += n
+        chunked += [e] if (e := det.flush()) is not None else []
+        for got in (one, chunked, detect_events(probs, classes, thr, window, min_steps)):
+            assert [(e.label, e.start, e.end) for e in got] == ref
+        assert np.allclose([e.confidence for e in chunked], [e.confidence for e in one], atol=1e-6)
 
 
 def test_keyword_metrics_count_hits_misses_and_false_accepts():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ SAMPLE_RATE = 16_000
 
 def build_demo_recording(data: str | None = None, out: Path = DEMO_RECORDING, truth: Path = DEMO_TRUTH) -> dict:
     from edgerf.runtime import atomic
+    from edgerf.runtime.audio import write_wav
     from edgerf.data import speech
     from edgerf.data.source import locate
 
@@ -51,14 +51,9 @@ def build_demo_recording(data: str | None = None, out: Path = DEMO_RECORDING, tr
         t += len(gap) + len(pcm)
     tail = background[rng.integers(len(background))]
     pieces.append(speech.read_wav(tail.path)[:SAMPLE_RATE])
-    pcm16 = np.clip(np.round(np.concatenate(pieces) * 32768.0), -32768, 32767).astype("<i2")
-    with atomic.atomic_path(out) as tmp:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SAMPLE_RATE)
-            w.writeframes(pcm16.tobytes())
-    meta = {"recording": out.name, "seconds": round(len(pcm16) / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
+    pcm = np.concatenate(pieces)
+    write_wav(out, pcm)
+    meta = {"recording": out.name, "seconds": round(len(pcm) / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
             "source": "Speech Commands v0.02 test set, test speaker split (CC BY 4.0)",
             "made_by": "python -m edgerf.models.build", "words": placed,
             "tail_background": f"{speech.SILENCE}/{tail.path.name}"}

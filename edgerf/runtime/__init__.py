@@ -7,10 +7,12 @@
     model.save_state("state.npz")                   # survive a reboot
 
 See ``StepModel`` for the watchdog and persistence, ``EventDetector`` for turning
-probabilities into detections, and ``examples/`` for whole device loops.
+probabilities into detections, ``Spotter`` for the whole path from audio chunks to events,
+and ``examples/`` for whole device loops.
 """
 
 from edgerf.runtime.events import Event, EventDetector
 from edgerf.runtime.model import FrameError, StateError, StepModel
+from edgerf.runtime.spotter import Spotter
 
-__all__ = ["StepModel", "Event", "EventDetector", "FrameError", "StateError"]
+__all__ = ["StepModel", "Event", "EventDetector", "Spotter", "FrameError", "StateError"]

@@ -52,3 +52,15 @@ def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> 
         raise DataError(f"{path}: truncated WAV ({len(raw)} bytes of audio, header says {n * ch * 2}).")
     x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
     return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 16_000) -> None:
+    """Float PCM in [-1, 1] -> a mono 16-bit WAV, written atomically (rounded, clipped)."""
+    from edgerf.runtime.atomic import atomic_path
+    pcm16 = np.clip(np.round(np.asarray(pcm, np.float64) * 32768.0), -32768, 32767).astype("<i2")
+    with atomic_path(Path(path)) as tmp:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm16.tobytes())

@@ -31,7 +31,8 @@ class Event:
 class EventDetector:
     """Moving average over ``window`` steps, then hysteresis-free thresholding. ``keywords``:
     the classes that fire events (``StepModel.keywords``: every class but filler such as
-    ``_unknown_``); None: every class."""
+    ``_unknown_``); None: every class. ``update`` takes one step, ``update_many`` a chunk of
+    steps at once (the same events for any chunking: tests/test_runtime.py)."""
 
     def __init__(self, classes: list[str], threshold: float = 0.9, window: int = 3, min_steps: int = 1,
                  keywords: list[str] | None = None):
@@ -39,28 +40,48 @@ class EventDetector:
             raise ValueError("threshold must be in (0, 1)")
         self.classes, self.threshold, self.min_steps = list(classes), threshold, min_steps
         self.keywords = None if keywords is None else set(keywords)
-        self._ring = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
-        self._i = 0
+        # the last ``window`` steps, oldest first; before the first step: uniform
+        self._recent = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
         self._t = -1
         self._open: list | None = None   # [label, start, last, peak]
 
     def update(self, probs: np.ndarray) -> Event | None:
         """Feed one step's probabilities [C]; returns an event when one closes."""
-        self._t += 1
-        self._ring[self._i % len(self._ring)] = probs
-        self._i += 1
-        smooth = self._ring.mean(0)
-        label = int(smooth.argmax())
-        p = float(smooth[label])
-        closed = None
-        if self._open is not None and (p < self.threshold or label != self._open[0]):
-            closed = self._close()
-        if p >= self.threshold:
-            if self._open is None:
-                self._open = [label, self._t, self._t, p]
-            else:
-                self._open[2], self._open[3] = self._t, max(self._open[3], p)
-        return closed
+        events = self.update_many(np.asarray(probs, np.float32).reshape(1, -1))
+        return events[0] if events else None
+
+    def update_many(self, probs: np.ndarray) -> list[Event]:
+        """Feed steps [T, C]; returns the events that closed, in order. The smoothing is
+        vectorised over the chunk; Python runs only on steps above threshold and the step
+        after each (where an event can open, grow or close), so a quiet stream costs a few
+        array operations per chunk."""
+        probs = np.asarray(probs, np.float32)
+        n, w = len(probs), len(self._recent)
+        if n == 0:
+            return []
+        padded = np.concatenate([self._recent, probs])
+        csum = np.concatenate([[np.zeros(padded.shape[1])], np.cumsum(padded, axis=0, dtype=np.float64)])
+        smooth = (csum[w + 1:] - csum[1:n + 1]) / w                     # mean of the w steps ending at each
+        self._recent = padded[-w:]
+        label = smooth.argmax(1)
+        peak = smooth[np.arange(n), label]
+        on = peak >= self.threshold
+        watch = on.copy()
+        watch[1:] |= on[:-1]
+        watch[0] |= self._open is not None
+        events, t0 = [], self._t + 1
+        for i in np.flatnonzero(watch).tolist():
+            lab, p = int(label[i]), float(peak[i])
+            if self._open is not None and (p < self.threshold or lab != self._open[0]):
+                if (ev := self._close()) is not None:
+                    events.append(ev)
+            if on[i]:
+                if self._open is None:
+                    self._open = [lab, t0 + i, t0 + i, p]
+                else:
+                    self._open[2], self._open[3] = t0 + i, max(self._open[3], p)
+        self._t += n
+        return events
 
     def flush(self) -> Event | None:
         """Close an event still open at the end of the input."""
@@ -76,27 +97,9 @@ class EventDetector:
 
 
 def detect_events(probs: np.ndarray, classes: list[str], threshold: float = 0.9, window: int = 3,
-                  min_steps: int = 1) -> list[Event]:
-    """Every event ``EventDetector`` emits over probs [T, C] fed one step at a time
-    (flush included), computed at once: for scoring long streams at many thresholds.
-    tests/test_runtime.py checks it against the detector step by step."""
-    T, C = probs.shape
-    w = max(1, window)
-    # the detector's ring starts full of uniform rows, then holds the last ``w`` steps
-    padded = np.concatenate([np.full((w, C), 1.0 / C, np.float32), probs.astype(np.float32)])
-    csum = np.cumsum(padded, axis=0, dtype=np.float64)
-    smooth = (csum[w:] - csum[:-w]) / w                               # [T, C]
-    label = smooth.argmax(-1)
-    peak = smooth[np.arange(T), label]
-    on = peak >= threshold
-    # an event is a maximal run of steps above threshold with one label
-    start = on & ~np.concatenate([[False], on[:-1] & (label[1:] == label[:-1])])
-    starts = np.flatnonzero(start)
-    events = []
-    for s in starts:
-        e = s
-        while e + 1 < T and on[e + 1] and label[e + 1] == label[s]:
-            e += 1
-        if e - s + 1 >= min_steps:
-            events.append(Event(int(label[s]), classes[label[s]], int(s), int(e), float(peak[s:e + 1].max())))
-    return events
+                  min_steps: int = 1, keywords: list[str] | None = None) -> list[Event]:
+    """Every event ``EventDetector`` emits over probs [T, C] (flush included): for scoring
+    long streams at many thresholds."""
+    det = EventDetector(classes, threshold, window, min_steps, keywords)
+    events = det.update_many(probs)
+    return events + [ev] if (ev := det.flush()) is not None else events

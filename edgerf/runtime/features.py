@@ -37,7 +37,7 @@ class _StackedLogMel:
 
     def __init__(self, k: int, mean: np.ndarray, std: np.ndarray):
         self.k, self.mean, self.std = k, mean, std
-        self.stream = LogMelStream()
+        self.stream = LogMelStream(activity=False)
         self.pending = np.zeros((0, N_MELS), np.float32)
 
     def __call__(self, pcm: np.ndarray) -> np.ndarray:
@@ -75,31 +75,57 @@ def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SAMPLE_RA
     return fb.astype(np.float32)
 
 
+class SparseFilterbank:
+    """``power [n, F] @ fb.T`` over the filters' nonzero bins only: each triangular filter
+    spans a few adjacent bins, so the product is a gather, a multiply and a segmented sum
+    (~500 products per frame instead of 10,280). Also why not BLAS: a [100, 257] x [257, 40]
+    matmul measured 80 us per frame when OpenBLAS's threads met a busy CPU (1.4 for the FFT)."""
+
+    def __init__(self, fb: np.ndarray):
+        ranges = [np.flatnonzero(row) for row in fb]
+        self.cols = np.concatenate([r for r in ranges if len(r)])
+        self.weights = np.concatenate([row[r] for row, r in zip(fb, ranges) if len(r)]).astype(np.float64)
+        self.starts = np.cumsum([0] + [len(r) for r in ranges if len(r)])[:-1]
+        self.filled = np.array([len(r) > 0 for r in ranges])
+        self.n = len(fb)
+
+    def __call__(self, power: np.ndarray) -> np.ndarray:
+        if self.filled.all():
+            return np.add.reduceat(power[:, self.cols] * self.weights, self.starts, axis=1)
+        out = np.zeros((len(power), self.n), np.float64)
+        out[:, self.filled] = np.add.reduceat(power[:, self.cols] * self.weights, self.starts, axis=1)
+        return out
+
+
 class LogMelStream:
     """PCM chunks (float in [-1, 1], any length) -> log-mel frames [n, N_MELS] and the
-    per-frame waveform log-variance [n] (what the activity mask is computed from).
+    per-frame waveform log-variance [n] (what the activity mask is computed from; None with
+    ``activity=False``, as a device needs no mask).
 
     Frame t covers samples [t*HOP, t*HOP + WIN); leftover samples wait for the next chunk.
     """
 
-    def __init__(self):
+    def __init__(self, activity: bool = True):
         self._buf = np.zeros(0, np.float32)
         self._window = np.hanning(WIN + 2)[1:-1].astype(np.float32)   # periodic-style, no zero ends
         self._fb = mel_filterbank()
+        self._mel = SparseFilterbank(self._fb)
+        self.activity = activity
 
-    def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        buf = np.concatenate([self._buf, np.asarray(pcm, np.float32).ravel()])
+    def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        pcm = np.asarray(pcm, np.float32).ravel()
+        buf = np.concatenate([self._buf, pcm]) if len(self._buf) else np.ascontiguousarray(pcm)
         n = 0 if len(buf) < WIN else 1 + (len(buf) - WIN) // HOP
         if n == 0:
             self._buf = buf
-            return np.zeros((0, N_MELS), np.float32), np.zeros(0, np.float32)
-        idx = np.arange(WIN)[None, :] + HOP * np.arange(n)[:, None]
-        frames = buf[idx]                                             # [n, WIN]
-        self._buf = buf[n * HOP:]
+            return np.zeros((0, N_MELS), np.float32), (np.zeros(0, np.float32) if self.activity else None)
+        # [n, WIN], a view (as_strided: sliding_window_view costs 9 us a call, a frame's FFT 1.3)
+        frames = np.lib.stride_tricks.as_strided(buf, (n, WIN), (HOP * buf.itemsize, buf.itemsize), writeable=False)
         # in float64: numpy's float64 FFT measured 2-4x faster here than its float32 path
-        spec = np.abs(np.fft.rfft((frames * self._window).astype(np.float64), N_FFT)) ** 2   # [n, N_FFT/2 + 1]
-        logmel = np.log(spec @ self._fb.T + 1e-6).astype(np.float32)      # [n, N_MELS]
-        logvar = np.log10(frames.var(axis=1) + 1e-10).astype(np.float32)  # [n]
+        z = np.fft.rfft((frames * self._window).astype(np.float64), N_FFT)                           # [n, N_FFT/2 + 1]
+        logmel = np.log(self._mel(z.real ** 2 + z.imag ** 2) + 1e-6).astype(np.float32)   # [n, N_MELS]
+        logvar = np.log10(frames.var(axis=1) + 1e-10).astype(np.float32) if self.activity else None
+        self._buf = buf[n * HOP:]
         return logmel, logvar
 
 

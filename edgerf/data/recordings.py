@@ -1,0 +1,143 @@
+"""Test recordings for keyword spotting: words of speakers a model never heard, over a real
+background bed at a stated SNR, with the truth beside them (host side, numpy only).
+
+    python -m edgerf.data.recordings -o rec.wav --minutes 2 --snr 12 --seed 0
+
+writes ``rec.wav`` (16 kHz mono 16-bit) and ``rec.json`` (every word: its class, start and
+end in seconds, source file). How one is made, all drawn from ``seed``:
+
+- the bed: the test split's background clips (``_silence_``, or a ``--background`` folder's
+  test share) in a random order, joined and repeated to the length; ``truth["background"]``
+  says how many distinct seconds it holds, since a long bed repeats them;
+- words: test-split clips (speakers outside the training split), ``keyword_share`` of them
+  keywords and the rest ``_unknown_`` words, each scaled so its active RMS (over its 10 ms
+  frames within 30 dB of its loudest) stands ``snr_db`` over the bed's RMS under it, and
+  added to the bed after a gap drawn from U(``gap_min_s``, ``gap_max_s``).
+
+``score`` scores a model's events against the truth, as the field does: a keyword is found
+when an event of its class overlaps it (its end extended by ``tolerance_s``); every other
+event is a false accept (another class, an ``_unknown_`` word, the bed, a second event
+for one word).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.data import speech
+from edgerf.runtime.features import HOP, SAMPLE_RATE
+
+FORMAT = "edgerf-recording/1"
+
+
+def active_rms(x: np.ndarray) -> float:
+    """RMS over the 10 ms frames within 30 dB of the loudest: a word's level without the
+    silence around it in its 1 s clip."""
+    n = len(x) // HOP
+    power = (x[:n * HOP].reshape(n, HOP).astype(np.float64) ** 2).mean(1)
+    if not n or power.max() <= 0:
+        return 0.0
+    return float(np.sqrt(power[power >= power.max() * 1e-3].mean()))
+
+
+def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_share: float = 0.7,
+             gap_min_s: float = 1.0, gap_max_s: float = 2.5, background: Path | None = None,
+             keywords: tuple[str, ...] = speech.WORDS) -> tuple[np.ndarray, dict]:
+    """A recording of about ``seconds`` (float PCM in [-1, 1]) and its truth."""
+    mode = speech.split_mode(root)
+    clips = speech.list_clips(root, "test", mode)
+    bed_clips = speech.load_background("test", root, background, mode)
+    words = {True: [c for c in clips if c.word in keywords],
+             False: [c for c in clips if c.word != speech.SILENCE and c.word not in keywords]}
+    if not words[True]:
+        raise ValueError(f"the test split of {root} holds none of the keywords {', '.join(keywords)}")
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    order = rng.permutation(len(bed_clips))
+    distinct = np.concatenate([bed_clips[k] for k in order]).astype(np.float32)
+    bed = np.resize(distinct, n)
+    out = bed.copy()
+    placed, t = [], int(rng.uniform(gap_min_s, gap_max_s) * SAMPLE_RATE)
+    while True:
+        is_keyword = not words[False] or rng.random() < keyword_share
+        pool = words[is_keyword]
+        clip = pool[rng.integers(len(pool))]
+        pcm = speech.read_wav(clip.path)
+        if t + len(pcm) > n:
+            break
+        under = float(np.sqrt(np.mean(bed[t:t + len(pcm)].astype(np.float64) ** 2)))
+        level = active_rms(pcm)
+        if level > 0:
+            gain = 10 ** (snr_db / 20) * max(under, 1e-4) / level
+            out[t:t + len(pcm)] += pcm * gain
+            placed.append({"word": clip.word if is_keyword else speech.UNKNOWN, "keyword": bool(is_keyword),
+                           "start_s": round(t / SAMPLE_RATE, 3), "end_s": round((t + len(pcm)) / SAMPLE_RATE, 3),
+                           "gain_db": round(20 * np.log10(gain), 2), "file": f"{clip.word}/{clip.path.name}"})
+        t += len(pcm) + int(rng.uniform(gap_min_s, gap_max_s) * SAMPLE_RATE)
+    peak = float(np.abs(out).max())
+    if peak > 1.0:                          # never clip: the whole recording down, SNR unchanged
+        out /= peak
+    truth = {"format": FORMAT, "seconds": round(n / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
+             "snr_db": snr_db, "seed": seed, "keyword_share": keyword_share,
+             "source": f"{speech.label(root)}, test split ({mode} split): speakers outside the training split",
+             "background": {"clips": len(bed_clips), "distinct_s": round(len(distinct) / SAMPLE_RATE, 1)},
+             "made_by": (f"python -m edgerf.data.recordings --minutes {seconds / 60:g} --snr {snr_db:g} "
+                         f"--seed {seed}"),
+             "keywords": sum(w["keyword"] for w in placed), "words": placed}
+    return out, truth
+
+
+def score(events: list[dict], truth: dict, tolerance_s: float = 0.5) -> dict:
+    """Events (``edgerf stream``'s JSON lines: name, start_s, end_s) against a recording's truth."""
+    keywords = [w for w in truth["words"] if w["keyword"]]
+    used, found, missed = set(), 0, []
+    for w in keywords:
+        k = next((k for k, e in enumerate(events) if k not in used and e["name"] == w["word"]
+                  and e["start_s"] <= w["end_s"] + tolerance_s and e["end_s"] >= w["start_s"]), None)
+        if k is None:
+            missed.append(w)
+        else:
+            used.add(k)
+            found += 1
+    false = [e for k, e in enumerate(events) if k not in used]
+    hours = truth["seconds"] / 3600
+    return {"keywords": len(keywords), "found": found, "found_rate": found / len(keywords) if keywords else float("nan"),
+            "misses": len(missed), "false_accepts": len(false),
+            "false_accepts_per_30_keywords": 30 * len(false) / len(keywords) if keywords else float("nan"),
+            "false_accepts_per_hour": len(false) / hours, "false": false}
+
+
+def write(out: Path, pcm: np.ndarray, truth: dict) -> None:
+    """The recording and its truth beside it (``.json``), each written atomically."""
+    from edgerf.runtime import atomic
+    from edgerf.runtime.audio import write_wav
+    write_wav(out, pcm)
+    atomic.write_text(out.with_suffix(".json"), json.dumps({**truth, "recording": out.name}, indent=1) + "\n")
+
+
+def main(argv=None) -> None:
+    from edgerf.data.source import locate
+    p = argparse.ArgumentParser(prog="python -m edgerf.data.recordings", description=__doc__.split("\n\n")[0])
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .wav to write (its .json beside it)")
+    p.add_argument("--minutes", type=float, default=2.0)
+    p.add_argument("--snr", type=float, default=12.0, help="word level over the bed, dB")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keyword-share", type=float, default=0.7)
+    p.add_argument("--data", default=None, help="dataset folder (default: as edgerf train finds it)")
+    p.add_argument("--background", type=Path, default=None, help="background recordings (default: _silence_)")
+    a = p.parse_args(argv)
+    if a.output.suffix != ".wav" or not 0 < a.minutes <= 600 or not 0 <= a.keyword_share <= 1:
+        p.error("give -o NAME.wav, 0 < --minutes <= 600 and 0 <= --keyword-share <= 1")
+    root = locate("speech-commands", a.data, a.background).root
+    pcm, truth = generate(root, a.minutes * 60, a.snr, a.seed, a.keyword_share, background=a.background)
+    write(a.output, pcm, truth)
+    print(f"wrote {a.output} ({truth['seconds']:.0f} s, {len(truth['words'])} words, {truth['keywords']} keywords, "
+          f"{a.snr:g} dB SNR over {truth['background']['distinct_s']:.0f} s of distinct background)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""``Spotter``: audio (or frames) in, events out. The whole device path of a keyword model,
+done per chunk rather than per 10 ms hop.
+
+    spotter = Spotter(StepModel.load("kws-gru.int8.tflite"))
+    for pcm in microphone_chunks():                 # float PCM in [-1, 1], any length
+        for event in spotter.feed(pcm):
+            print(event.name, event.start)
+    spotter.flush()
+
+Per chunk: the front end turns every sample that fills a frame into frames at once (one
+FFT call for the chunk), the model steps frame by frame (its state carries over, as it
+must), the softmax runs once over the chunk's logits and the detector smooths and
+thresholds the chunk as one array. Only the recurrence is per step. The same events come
+out for any chunking (tests/test_spotter.py); ``seconds`` says where the time went.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from edgerf.runtime.events import Event, EventDetector
+from edgerf.runtime.metrics import softmax
+
+
+class Spotter:
+    def __init__(self, model, threshold: float | None = None, window: int = 3, all_classes: bool = False,
+                 keep=None, timed: bool = False):
+        """``model``: a StepModel (or anything with its step/featurize/classes/keywords).
+        ``threshold``: default the manifest's operating point. ``all_classes``: also events
+        of filler classes such as ``_unknown_``. ``keep(frames, probs)``: called with each
+        chunk's stepped frames and probabilities (for plots). ``timed``: add the process
+        time of each stage to ``seconds``."""
+        self.model, self.keep = model, keep
+        self.detector = EventDetector(model.classes, model.threshold if threshold is None else threshold, window,
+                                      keywords=None if all_classes else model.keywords)
+        self.seconds = {"features": 0.0, "model": 0.0, "probs": 0.0, "detection": 0.0}
+        self._clock = time.process_time if timed else None
+
+    def feed(self, pcm: np.ndarray) -> list[Event]:
+        """A chunk of audio (float PCM); returns the events it closed."""
+        if self._clock is None:
+            return self.feed_frames(self.model.featurize(pcm))
+        t = self._clock()
+        frames = self.model.featurize(pcm)
+        self.seconds["features"] += self._clock() - t
+        return self.feed_frames(frames)
+
+    def feed_frames(self, frames: np.ndarray) -> list[Event]:
+        """Frames [T, D] (or one frame [D]); returns the events they closed. A frame the model
+        skips (``on_bad_frame="skip"``) takes no step."""
+        frames = np.asarray(frames)
+        if frames.ndim == 1:
+            frames = frames[None]
+        clock = self._clock
+        t0 = clock() if clock else 0.0
+        logits = list(map(self.model.step, frames))
+        if any(lg is None for lg in logits):          # skipped frames took no step
+            stepped = [k for k, lg in enumerate(logits) if lg is not None]
+            frames, logits = frames[stepped], [logits[k] for k in stepped]
+        if not logits:
+            return []
+        t1 = clock() if clock else 0.0
+        probs = softmax(np.stack(logits))
+        t2 = clock() if clock else 0.0
+        if self.keep is not None:
+            self.keep(frames, probs)
+        events = self.detector.update_many(probs)
+        if clock:
+            t3 = clock()
+            self.seconds["model"] += t1 - t0
+            self.seconds["probs"] += t2 - t1
+            self.seconds["detection"] += t3 - t2
+        return events
+
+    def flush(self) -> list[Event]:
+        """The event still open at the end of the input, if any."""
+        ev = self.detector.flush()
+        return [] if ev is None else [ev]
+
+    @property
+    def threshold(self) -> float:
+        return self.detector.threshold

@@ -1,0 +1,44 @@
+"""The device's audio-to-events path (Spotter): per chunk, and the same as stepping by hand."""
+
+import numpy as np
+
+from edgerf.models import DEMO_RECORDING, builtin_artifact
+from edgerf.runtime import EventDetector, Spotter, StepModel
+from edgerf.runtime.audio import read_wav
+
+
+def _by_hand(pcm):
+    """The plain loop a user would write: featurize, step, softmax, detect, one frame at a time."""
+    m = StepModel.load(builtin_artifact("kws-gru"))
+    det = EventDetector(m.classes, m.threshold, keywords=m.keywords)
+    events = [e for f in m.featurize(pcm) if (e := det.update(m.probs(m.step(f)))) is not None]
+    return events + ([e] if (e := det.flush()) is not None else [])
+
+
+def test_spotter_gives_the_per_frame_loop_s_events_for_any_chunking():
+    pcm = read_wav(DEMO_RECORDING)
+    ref = _by_hand(pcm)
+    assert len(ref) >= 5
+    rng = np.random.default_rng(0)
+    for sizes in ([len(pcm)], [160], [1600], list(rng.integers(1, 9000, 400))):
+        sp = Spotter(StepModel.load(builtin_artifact("kws-gru")), timed=True)
+        got, k, i = [], 0, 0
+        while k < len(pcm):
+            n = int(sizes[i % len(sizes)])
+            got += sp.feed(pcm[k:k + n])
+            k, i = k + n, i + 1
+        got += sp.flush()
+        assert [(e.name, e.start, e.end) for e in got] == [(e.name, e.start, e.end) for e in ref]
+        assert np.allclose([e.confidence for e in got], [e.confidence for e in ref], atol=1e-6)
+        assert set(sp.seconds) >= {"features", "model", "probs", "detection"} and sp.seconds["model"] > 0
+
+
+def test_spotter_skips_bad_frames_without_a_step_and_keeps_going():
+    m = StepModel.load(builtin_artifact("default-gru"), on_bad_frame="skip")
+    kept = []
+    sp = Spotter(m, keep=lambda f, p: kept.append((f, p)))
+    frames = np.zeros((10, m.features), np.float32)
+    frames[3] = np.nan
+    sp.feed_frames(frames)
+    assert m.steps == 9 and m.health["bad_frames"] == 1
+    assert kept[0][0].shape == (9, m.features) and kept[0][1].shape == (9, len(m.classes))
