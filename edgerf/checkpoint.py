@@ -36,6 +36,8 @@ class Checkpoint:
     results: dict = field(default_factory=dict)   # evaluation records
     versions: dict = field(default_factory=dict)
     sha256: str = ""                # of the file, as read
+    # the operating point (audio): {"threshold": ..., how it was chosen on validation data}
+    decision: dict | None = None
 
 
 def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -47,11 +49,14 @@ def weights_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def computes_digest(weights_sha256: str, config: dict, task: dict) -> str:
-    """The digest of what computes: the weights' digest, the config and the task spec."""
+def computes_digest(weights_sha256: str, config: dict, task: dict, decision: dict | None = None) -> str:
+    """The digest of what computes: the weights' digest, the config, the task spec and (when
+    there is one) the operating point the events are decided at."""
     import json
-    canonical = json.dumps({"weights": weights_sha256, "config": config, "task": task}, sort_keys=True,
-                           separators=(",", ":"))
+    sealed = {"weights": weights_sha256, "config": config, "task": task}
+    if decision is not None:
+        sealed["decision"] = decision
+    canonical = json.dumps(sealed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -72,7 +77,10 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
         "weights": state,
         "weights_sha256": weights_digest(state),
     }
-    payload["computes_sha256"] = computes_digest(payload["weights_sha256"], payload["config"], ckpt.task)
+    if ckpt.decision is not None:
+        payload["decision"] = ckpt.decision
+    payload["computes_sha256"] = computes_digest(payload["weights_sha256"], payload["config"], ckpt.task,
+                                                 ckpt.decision)
     # Serialised in memory first (a checkpoint is kilobytes to a few MB): torch.save on a
     # full disk raises RuntimeError, the atomic write raises a clear ArtifactError.
     buf = io.BytesIO()
@@ -139,8 +147,9 @@ def _from_payload(payload, path: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: the weights do not match their recorded SHA-256; the file "
                                   "was modified after training. Re-train or restore the original.")
         if payload.get("computes_sha256") != computes_digest(payload["weights_sha256"], payload["config"],
-                                                             payload["task"]):
-            raise CheckpointError(f"{path}: its config or task (classes, frame spec, normalisation) do not match "
+                                                             payload["task"], payload.get("decision")):
+            raise CheckpointError(f"{path}: its config, task (classes, frame spec, normalisation) or operating "
+                                  "point do not match "
                                   "the digest recorded at training, or it records none (written before edgerf "
                                   "sealed them); the file was modified. Re-train or restore the original.")
         get_task(payload["task"])                      # a task this edgerf knows
@@ -165,4 +174,4 @@ def _from_payload(payload, path: Path) -> Checkpoint:
     model.eval()
     return Checkpoint(model=model, task=payload["task"], training=payload.get("training", {}),
                       results=payload.get("results", {}), versions=payload.get("versions", {}),
-                      sha256=file_sha256(path))
+                      sha256=file_sha256(path), decision=payload.get("decision"))

@@ -266,6 +266,7 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(_model_line(m["model"], m["model"]["classes"]))
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
+    _keyword_lines(m["decision"].get("operating_point"), m["source"].get("test") or [])
     mcu = m.get("microcontroller")
     if mcu:
         typer.echo("TFLite Micro: " + (f"runs; arena {mcu['arena_bytes']:,} bytes ({mcu['arena_note']}), flash "
@@ -306,6 +307,23 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
 
 
+def _keyword_lines(op: dict | None, records: list[dict]) -> None:
+    """An audio model's operating point and its false accepts, each with what it rests on."""
+    if op:
+        typer.echo(f"operating point: threshold {op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
+                   f"{op['misses']} of {op['keywords']} keywords missed, {op['false_accepts']} false accepts over "
+                   f"{op['val_stream_s']:.0f} s of val stream and {op['val_background_s']:.0f} s of val background")
+    for r in records:
+        if "background_fa" not in r:
+            continue
+        bg, un = r["background_fa"], r["unknown_fa"]
+        typer.echo(f"test keywords at {r['threshold']:.2f}: {r['hits']} found, {r['misses']} missed, "
+                   f"{r['false_accepts']} false accepts in the stream; on background {bg['false_accepts']} in "
+                   f"{bg['seconds']:.0f} s of distinct audio ({bg['per_hour']:.0f}/h, 95% upper bound "
+                   f"{bg['per_hour_upper95']:.0f}/h); on non-keyword speech {un['false_accepts']} in "
+                   f"{un['seconds']:.0f} s (upper bound {un['per_hour_upper95']:.0f}/h)")
+
+
 def _inspect_checkpoint(path: Path) -> None:
     _need_host("inspect")
     from edgerf import checkpoint
@@ -321,6 +339,7 @@ def _inspect_checkpoint(path: Path) -> None:
     for r in ck.results.get("test", []):
         typer.echo(f"test ({r.get('eval')}, {r.get('steps', 0):,} steps): acc_p {r.get('acc_p', float('nan')):.4f}  "
                    f"acc_f {r.get('acc_f', float('nan')):.4f}  false_alarm {r.get('false_alarm', float('nan')):.4f}")
+    _keyword_lines(ck.decision, ck.results.get("test", []))
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in ck.versions.items())}")
 
 

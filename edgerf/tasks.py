@@ -23,7 +23,7 @@ from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
 from edgerf.runtime.stream import NO_LABEL
 from edgerf.runtime.errors import DataError
-from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, normalise_rows
+from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, active_rms, normalise_rows
 
 SPLITS = ("train", "val", "test")
 # What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
@@ -322,11 +322,17 @@ class SpeechCommands(_Task):
         return _background(split, str(self.data.root), None if bg is None else str(bg), self.split_mode)
 
     def stream(self, split: str, samples: int | None = None, seed: int = 0,
-               arrays=None, augment: bool = False) -> Stream:
+               arrays=None, augment: bool = False, gain_db: float | None = None,
+               snr_db: float | None = None) -> Stream:
         """``augment`` (training streams only): each word clip gets a random gain
-        (U(gain_min_db, gain_max_db), default +-6 dB) and a random background crop of the split mixed in at a random level
-        (0..``mix_max`` of the background's own amplitude), the standard Speech
-        Commands augmentation; new draws every epoch."""
+        (U(gain_min_db, gain_max_db), default +-6 dB) and a random background crop of the
+        split mixed in at a random level (0..``mix_max`` of the background's own amplitude),
+        the standard Speech Commands augmentation; new draws every epoch.
+
+        Evaluation at other levels (the gaps stay the split's real background as recorded):
+        ``gain_db`` scales every word clip; ``snr_db`` puts every word at that SNR over the
+        background bed, which then runs on under the word (the word's active RMS, over its
+        10 ms frames within 30 dB of its loudest, against the RMS of the bed beneath it)."""
         clips, labels = arrays if arrays is not None else self.split_arrays(split)
         bg = self.background(split)
         rng = np.random.default_rng(seed)
@@ -343,6 +349,15 @@ class SpeechCommands(_Task):
             else:
                 gap = self._gap(kinds[rng.integers(len(kinds))], g, rng, bg, clips)
             clip = clips[i]
+            if gain_db is not None:
+                clip = clip * np.float32(10 ** (gain_db / 20))
+            if snr_db is not None:
+                b = bg[rng.integers(len(bg))]
+                off = rng.integers(0, max(1, len(b) - len(clip) + 1))
+                bed = np.resize(b[off:off + len(clip)], len(clip))
+                level = active_rms(clip)
+                bed_rms = max(float(np.sqrt(np.mean(bed.astype(np.float64) ** 2))), 1e-4)
+                clip = bed + clip * np.float32(10 ** (snr_db / 20) * bed_rms / max(level, 1e-9))
             if augment:
                 noise = bg[rng.integers(len(bg))]
                 off = rng.integers(0, max(1, len(noise) - len(clip) + 1))
@@ -401,20 +416,23 @@ class SpeechCommands(_Task):
         pieces = np.array_split(np.resize(c, g), max(1, g // self.hop))
         return np.concatenate([pieces[k] for k in rng.permutation(len(pieces))]).astype(np.float32)
 
-    def background_stream(self, split: str = "test", seconds: float = 3600.0, seed: int = 0) -> Stream:
-        """Background only, for false accepts per hour: the split's real background recordings
-        cut into gap-length pieces (U(gap_min_s, gap_max_s)) at fresh random offsets and
-        joined until ``seconds`` of audio; no sample, every step a noise step."""
+    def background_stream(self, split: str = "test", seconds: float | None = None, seed: int = 0) -> Stream:
+        """Background only, for false accepts: every background recording of the split once,
+        whole, in a seeded order, up to ``seconds`` (None: all of it). Never a second twice,
+        so a rate counted on it rests on the distinct audio it reports (``len * period_s``);
+        no sample, every step a noise step."""
         bg = self.background(split)
-        rng = np.random.default_rng(seed)
+        order = np.random.default_rng(seed).permutation(len(bg))
         pieces, total = [], 0
-        while total < seconds * self.sample_rate:
-            b = bg[rng.integers(len(bg))]
-            g = int(rng.uniform(self.gap_min_s, self.gap_max_s) * self.sample_rate)
-            start = rng.integers(0, max(1, len(b) - g + 1))
-            pieces.append(b[start:start + g])
-            total += len(pieces[-1])
-        logmel, _ = LogMelStream().feed(np.concatenate(pieces))
+        for k in order:
+            if seconds is not None and total >= seconds * self.sample_rate:
+                break
+            pieces.append(bg[k])
+            total += len(bg[k])
+        wav = np.concatenate(pieces)
+        if seconds is not None:
+            wav = wav[: int(seconds * self.sample_rate)]
+        logmel, _ = LogMelStream().feed(wav)
         x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         T = len(x)
         return _stacked(Stream(x.astype(np.float32), np.full(T, NO_LABEL, np.int64), np.zeros(T, bool),

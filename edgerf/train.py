@@ -23,7 +23,8 @@ from edgerf.data import Stream
 from edgerf.configs import TrainConfig
 from edgerf.distributed import Dist, setup, teardown
 from edgerf.loss import TRAINING_MODES, stream_loss
-from edgerf.runtime.metrics import det_curve, keyword_metrics, operating_point, softmax, stream_metrics
+from edgerf.runtime.metrics import (det_curve, keyword_metrics, operating_point, rate_per_hour, softmax,
+                                    stream_metrics)
 from edgerf.runtime.progress import bar
 from edgerf.tasks import get_task
 
@@ -94,8 +95,11 @@ def _epoch(net, model, opt, sched, b: dict, n_chunks: int, state, mode, cfg: Tra
     return state, loss_sum, hit, seen
 
 
-def _test(model, task, cfg: TrainConfig, train_seconds: float, log) -> tuple[Stream, list[dict]]:
-    """The final numbers: one long unreset test stream (and, for audio, background only)."""
+def _test(model, task, cfg: TrainConfig, train_seconds: float, log,
+          threshold: float | None = None) -> tuple[Stream, list[dict]]:
+    """The final numbers: one long unreset test stream (and, for audio, every distinct second
+    of the test background, up to --background-hours); keyword events at ``threshold``
+    (the operating point), else the task's."""
     test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
@@ -103,15 +107,52 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log) -> tuple[Str
         base["frame_stack"] = task.stack
     background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
         if task.period_s and cfg.background_hours > 0 else None
-    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background)]
+    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background, threshold)]
     for r in records:
         log(f"test ({r['eval']}, {r['steps']:,} steps): acc_p {r['acc_p']:.4f}  acc_f {r['acc_f']:.4f}  "
             f"false_alarm {r['false_alarm']:.4f}  noise_conf {r['noise_conf']:.3f}")
-        if "fa_per_hour" in r:
-            log(f"  keywords: {r['hits']} hits, {r['misses']} misses, {r['false_accepts']} false accepts in the "
-                f"stream; {r['fa_per_hour']:.2f} false accepts/h on {r['background_hours']:.1f} h of background; "
-                f"miss rate {r['miss_at_1fa_h']:.1%} at 1 false accept/h")
+        if "background_fa" in r:
+            bg, un = r["background_fa"], r["unknown_fa"]
+            log(f"  keywords at threshold {r['threshold']:.2f}: {r['hits']} hits, {r['misses']} misses, "
+                f"{r['false_accepts']} false accepts in the stream; background: {bg['false_accepts']} false "
+                f"accepts in {bg['seconds']:.0f} s of distinct audio ({bg['per_hour']:.1f}/h, 95% upper bound "
+                f"{bg['per_hour_upper95']:.0f}/h); non-keyword speech: {un['false_accepts']} in {un['seconds']:.0f} s "
+                f"(upper bound {un['per_hour_upper95']:.0f}/h)")
     return test, records
+
+
+# The operating point (the decision threshold a keyword model ships): chosen on the
+# validation split, never the test split: the fewest missed keywords among thresholds whose
+# false accepts (every val clip in an unreset stream, plus every distinct second of val
+# background) stay at or under one per OP_KEYWORDS_PER_FALSE_ACCEPT keywords.
+OP_KEYWORDS_PER_FALSE_ACCEPT = 100
+OP_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.5, 0.99, 50), 3))
+
+
+def choose_operating_point(model, task, seed: int, log=lambda s: None) -> dict:
+    """The operating point of an audio model on its validation split (see OP_*)."""
+    from edgerf.runtime.events import FILLER_CLASSES, detect_events
+    classes = list(task.classes)
+    keywords = [c for c in classes if c not in FILLER_CLASSES]
+    val = task.stream("val", None, seed=seed)
+    bg = task.background_stream("val", None, seed=seed)
+    probs, bg_probs = softmax(predict(model, val)), softmax(predict(model, bg))
+    rows = []
+    for thr in OP_THRESHOLDS:
+        km = keyword_metrics(detect_events(probs, classes, thr), val, classes, task.period_s)
+        fa_bg = len(detect_events(bg_probs, classes, thr, keywords=keywords))
+        rows.append({"threshold": thr, "keywords": km["keywords"], "misses": km["misses"],
+                     "false_accepts": km["false_accepts"] + fa_bg})
+    ok = [r for r in rows if r["false_accepts"] * OP_KEYWORDS_PER_FALSE_ACCEPT <= r["keywords"]]
+    best = min(ok, key=lambda r: (r["misses"], -r["threshold"])) if ok else rows[-1]
+    op = {**best, "chosen_on": "val",
+          "rule": f"fewest misses with at most 1 false accept per {OP_KEYWORDS_PER_FALSE_ACCEPT} keywords",
+          "met": bool(ok), "val_stream_s": round(len(val) * task.period_s, 1),
+          "val_background_s": round(len(bg) * task.period_s, 1)}
+    log(f"operating point (val): threshold {op['threshold']:.2f}: {op['misses']} of {op['keywords']} keywords "
+        f"missed, {op['false_accepts']} false accepts over {op['val_stream_s']:.0f} s of val stream and "
+        f"{op['val_background_s']:.0f} s of val background" + ("" if ok else " (no threshold met the rule)"))
+    return op
 
 
 def _batch(streams: list[Stream], reset: bool, L: int, device: str, grace: int = 0) -> dict[str, torch.Tensor]:
@@ -158,32 +199,47 @@ def evaluations(mode_name: str) -> list[tuple[str, bool]]:
     return [("no-reset", False)] + ([("oracle-reset", True)] if mode and mode.oracle_reset else [])
 
 
-def evaluation_records(model, task, stream: Stream, mode_name: str, background: Stream | None = None) -> list[dict]:
+def evaluation_records(model, task, stream: Stream, mode_name: str, background: Stream | None = None,
+                       threshold: float | None = None) -> list[dict]:
     """Every model on the same unreset stream; periodic-reset also with its oracle. Audio
-    tasks also get keyword metrics as the field reports them: hits, misses and false
-    accepts of the runtime's event detection at the decision threshold, false accepts
-    per hour on ``background`` (a background-only stream), and the DET curve with its
+    tasks also get keyword metrics as the field reports them, at ``threshold`` (default the
+    task's): hits, misses and false accepts of the runtime's event detection, false accepts
+    on ``background`` (background only, each second once) and during non-keyword speech, each
+    with the distinct seconds it rests on and its 95% upper bound, and the DET curve with its
     operating point at 1 false accept per hour."""
     records = []
     for name, oracle in evaluations(mode_name):
         logits = predict(model, stream, oracle)
         rec = {"eval": name, **stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)}
         if task.period_s and background is not None:
-            rec.update(_keyword_record(softmax(logits), softmax(predict(model, background, False)), stream, task))
+            rec.update(_keyword_record(softmax(logits), softmax(predict(model, background, False)), stream, task,
+                                       task.threshold if threshold is None else threshold))
         records.append(rec)
     return records
 
 
-def _keyword_record(probs, bg_probs, stream: Stream, task) -> dict:
-    from edgerf.runtime.events import detect_events
+def _keyword_record(probs, bg_probs, stream: Stream, task, threshold: float) -> dict:
+    from edgerf.runtime.events import FILLER_CLASSES, detect_events
     classes = list(task.classes)
-    km = keyword_metrics(detect_events(probs, classes, task.threshold), stream, classes, task.period_s)
+    keywords = [c for c in classes if c not in FILLER_CLASSES]
+    events = detect_events(probs, classes, threshold)
+    km = keyword_metrics(events, stream, classes, task.period_s)
+    # non-keyword speech: keyword events that overlap an _unknown_ word (its end + 0.5 s)
+    unknown = [(int(s), int(e)) for s, e in zip(stream.starts, stream.ends)
+               if classes[int(stream.labels[e])] in FILLER_CLASSES]
+    tol = int(round(0.5 / task.period_s))
+    on_unknown = sum(any(ev.start <= e + tol and ev.end >= s for s, e in unknown)
+                     for ev in events if ev.name in keywords)
     curve = det_curve(probs, stream, bg_probs, classes, task.period_s)
-    at_thr = min(curve, key=lambda r: abs(r["threshold"] - task.threshold))
     op = operating_point(curve, 1.0)
-    return {"hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
+    bg_seconds = len(bg_probs) * task.period_s
+    on_background = len(detect_events(bg_probs, classes, threshold, keywords=keywords))
+    return {"threshold": threshold, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
             "false_accepts": km["false_accepts"], "stream_fa_per_hour": km["fa_per_hour"],
-            "fa_per_hour": at_thr["fa_per_hour"], "background_hours": at_thr["background_hours"],
+            "background_fa": rate_per_hour(on_background, bg_seconds),
+            "unknown_fa": rate_per_hour(on_unknown, sum(e - s + 1 for s, e in unknown) * task.period_s),
+            "fa_per_hour": on_background / (bg_seconds / 3600),
+            "background_hours": bg_seconds / 3600,
             "miss_at_1fa_h": op["miss_rate"] if op else 1.0, "threshold_at_1fa_h": op["threshold"] if op else None,
             "det": curve}
 
@@ -262,9 +318,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
 
     model.eval()
     model.to("cpu")
-    test, records = _test(model, task, cfg, train_seconds, log)
+    decision = choose_operating_point(model, task, cfg.seed + 5, log) if task.period_s else None
+    test, records = _test(model, task, cfg, train_seconds, log, decision["threshold"] if decision else None)
     return Checkpoint(
-        model=model, task=task.spec(),
+        model=model, task=task.spec(), decision=decision,
         training={"config": cfg.portable(), "command": cfg.command(), "history": history,
                   "data": {**task.provenance(), "train_samples": n_train,
                            "val_samples": len(val.ends), "test_steps": len(test)},

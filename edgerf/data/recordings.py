@@ -29,19 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.data import speech
-from edgerf.runtime.features import HOP, SAMPLE_RATE
+from edgerf.runtime.features import SAMPLE_RATE, active_rms
 
 FORMAT = "edgerf-recording/1"
-
-
-def active_rms(x: np.ndarray) -> float:
-    """RMS over the 10 ms frames within 30 dB of the loudest: a word's level without the
-    silence around it in its 1 s clip."""
-    n = len(x) // HOP
-    power = (x[:n * HOP].reshape(n, HOP).astype(np.float64) ** 2).mean(1)
-    if not n or power.max() <= 0:
-        return 0.0
-    return float(np.sqrt(power[power >= power.max() * 1e-3].mean()))
 
 
 def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_share: float = 0.7,

@@ -75,6 +75,18 @@ def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SAMPLE_RA
     return fb.astype(np.float32)
 
 
+def active_rms(x: np.ndarray) -> float:
+    """RMS over the 10 ms frames within 30 dB of the loudest: a word's level without the
+    silence around it in its clip (what an SNR of speech over background is measured with)."""
+    n = len(x) // HOP
+    if not n:
+        return 0.0
+    power = (np.asarray(x[:n * HOP], np.float64).reshape(n, HOP) ** 2).mean(1)
+    if power.max() <= 0:
+        return 0.0
+    return float(np.sqrt(power[power >= power.max() * 1e-3].mean()))
+
+
 class SparseFilterbank:
     """``power [n, F] @ fb.T`` over the filters' nonzero bins only: each triangular filter
     spans a few adjacent bins, so the product is a gather, a multiply and a segmented sum

@@ -15,7 +15,8 @@ by name. Schema ``edgerf-step/1``:
                 [min, max] over a long unreset stream (the watchdog's reference)
     frame       the task spec: what a frame is (features, normalisation, period...)
     decision    {"threshold": ..., "keywords": [classes that fire events; filler such as
-                _unknown_ does not]}
+                _unknown_ does not], "operating_point": how the threshold was chosen on
+                validation data (audio models trained by this edgerf)}
     precision   the int8 plan and why it was chosen (per-state error figures)
     source      checkpoint_sha256, train_command, train_data and export_data (what was read:
                 edgerf.data.source), test results of the checkpoint
@@ -456,6 +457,7 @@ def verify_export(artifact: Path) -> str:
 def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: list[str],
          input_size: int, state_names: list[str], state_sizes: list[int], frame: dict,
          threshold: float, plan: dict, source: dict, versions: dict, keywords: list[str] | None = None,
+         operating_point: dict | None = None,
          state_ranges: dict[str, list[float]] | None = None,
          state_quant: dict[str, dict] | None = None, io_quant: dict[str, dict] | None = None) -> dict:
     """Assemble a manifest; every writer goes through here so the schema lives in one place."""
@@ -479,7 +481,8 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
                              **({"quant": io_quant[OUTPUT]} if io_quant and OUTPUT in io_quant else {})}},
         "states": states,
         "frame": frame,
-        "decision": {"threshold": threshold, **({"keywords": list(keywords)} if keywords is not None else {})},
+        "decision": {"threshold": threshold, **({"keywords": list(keywords)} if keywords is not None else {}),
+                     **({"operating_point": operating_point} if operating_point is not None else {})},
         "precision": plan,
         "source": source,
         "versions": versions,
