@@ -33,7 +33,10 @@ def table(rep: dict) -> str:
         if kw:
             lines.append(f"{r['target']:12s} keywords: {kw['hits']} hits, {kw['misses']} misses "
                          f"({kw['miss_rate']:.1%}), {kw['false_accepts']} false accepts in {kw['hours'] * 60:.1f} min "
-                         f"({kw['fa_per_hour']:.1f}/h of a stream that is mostly speech)")
+                         f"({kw['fa_per_hour']:.1f}/h of a stream that is mostly speech)"
+                         + (f"; detection latency from the end of the word {kw['latency_ms']['median']:.0f} ms median, "
+                            f"{kw['latency_ms']['p90']:.0f} ms p90 (printed at {kw['reported_latency_ms']['median']:.0f} "
+                            "ms median)" if kw.get("latency_ms", {}).get("n") else ""))
     for r in rep["targets"]:
         if "vs_x86" in r:
             v = r["vs_x86"]

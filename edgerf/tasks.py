@@ -10,6 +10,7 @@ checkpoint and the manifest carry (so a device knows what a frame is).
 from __future__ import annotations
 
 import functools
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from edgerf.choices import TASK_NAMES, check_table
 from edgerf.data import Stream, concat_samples
+from edgerf.data import cache as wave_cache
 from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
 from edgerf.runtime.stream import NO_LABEL
@@ -248,6 +250,12 @@ class SpeechCommands(_Task):
             raise ValueError(f"gain range must satisfy -60 <= min <= max <= 40 dB, not {lo}..{hi}")
         return replace(self, gain_min_db=lo, gain_max_db=hi)
 
+    def provenance(self) -> dict:
+        """As every task's, and the keys of the decoded-audio caches read (edgerf.data.cache)."""
+        keys = {sp: k for (root, mode, sp), k in CACHE_KEYS.items()
+                if root == str(self.data.root) and mode == self.split_mode}
+        return {**super().provenance(), **({"audio_cache": keys} if keys else {})}
+
     def split_rule(self) -> str:
         return {"speaker": "by speaker hash, 70/10/20", "file": "by file hash, 70/10/20 (fewer than "
                 f"{speech.MIN_SPEAKERS} speakers)"}[self.split_mode] + \
@@ -348,7 +356,7 @@ class SpeechCommands(_Task):
                 gap = b[start:start + g]
             else:
                 gap = self._gap(kinds[rng.integers(len(kinds))], g, rng, bg, clips)
-            clip = clips[i]
+            clip = wave_cache.as_float(clips[i])
             if gain_db is not None:
                 clip = clip * np.float32(10 ** (gain_db / 20))
             if snr_db is not None:
@@ -412,7 +420,7 @@ class SpeechCommands(_Task):
             return rng.uniform(-rms * np.sqrt(3.0), rms * np.sqrt(3.0), g).astype(np.float32)
         if kind == "silence":
             return np.zeros(g, np.float32)
-        c = clips[rng.integers(len(clips))]             # shuffled: 10 ms pieces of a word clip
+        c = wave_cache.as_float(clips[rng.integers(len(clips))])   # shuffled: 10 ms pieces of a word clip
         pieces = np.array_split(np.resize(c, g), max(1, g // self.hop))
         return np.concatenate([pieces[k] for k in rng.permutation(len(pieces))]).astype(np.float32)
 
@@ -460,8 +468,16 @@ def _fashion(split: str, root: str):
 
 @functools.lru_cache(maxsize=8)
 def _speech_split(split: str, root: str, mode: str = "speaker"):
-    waves, words, _ = speech.load_split(split, Path(root), mode=mode)
-    return waves, words
+    """The split's clips as views into the shared decoded-audio cache (edgerf.data.cache):
+    memory-mapped, so a process holds none of the split's audio itself."""
+    clips = speech.list_clips(Path(root), split, mode)
+    cache = wave_cache.split_waves([c.path for c in clips], f"{split}/{mode}",
+                                   log=lambda s: print(s, file=sys.stderr))
+    CACHE_KEYS[(root, mode, split)] = cache.key[:16]
+    return cache.clips, [c.word for c in clips]
+
+
+CACHE_KEYS: dict[tuple[str, str, str], str] = {}     # (root, split mode, split) -> audio cache key read
 
 
 @functools.lru_cache(maxsize=8)

@@ -236,7 +236,7 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, threshold: float) -> 
     on_background = len(detect_events(bg_probs, classes, threshold, keywords=keywords))
     return {"threshold": threshold, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
             "false_accepts": km["false_accepts"], "stream_fa_per_hour": km["fa_per_hour"],
-            "background_fa": rate_per_hour(on_background, bg_seconds),
+            "latency_ms": km["latency_ms"], "background_fa": rate_per_hour(on_background, bg_seconds),
             "unknown_fa": rate_per_hour(on_unknown, sum(e - s + 1 for s, e in unknown) * task.period_s),
             "fa_per_hour": on_background / (bg_seconds / 3600),
             "background_hours": bg_seconds / 3600,

@@ -279,6 +279,10 @@ def test_keyword_metrics_count_hits_misses_and_false_accepts():
     m = keyword_metrics(events, s, classes, 0.01, tolerance_s=0.05)
     assert (m["keywords"], m["hits"], m["misses"], m["false_accepts"]) == (2, 1, 1, 2)
     assert m["fa_per_hour"] == pytest.approx(2 / (len(s) * 0.01 / 3600))
+    # "yes" ends at step 29; its event opens at 25 (decided at the end of that step, 40 ms before
+    # the word ends) and closes at 28 (printed at the end of step 29, when the word ends)
+    assert m["latency_ms"] == {"median": pytest.approx(-40), "p90": pytest.approx(-40), "n": 1}
+    assert m["reported_latency_ms"]["median"] == pytest.approx(0)
 
 
 def test_an_integer_state_that_cannot_leave_its_range_is_not_watched(exported, test_stream):

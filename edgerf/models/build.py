@@ -1,6 +1,7 @@
 """Rebuild the shipped built-in files (host side: torch and the full datasets).
 
-    python -m edgerf.models.build [--kws-checkpoint runs/kws/kws-gru.pt] [--data DIR]
+    python -m edgerf.models.build [--kws-checkpoint runs/kws/kws-gru.pt] [--default-checkpoint runs/sf/x.pt]
+                                  [--data DIR]
 
 Exports every built-in checkpoint (fp32 + int8, ONNX + TFLite, manifests, evaluation
 bundle) into this package folder, and cuts the demo recording ``kws-demo.wav`` from the
@@ -89,11 +90,14 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kws-checkpoint", type=Path, help="a newly trained keyword checkpoint to ship as kws-gru.pt")
+    p.add_argument("--default-checkpoint", type=Path, help="a newly trained Fashion-MNIST checkpoint to ship as "
+                                                           "default-gru.pt")
     p.add_argument("--data", help="dataset folder (else $EDGERF_DATA, Debian's, ../shared/data)")
     p.add_argument("--only", choices=sorted(BUILTINS), action="append", help="rebuild only these built-ins")
     a = p.parse_args(argv)
-    if a.kws_checkpoint:
-        shutil.copyfile(a.kws_checkpoint, BUILTIN_DIR / "kws-gru.pt")
+    for name, new in (("kws-gru", a.kws_checkpoint), ("default-gru", a.default_checkpoint)):
+        if new:
+            shutil.copyfile(new, BUILTIN_DIR / f"{name}.pt")
     for name in a.only or BUILTINS:
         print(f"exporting {name} ...", flush=True)
         cfg = ExportConfig(int8=True, force=True, data=a.data)

@@ -57,25 +57,42 @@ def keyword_metrics(events: list, stream, classes: list[str], period_s: float, t
     overlaps [first step, last informative step + tolerance]; otherwise a miss. Every other
     keyword event (wrong class, during an ``_unknown_`` word, in a gap, a second event
     for the same sample) is a false accept. ``_unknown_`` events are never accepts.
+    ``latency_ms``: from the end of each found word (its last informative step) to its
+    event's decision (the end of the step where the smoothed probability first crosses the
+    threshold; negative when the model knows the word before it ends), median and p90;
+    ``reported_latency_ms``: to the end of the step after the event closes, when ``edgerf
+    stream`` prints it.
     """
     unknown = classes.index(UNKNOWN) if UNKNOWN in classes else -1
     tol = int(round(tolerance_s / period_s))
     keyword = [(int(s), int(e), int(stream.labels[e])) for s, e in zip(stream.starts, stream.ends)
                if stream.labels[e] != unknown]
-    used, hits = set(), 0
+    used, hits, onset, reported = set(), 0, [], []
     for s, e, y in keyword:
         match = next((k for k, ev in enumerate(events) if k not in used and ev.label == y
                       and ev.start <= e + tol and ev.end >= s), None)
         if match is not None:
             used.add(match)
             hits += 1
+            # from the end of the word (its last informative step) to the end of the step at which
+            # the event opens (the decision), and to the step at which it closes (when it is printed)
+            onset.append((events[match].start - e) * period_s * 1e3)
+            reported.append((events[match].end + 1 - e) * period_s * 1e3)
     accepts = [k for k, ev in enumerate(events) if ev.label != unknown]
     false_accepts = sum(k not in used for k in accepts)
     hours = len(stream) * period_s / 3600.0
     return {"keywords": len(keyword), "hits": hits, "misses": len(keyword) - hits,
             "miss_rate": (len(keyword) - hits) / len(keyword) if keyword else float("nan"),
             "false_accepts": false_accepts, "hours": hours,
-            "fa_per_hour": false_accepts / hours if hours else float("nan")}
+            "fa_per_hour": false_accepts / hours if hours else float("nan"),
+            "latency_ms": _percentiles(onset), "reported_latency_ms": _percentiles(reported)}
+
+
+def _percentiles(ms: list[float]) -> dict:
+    """Median and p90 of latencies in ms (None without any)."""
+    if not ms:
+        return {"median": None, "p90": None, "n": 0}
+    return {"median": float(np.median(ms)), "p90": float(np.percentile(ms, 90)), "n": len(ms)}
 
 
 def det_curve(test_probs: np.ndarray, test_stream, background_probs: np.ndarray, classes: list[str],

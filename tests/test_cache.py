@@ -1,0 +1,66 @@
+"""The decoded-audio cache: built once for everyone who needs it, never used for other content."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from edgerf.data import cache, speech
+from edgerf.data.source import locate
+
+BUILD = """
+import sys
+from pathlib import Path
+from edgerf.data import cache
+paths = [Path(p) for p in sys.argv[1:]]
+c = cache.split_waves(paths, "test", log=lambda s: print("BUILT", flush=True))
+print("KEY", c.key, len(c.clips))
+"""
+
+
+def _clips(tmp_path, n=40) -> list[Path]:
+    src = locate("speech-commands").root
+    out = tmp_path / "clips"
+    out.mkdir()
+    for f in sorted((src / "yes").glob("*.wav"))[:n]:
+        shutil.copy(f, out / f.name)
+    return sorted(out.glob("*.wav"))
+
+
+def test_two_processes_build_the_cache_once_and_read_the_same_audio(tmp_path):
+    paths = _clips(tmp_path)
+    env = {**os.environ, "EDGERF_CACHE": str(tmp_path / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD, *map(str, paths)], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum(o.count("BUILT") for o in outs) == 1, outs           # one builder, the other waited
+    keys = {line for o in outs for line in o.splitlines() if line.startswith("KEY")}
+    assert len(keys) == 1
+    os.environ["EDGERF_CACHE"] = str(tmp_path / "cache")
+    try:
+        c = cache.split_waves(paths, "test")
+        for p, clip in zip(paths, c.clips):                         # the files' own samples, bit for bit
+            assert clip.dtype == np.int16
+            np.testing.assert_array_equal(cache.as_float(clip), speech.read_wav(p))
+    finally:
+        del os.environ["EDGERF_CACHE"]
+
+
+def test_a_file_changed_in_content_but_not_in_name_or_size_gets_a_new_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "cache"))
+    paths = _clips(tmp_path, 10)
+    first = cache.split_waves(paths, "test")
+    raw = bytearray(paths[3].read_bytes())
+    raw[-200:] = bytes(200)                          # other samples, same size, same name
+    stat = paths[3].stat()
+    paths[3].write_bytes(bytes(raw))
+    os.utime(paths[3], ns=(stat.st_atime_ns, stat.st_mtime_ns))   # even the time stamp as before
+    built = []
+    second = cache.split_waves(paths, "test", log=built.append)
+    assert built and second.key != first.key and second.folder != first.folder
+    np.testing.assert_array_equal(cache.as_float(second.clips[3]), speech.read_wav(paths[3]))
+    assert not np.array_equal(first.clips[3], second.clips[3])
