@@ -161,6 +161,8 @@ def train(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint file to write (atomically)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from OUTPUT.train-state "
+                                                        "(written with --save-every; the same options)."),
     **options,
 ) -> None:
     """Train a recurrent classifier on an unreset stream and write a checkpoint.
@@ -171,12 +173,19 @@ def train(
     from edgerf import checkpoint
     from edgerf.train import train as run
 
-    _refuse_overwrite(output, force)
+    if not resume:
+        _refuse_overwrite(output, force)
     cfg = _config(TrainConfig, options)
-    ckpt = run(cfg, progress=not quiet)
+    state_file = output.with_name(output.name + ".train-state")
+    if resume and not state_file.exists():
+        raise EdgerfError(f"--resume: no saved training state at {state_file}; start without --resume "
+                          "(and with --save-every to keep one).")
+    ckpt = run(cfg, progress=not quiet, state_file=state_file if cfg.save_every is not None or resume else None,
+               resume=resume)
     if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
         return
     checkpoint.save(output, ckpt)
+    state_file.unlink(missing_ok=True)          # the run is done: nothing to resume
     typer.echo(json.dumps([{k: v for k, v in r.items() if k != "det"} for r in ckpt.results["test"]]))
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 
@@ -310,14 +319,14 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
 def _keyword_lines(op: dict | None, records: list[dict]) -> None:
     """An audio model's operating point and its false accepts, each with what it rests on."""
     if op:
-        typer.echo(f"operating point: threshold {op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
+        typer.echo(f"operating point: window {op.get('window', 3)} steps, threshold {op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
                    f"{op['misses']} of {op['keywords']} keywords missed, {op['false_accepts']} false accepts over "
                    f"{op['val_stream_s']:.0f} s of val stream and {op['val_background_s']:.0f} s of val background")
     for r in records:
         if "background_fa" not in r:
             continue
         bg, un = r["background_fa"], r["unknown_fa"]
-        typer.echo(f"test keywords at {r['threshold']:.2f}: {r['hits']} found, {r['misses']} missed, "
+        typer.echo(f"test keywords at the operating point: {r['hits']} found, {r['misses']} missed, "
                    f"{r['false_accepts']} false accepts in the stream; on background {bg['false_accepts']} in "
                    f"{bg['seconds']:.0f} s of distinct audio ({bg['per_hour']:.0f}/h, 95% upper bound "
                    f"{bg['per_hour_upper95']:.0f}/h); on non-keyword speech {un['false_accepts']} in "
@@ -421,7 +430,8 @@ def stream(
     state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "
                                                     "initial state, and say why) and save to it at the end."),
     threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
-    window: int = typer.Option(3, help="Steps of probability smoothing."),
+    window: Optional[int] = typer.Option(None, help="Steps of probability smoothing (default: the manifest's "
+                                                    "operating point, else 3)."),
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
                                                         "frames with NaN/Inf or a wrong shape."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "

@@ -98,9 +98,19 @@ class TrainConfig:
                                              "gain is drawn uniformly; default -6).", within=(-60, 40))
     gain_max_db: float | None = option(None, "Audio tasks: loudest training gain of a word clip, dB (default +6).",
                                        within=(-60, 40))
+    lane_piece: int | None = option(None, "Build the training lanes piece by piece, N samples a piece, so memory "
+                                          "is set by N x --batch, not by the dataset (edgerf.data.lanes). Default: "
+                                          "each epoch's lanes whole, as before.", within=(1, 1 << 20))
+    workers: int = option(0, "With --lane-piece: processes that build pieces ahead of the training loop.",
+                          within=(0, 256))
+    save_every: float | None = option(None, "Minutes between saves of the training state (OUTPUT.train-state; "
+                                            "also at each epoch end), so `--resume` continues exactly. Needs "
+                                            "--lane-piece.", within=(0, 1e6))
 
     def __post_init__(self):
         check_options(self)
+        if (self.workers or self.save_every is not None) and not self.lane_piece:
+            raise ValueError("--workers and --save-every work on piecewise lanes: add --lane-piece N (e.g. 64)")
         if self.gap_min is not None and self.gap_max is not None and self.gap_min > self.gap_max:
             raise ValueError(f"--gap-min {self.gap_min} is larger than --gap-max {self.gap_max}")
 

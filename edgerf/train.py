@@ -68,38 +68,97 @@ def _epoch_lanes(task, arrays, batch: int, mine: list[int], rng) -> list[Stream]
             for k in mine]
 
 
-def _epoch(net, model, opt, sched, b: dict, n_chunks: int, state, mode, cfg: TrainConfig, pb):
-    """One pass over the stacked lanes ``b`` in ``n_chunks`` truncated-BPTT chunks, the state
-    carried (detached) from chunk to chunk. Returns (state, summed chunk loss, informative
-    hits, informative steps)."""
-    t0, loss_sum, hit, seen = time.perf_counter(), 0.0, 0, 0
+def _epoch(net, model, opt, sched, chunk, n_chunks: int, state, mode, cfg: TrainConfig, pb,
+           first: int = 0, sums=(0.0, 0, 0), after=None):
+    """One pass of ``n_chunks`` truncated-BPTT chunks (``chunk(c)``: chunk c's batch of
+    tensors [lanes, bptt, ...]), the state carried (detached) from chunk to chunk, from
+    chunk ``first`` with running sums ``sums`` (a resumed epoch). ``after(c, state, sums)``
+    runs after each chunk. Returns (state, summed chunk loss, informative hits, informative
+    steps)."""
+    t0 = time.perf_counter()
+    loss_sum, hit, seen = sums
     model.train()
-    for c in range(n_chunks):
-        sl = slice(c * cfg.bptt, (c + 1) * cfg.bptt)
-        logits, state = net(b["x"][:, sl], state, b["resets"][:, sl] if mode.oracle_reset else None)
+    for c in range(first, n_chunks):
+        b = chunk(c)
+        logits, state = net(b["x"], state, b["resets"] if mode.oracle_reset else None)
         state = tuple(s.detach() for s in state)
-        loss = stream_loss(logits, b["labels"][:, sl], b["mask"][:, sl], mode.loss,
-                           b["grace"][:, sl] if "grace" in b else None)
+        loss = stream_loss(logits, b["labels"], b["mask"], mode.loss, b.get("grace"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         sched.step()
-        m = b["mask"][:, sl]
-        hit += int((logits.argmax(-1)[m] == b["labels"][:, sl][m]).sum())
+        m = b["mask"]
+        hit += int((logits.argmax(-1)[m] == b["labels"][m]).sum())
         seen += int(m.sum())
         loss_sum += loss.item()
-        steps = (c + 1) * cfg.bptt * cfg.batch
+        steps = (c + 1 - first) * cfg.bptt * cfg.batch
         pb.advance(cfg.bptt * cfg.batch, loss=loss_sum / (c + 1), acc=hit / max(seen, 1),
                    rate=steps / (time.perf_counter() - t0))
+        if after is not None:
+            after(c + 1, state, (loss_sum, hit, seen))
     return state, loss_sum, hit, seen
 
 
+def _slices(batch: dict, bptt: int):
+    """Chunk c of whole-epoch lanes: a slice of the stacked tensors."""
+    return lambda c: {k: v[:, c * bptt:(c + 1) * bptt] for k, v in batch.items()}
+
+
+def _pieces(lanes, cfg: TrainConfig, device: str):
+    """Chunk c of piecewise lanes: the next bptt steps of every lane."""
+    def chunk(c):
+        t = lanes.take(cfg.bptt)
+        out = {"x": t["x"], "labels": t["labels"], "mask": t["mask"], "resets": t["resets"]}
+        if cfg.grace:
+            out["grace"] = t["grace"]
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in out.items()}
+    return chunk
+
+
+TRAIN_STATE_FORMAT = "edgerf-train-state/1"
+
+
+def _save_train_state(path, dist: Dist, cfg: TrainConfig, model, opt, sched, state, lanes, epoch: int,
+                      chunk: int, sums, history: list, elapsed: float) -> None:
+    """Everything a run needs to continue exactly: weights, optimiser and schedule, and per
+    rank its carried recurrent state and lane positions (one file per rank, rank 0's holds the
+    shared part); written atomically."""
+    import io
+    from edgerf.runtime.atomic import write_bytes
+    mine = {"state": [s.detach().cpu() for s in state], "position": lanes.position, "sums": list(sums)}
+    if dist.main:
+        mine |= {"format": TRAIN_STATE_FORMAT, "config": cfg.portable(), "model": model.state_dict(),
+                 "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch, "chunk": chunk,
+                 "history": history, "elapsed": elapsed, "world": dist.world}
+    buf = io.BytesIO()
+    torch.save(mine, buf)
+    dist.barrier()                 # every rank at the same chunk before any file changes
+    write_bytes(path if dist.main else path.with_name(f"{path.name}.rank{dist.rank}"), buf.getvalue())
+    dist.barrier()
+
+
+def _load_train_state(path, dist: Dist, cfg: TrainConfig) -> dict:
+    from edgerf.runtime.errors import CheckpointError
+    shared = torch.load(path, map_location="cpu", weights_only=True)
+    if shared.get("format") != TRAIN_STATE_FORMAT:
+        raise CheckpointError(f"{path} is not an edgerf training state.")
+    keep = {k: v for k, v in cfg.portable().items() if k not in ("workers", "save_every", "threads", "device")}
+    then = {k: v for k, v in shared["config"].items() if k in keep}
+    if then != keep or shared["world"] != dist.world:
+        diff = sorted(k for k in keep if then.get(k) != keep[k])
+        raise CheckpointError(f"{path} was saved by another run ({', '.join(diff) or 'a different number of ranks'} "
+                              "differ); resume with the options it was started with.")
+    mine = shared if dist.main else torch.load(path.with_name(f"{path.name}.rank{dist.rank}"), map_location="cpu",
+                                               weights_only=True)
+    return {**shared, "state": mine["state"], "position": mine["position"], "sums": mine["sums"]}
+
+
 def _test(model, task, cfg: TrainConfig, train_seconds: float, log,
-          threshold: float | None = None) -> tuple[Stream, list[dict]]:
+          decision: dict | None = None) -> tuple[Stream, list[dict]]:
     """The final numbers: one long unreset test stream (and, for audio, every distinct second
-    of the test background, up to --background-hours); keyword events at ``threshold``
-    (the operating point), else the task's."""
+    of the test background, up to --background-hours); keyword events at the operating point
+    ``decision`` (window and threshold), else the task's threshold."""
     test = task.stream("test", task.samples_for_steps(cfg.test_steps), seed=cfg.seed + 2)
     base = {"task": task.name, "model": cfg.model, "loss": cfg.loss, "hidden": cfg.hidden,
             "epochs": cfg.epochs, "seed": cfg.seed, "train_seconds": round(train_seconds, 1)}
@@ -107,7 +166,7 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log,
         base["frame_stack"] = task.stack
     background = task.background_stream("test", cfg.background_hours * 3600, seed=cfg.seed + 3) \
         if task.period_s and cfg.background_hours > 0 else None
-    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background, threshold)]
+    records = [{**base, **r} for r in evaluation_records(model, task, test, cfg.loss, background, decision)]
     for r in records:
         log(f"test ({r['eval']}, {r['steps']:,} steps): acc_p {r['acc_p']:.4f}  acc_f {r['acc_f']:.4f}  "
             f"false_alarm {r['false_alarm']:.4f}  noise_conf {r['noise_conf']:.3f}")
@@ -121,11 +180,12 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log,
     return test, records
 
 
-# The operating point (the decision threshold a keyword model ships): chosen on the
-# validation split, never the test split: the fewest missed keywords among thresholds whose
-# false accepts (every val clip in an unreset stream, plus every distinct second of val
-# background) stay at or under one per OP_KEYWORDS_PER_FALSE_ACCEPT keywords.
-OP_KEYWORDS_PER_FALSE_ACCEPT = 100
+# The operating point (the decision a keyword model ships: smoothing window and threshold):
+# chosen on the validation split, never the test split: the most keywords found among the
+# points whose false accepts (every val clip in an unreset stream, plus every distinct
+# second of val background) stay at or under one per OP_KEYWORDS_PER_FALSE_ACCEPT keywords.
+OP_KEYWORDS_PER_FALSE_ACCEPT = 30
+OP_WINDOWS = (3, 5, 8)
 OP_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.5, 0.99, 50), 3))
 
 
@@ -138,20 +198,22 @@ def choose_operating_point(model, task, seed: int, log=lambda s: None) -> dict:
     bg = task.background_stream("val", None, seed=seed)
     probs, bg_probs = softmax(predict(model, val)), softmax(predict(model, bg))
     rows = []
-    for thr in OP_THRESHOLDS:
-        km = keyword_metrics(detect_events(probs, classes, thr), val, classes, task.period_s)
-        fa_bg = len(detect_events(bg_probs, classes, thr, keywords=keywords))
-        rows.append({"threshold": thr, "keywords": km["keywords"], "misses": km["misses"],
-                     "false_accepts": km["false_accepts"] + fa_bg})
+    for window in OP_WINDOWS:
+        for thr in OP_THRESHOLDS:
+            km = keyword_metrics(detect_events(probs, classes, thr, window), val, classes, task.period_s)
+            fa_bg = len(detect_events(bg_probs, classes, thr, window, keywords=keywords))
+            rows.append({"threshold": thr, "window": window, "keywords": km["keywords"], "misses": km["misses"],
+                         "false_accepts": km["false_accepts"] + fa_bg})
     ok = [r for r in rows if r["false_accepts"] * OP_KEYWORDS_PER_FALSE_ACCEPT <= r["keywords"]]
-    best = min(ok, key=lambda r: (r["misses"], -r["threshold"])) if ok else rows[-1]
+    best = min(ok or rows, key=lambda r: (r["misses"] if ok else r["false_accepts"], -r["threshold"], r["window"]))
     op = {**best, "chosen_on": "val",
-          "rule": f"fewest misses with at most 1 false accept per {OP_KEYWORDS_PER_FALSE_ACCEPT} keywords",
+          "rule": f"most keywords found with at most 1 false accept per {OP_KEYWORDS_PER_FALSE_ACCEPT} keywords "
+                  f"(windows {', '.join(map(str, OP_WINDOWS))} steps, thresholds 0.5-0.99)",
           "met": bool(ok), "val_stream_s": round(len(val) * task.period_s, 1),
           "val_background_s": round(len(bg) * task.period_s, 1)}
-    log(f"operating point (val): threshold {op['threshold']:.2f}: {op['misses']} of {op['keywords']} keywords "
-        f"missed, {op['false_accepts']} false accepts over {op['val_stream_s']:.0f} s of val stream and "
-        f"{op['val_background_s']:.0f} s of val background" + ("" if ok else " (no threshold met the rule)"))
+    log(f"operating point (val): window {op['window']}, threshold {op['threshold']:.2f}: {op['misses']} of "
+        f"{op['keywords']} keywords missed, {op['false_accepts']} false accepts over {op['val_stream_s']:.0f} s of "
+        f"val stream and {op['val_background_s']:.0f} s of val background" + ("" if ok else " (no point met the rule)"))
     return op
 
 
@@ -200,10 +262,10 @@ def evaluations(mode_name: str) -> list[tuple[str, bool]]:
 
 
 def evaluation_records(model, task, stream: Stream, mode_name: str, background: Stream | None = None,
-                       threshold: float | None = None) -> list[dict]:
+                       decision: dict | None = None) -> list[dict]:
     """Every model on the same unreset stream; periodic-reset also with its oracle. Audio
-    tasks also get keyword metrics as the field reports them, at ``threshold`` (default the
-    task's): hits, misses and false accepts of the runtime's event detection, false accepts
+    tasks also get keyword metrics as the field reports them, at the operating point
+    ``decision`` (default: the task's threshold, window 3): hits, misses and false accepts of the runtime's event detection, false accepts
     on ``background`` (background only, each second once) and during non-keyword speech, each
     with the distinct seconds it rests on and its 95% upper bound, and the DET curve with its
     operating point at 1 false accept per hour."""
@@ -213,16 +275,17 @@ def evaluation_records(model, task, stream: Stream, mode_name: str, background: 
         rec = {"eval": name, **stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)}
         if task.period_s and background is not None:
             rec.update(_keyword_record(softmax(logits), softmax(predict(model, background, False)), stream, task,
-                                       task.threshold if threshold is None else threshold))
+                                       decision or {"threshold": task.threshold, "window": 3}))
         records.append(rec)
     return records
 
 
-def _keyword_record(probs, bg_probs, stream: Stream, task, threshold: float) -> dict:
+def _keyword_record(probs, bg_probs, stream: Stream, task, decision: dict) -> dict:
     from edgerf.runtime.events import FILLER_CLASSES, detect_events
     classes = list(task.classes)
     keywords = [c for c in classes if c not in FILLER_CLASSES]
-    events = detect_events(probs, classes, threshold)
+    threshold, window = decision["threshold"], decision.get("window", 3)
+    events = detect_events(probs, classes, threshold, window)
     km = keyword_metrics(events, stream, classes, task.period_s)
     # non-keyword speech: keyword events that overlap an _unknown_ word (its end + 0.5 s)
     unknown = [(int(s), int(e)) for s, e in zip(stream.starts, stream.ends)
@@ -230,11 +293,11 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, threshold: float) -> 
     tol = int(round(0.5 / task.period_s))
     on_unknown = sum(any(ev.start <= e + tol and ev.end >= s for s, e in unknown)
                      for ev in events if ev.name in keywords)
-    curve = det_curve(probs, stream, bg_probs, classes, task.period_s)
+    curve = det_curve(probs, stream, bg_probs, classes, task.period_s, window=window)
     op = operating_point(curve, 1.0)
     bg_seconds = len(bg_probs) * task.period_s
-    on_background = len(detect_events(bg_probs, classes, threshold, keywords=keywords))
-    return {"threshold": threshold, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
+    on_background = len(detect_events(bg_probs, classes, threshold, window, keywords=keywords))
+    return {"threshold": threshold, "window": window, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
             "false_accepts": km["false_accepts"], "stream_fa_per_hour": km["fa_per_hour"],
             "latency_ms": km["latency_ms"], "background_fa": rate_per_hour(on_background, bg_seconds),
             "unknown_fa": rate_per_hour(on_unknown, sum(e - s + 1 for s, e in unknown) * task.period_s),
@@ -245,7 +308,8 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, threshold: float) -> 
 
 
 def train(cfg: TrainConfig, progress: bool = True,
-          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Checkpoint | None:
+          log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), state_file=None,
+          resume: bool = False) -> Checkpoint | None:
     """Train one model; return its checkpoint with test-stream results filled in.
 
     Under torchrun (``edgerf.distributed``) every rank runs this with the same config:
@@ -253,12 +317,17 @@ def train(cfg: TrainConfig, progress: bool = True,
     alone evaluates and returns the checkpoint (the other ranks return None)."""
     dist = setup(cfg.device)
     try:
-        return _train(cfg, dist, progress and dist.main, log if dist.main else (lambda s: None))
+        return _train(cfg, dist, progress and dist.main, log if dist.main else (lambda s: None), state_file, resume)
     finally:
         teardown(dist)
 
 
-def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | None:
+# With --save-every, whether a save is due is agreed over the ranks every this many chunks
+SAVE_CHECK_CHUNKS = 8
+
+
+def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
+           resume: bool = False) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
     task = get_task(cfg.task).bind(cfg.data, cfg.background).resolve(cfg.words).with_gaps(
@@ -289,29 +358,71 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     sched = cosine_schedule(opt, chunks_per_epoch * cfg.epochs)
 
     state = tuple(s.to(dist.device) for s in model.init_state(len(dist.lanes(cfg.batch))))
-    history, t_start = [], time.perf_counter()
-    for epoch in range(cfg.epochs):
-        lanes = _epoch_lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), rng)
-        L = dist.min_int(min(len(s) for s in lanes))      # the shortest lane over every rank
-        batch, n_chunks = _batch(lanes, mode.oracle_reset, L, dist.device, cfg.grace), L // cfg.bptt
-        t_epoch = time.perf_counter()
-        with bar(f"epoch {epoch + 1}/{cfg.epochs}", n_chunks * cfg.bptt * cfg.batch, progress,
-                 fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
-                        "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
-            state, loss_sum, hit, seen = _epoch(net, model, opt, sched, batch, n_chunks, state, mode, cfg, pb)
-        loss_sum, hit, seen = dist.sum(loss_sum / dist.world, hit, seen)   # the mean over ranks of each chunk's loss
-        if not dist.main:
-            continue
-        vm = evaluate(model, val, task.threshold, oracle_reset=mode.oracle_reset)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1),
-                        "lane_steps": n_chunks * cfg.bptt * cfg.batch,
-                        "train_acc_f": hit / max(seen, 1), "val_acc_p": vm["acc_p"],
-                        "val_acc_f": vm["acc_f"], "val_false_alarm": vm["false_alarm"],
-                        "seconds": time.perf_counter() - t_epoch})
-        log(f"epoch {epoch + 1}/{cfg.epochs}  loss {history[-1]['loss']:.4f}  "
-            f"train acc_f {history[-1]['train_acc_f']:.3f}  val acc_p {vm['acc_p']:.3f}  "
-            f"val acc_f {vm['acc_f']:.3f}  val false_alarm {vm['false_alarm']:.4f}  "
-            f"({history[-1]['seconds']:.0f} s)")
+    history, t_start, start_epoch, start_chunk, sums = [], time.perf_counter(), 0, 0, (0.0, 0, 0)
+    saved = None
+    if resume:
+        saved = _load_train_state(state_file, dist, cfg)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = tuple(s.to(dist.device) for s in saved["state"])
+        history, start_epoch, start_chunk = saved["history"], saved["epoch"], saved["chunk"]
+        sums, t_start = tuple(saved["sums"]), t_start - saved["elapsed"]
+        log(f"resuming from {state_file}: epoch {start_epoch + 1}, chunk {start_chunk} of {chunks_per_epoch}")
+    lanes = None
+    if cfg.lane_piece:
+        from edgerf.data.lanes import Lanes
+        lanes = Lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), cfg.seed, cfg.lane_piece, cfg.workers,
+                      grace=cfg.grace, position=saved["position"] if saved else None)
+    last_save = [time.perf_counter()]
+
+    def maybe_save(epoch, c, state, sums, force=False):
+        if state_file is None or c % SAVE_CHECK_CHUNKS and not force:
+            return
+        due = dist.sum(float(dist.main and time.perf_counter() - last_save[0] >= cfg.save_every * 60))[0]
+        if due or force:
+            _save_train_state(state_file, dist, cfg, model, opt, sched, state, lanes, epoch, c, sums, history,
+                              time.perf_counter() - t_start)
+            last_save[0] = time.perf_counter()
+
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            if lanes is None:
+                epoch_lanes = _epoch_lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), rng)
+                L = dist.min_int(min(len(s) for s in epoch_lanes))      # the shortest lane over every rank
+                n_chunks = L // cfg.bptt
+                chunk = _slices(_batch(epoch_lanes, mode.oracle_reset, L, dist.device, cfg.grace), cfg.bptt)
+            else:
+                n_chunks, chunk = chunks_per_epoch, _pieces(lanes, cfg, dist.device)
+            first = start_chunk if epoch == start_epoch else 0
+            t_epoch, waited = time.perf_counter(), lanes.waited_s if lanes else 0.0
+            with bar(f"epoch {epoch + 1}/{cfg.epochs}", (n_chunks - first) * cfg.bptt * cfg.batch, progress,
+                     fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
+                            "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
+                state, loss_sum, hit, seen = _epoch(
+                    net, model, opt, sched, chunk, n_chunks, state, mode, cfg, pb, first,
+                    sums if epoch == start_epoch else (0.0, 0, 0),
+                    after=(lambda c, st, sm, e=epoch: maybe_save(e, c, st, sm)) if lanes else None)
+            loss_sum, hit, seen = dist.sum(loss_sum / dist.world, hit, seen)   # the mean over ranks of each chunk's loss
+            if dist.main:
+                vm = evaluate(model, val, task.threshold, oracle_reset=mode.oracle_reset)
+                history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1),
+                                "lane_steps": n_chunks * cfg.bptt * cfg.batch,
+                                "train_acc_f": hit / max(seen, 1), "val_acc_p": vm["acc_p"],
+                                "val_acc_f": vm["acc_f"], "val_false_alarm": vm["false_alarm"],
+                                "seconds": time.perf_counter() - t_epoch})
+                if lanes is not None:        # how long the loop waited for data (workers building pieces)
+                    history[-1]["data_wait"] = (lanes.waited_s - waited) / max(history[-1]["seconds"], 1e-9)
+                log(f"epoch {epoch + 1}/{cfg.epochs}  loss {history[-1]['loss']:.4f}  "
+                    f"train acc_f {history[-1]['train_acc_f']:.3f}  val acc_p {vm['acc_p']:.3f}  "
+                    f"val acc_f {vm['acc_f']:.3f}  val false_alarm {vm['false_alarm']:.4f}  "
+                    f"({history[-1]['seconds']:.0f} s"
+                    + (f", {history[-1]['data_wait']:.1%} waiting for data)" if lanes else ")"))
+            if lanes is not None and state_file is not None and epoch + 1 < cfg.epochs:
+                maybe_save(epoch + 1, 0, state, (0.0, 0, 0), force=True)
+    finally:
+        if lanes is not None:
+            lanes.close()
     train_seconds = time.perf_counter() - t_start
     if not dist.main:
         return None
@@ -319,7 +430,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log) -> Checkpoint | No
     model.eval()
     model.to("cpu")
     decision = choose_operating_point(model, task, cfg.seed + 5, log) if task.period_s else None
-    test, records = _test(model, task, cfg, train_seconds, log, decision["threshold"] if decision else None)
+    test, records = _test(model, task, cfg, train_seconds, log, decision)
     return Checkpoint(
         model=model, task=task.spec(), decision=decision,
         training={"config": cfg.portable(), "command": cfg.command(), "history": history,

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from edgerf import checkpoint
 
@@ -89,3 +90,43 @@ def test_sweep_without_ray_runs_in_a_local_pool(tmp_path):
                         "--engine", "pool"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "on pool" in r.stderr and (tmp_path / "sweep.md").exists()
+
+
+PIECES = ["--task", "sfmnist", "--hidden", "8", "--epochs", "2", "--batch", "4", "--bptt", "16",
+          "--train-samples", "400", "--val-samples", "10", "--test-steps", "500", "--lane-piece", "8",
+          "--workers", "1", "--save-every", "0", "-q"]
+
+
+def _killed_then_resumed(tmp_path, nproc):
+    """A run killed (SIGKILL, workers and ranks with it) once it has saved its state, then resumed."""
+    cmd = [sys.executable, "-m", "edgerf", "train"]
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+               "--master_port", str(31500 + os.getpid() % 1000), "-m", "edgerf", "train"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([*cmd, "-o", "cut.pt", *PIECES], cwd=tmp_path, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "cut.pt.train-state"
+    deadline = time.time() + 120
+    while not state.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert state.exists() and not (tmp_path / "cut.pt").exists(), "the run ended before it could be killed"
+    r = subprocess.run([*cmd, "-o", "cut.pt", *PIECES, "--resume"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stderr
+    return checkpoint.load(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("nproc", [None, 2])
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, nproc):
+    _train(["-o", "whole.pt", *PIECES], tmp_path, nproc=nproc)
+    whole = checkpoint.load(tmp_path / "whole.pt")
+    cut = _killed_then_resumed(tmp_path, nproc)
+    a, b = whole.model.state_dict(), cut.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in whole.training["history"]] == [h["loss"] for h in cut.training["history"]]
+    assert not (tmp_path / "cut.pt.train-state").exists()          # done: nothing left to resume
