@@ -98,6 +98,10 @@ class TrainConfig:
                                              "gain is drawn uniformly; default -6).", within=(-60, 40))
     gain_max_db: float | None = option(None, "Audio tasks: loudest training gain of a word clip, dB (default +6).",
                                        within=(-60, 40))
+    mix_snr_min_db: float | None = option(None, "Audio tasks: mix background under each training word at an SNR "
+                                                "drawn from [min, max] dB (default: up to half the background's own "
+                                                "level).", within=(-30, 60))
+    mix_snr_max_db: float | None = option(None, "Audio tasks: see --mix-snr-min-db.", within=(-30, 60))
     lane_piece: int | None = option(None, "Build the training lanes piece by piece, N samples a piece, so memory "
                                           "is set by N x --batch, not by the dataset (edgerf.data.lanes). Default: "
                                           "each epoch's lanes whole, as before.", within=(1, 1 << 20))

@@ -219,6 +219,8 @@ class SpeechCommands(_Task):
     mix_max: float = 0.5                 # augmentation: most background mixed into a training clip
     gain_min_db: float = -6.0            # augmentation: each training clip's gain is drawn from
     gain_max_db: float = 6.0             # U(gain_min_db, gain_max_db) (with_gain)
+    mix_snr_db: tuple | None = None      # augmentation: background under each training clip at an SNR
+                                         # drawn from U(lo, hi) dB, instead of U(0, mix_max) of its level
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
@@ -241,6 +243,15 @@ class SpeechCommands(_Task):
             raise ValueError(f"--frame-stack must be in 1..100, not {k}")
         k = int(k)
         return replace(self, stack=k, features=N_MELS * k, period_s=round(self.hop / self.sample_rate * k, 6))
+
+    def with_mix_snr(self, lo: float | None, hi: float | None) -> "SpeechCommands":
+        """The task with training background mixed at an SNR from U(lo, hi) dB (None: as it is)."""
+        if lo is None and hi is None:
+            return self
+        if lo is None or hi is None or not -30 <= lo <= hi <= 60:
+            raise ValueError(f"--mix-snr-min-db and --mix-snr-max-db go together, -30 <= min <= max <= 60, not "
+                             f"{lo}..{hi}")
+        return replace(self, mix_snr_db=(float(lo), float(hi)))
 
     def with_gain(self, lo: float | None = None, hi: float | None = None) -> "SpeechCommands":
         """The task with another training gain range in dB (None: as it is)."""
@@ -370,7 +381,14 @@ class SpeechCommands(_Task):
                 noise = bg[rng.integers(len(bg))]
                 off = rng.integers(0, max(1, len(noise) - len(clip) + 1))
                 noise = np.resize(noise[off:off + len(clip)], len(clip))
-                clip = clip * 10 ** (rng.uniform(self.gain_min_db, self.gain_max_db) / 20) + rng.uniform(0, self.mix_max) * noise
+                if self.mix_snr_db is None:
+                    clip = clip * 10 ** (rng.uniform(self.gain_min_db, self.gain_max_db) / 20) + \
+                        rng.uniform(0, self.mix_max) * noise
+                else:       # the background at a drawn SNR under the word (as in a noisy room)
+                    clip = clip * 10 ** (rng.uniform(self.gain_min_db, self.gain_max_db) / 20)
+                    level = active_rms(clip) / 10 ** (rng.uniform(*self.mix_snr_db) / 20)
+                    noise_rms = float(np.sqrt(np.mean(noise.astype(np.float64) ** 2)))
+                    clip = clip + noise * np.float32(level / noise_rms if noise_rms > 1e-6 else 0.0)
             segs += [gap, clip]
             t += len(gap)
             bounds.append((t, t + len(clip), int(labels[i])))
@@ -497,7 +515,7 @@ def get_task(name_or_spec):
         if base is None:
             raise ValueError(f"unknown task {spec.get('name')!r}; known: {', '.join(TASKS)}")
         spec["classes"] = tuple(spec.get("classes", base.classes))
-        for k in ("mean", "std"):
+        for k in ("mean", "std", "mix_snr_db"):
             if isinstance(spec.get(k), list):
                 spec[k] = tuple(spec[k])
         known = {k: v for k, v in spec.items() if k in base.__dataclass_fields__}

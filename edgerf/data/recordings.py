@@ -7,12 +7,14 @@ writes ``rec.wav`` (16 kHz mono 16-bit) and ``rec.json`` (every word: its class,
 end in seconds, source file). How one is made, all drawn from ``seed``:
 
 - the bed: the test split's background clips (``_silence_``, or a ``--background`` folder's
-  test share) in a random order, joined and repeated to the length; ``truth["background"]``
-  says how many distinct seconds it holds, since a long bed repeats them;
+  test share), each brought to ``bed_dbfs`` RMS (their recorded levels span -61 to -13
+  dBFS, 10th to 90th percentile), in a random order, joined and repeated to the length;
+  ``truth["background"]`` says how many distinct seconds it holds, since a long bed repeats;
 - words: test-split clips (speakers outside the training split), ``keyword_share`` of them
   keywords and the rest ``_unknown_`` words, each scaled so its active RMS (over its 10 ms
-  frames within 30 dB of its loudest) stands ``snr_db`` over the bed's RMS under it, and
-  added to the bed after a gap drawn from U(``gap_min_s``, ``gap_max_s``).
+  frames within 30 dB of its loudest) stands ``snr_db`` over the bed, and added to the bed
+  after a gap drawn from U(``gap_min_s``, ``gap_max_s``). With the default bed level a word
+  at 12 dB SNR sits at -21 dBFS, the median level of the dataset's own words.
 
 ``score`` scores a model's events against the truth, as the field does: a keyword is found
 when an event of its class overlaps it (its end extended by ``tolerance_s``); every other
@@ -34,9 +36,12 @@ from edgerf.runtime.features import SAMPLE_RATE, active_rms
 FORMAT = "edgerf-recording/1"
 
 
+BED_DBFS = -33.0       # the dataset's median word level (-21 dBFS) less 12 dB
+
+
 def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_share: float = 0.7,
              gap_min_s: float = 1.0, gap_max_s: float = 2.5, background: Path | None = None,
-             keywords: tuple[str, ...] = speech.WORDS) -> tuple[np.ndarray, dict]:
+             keywords: tuple[str, ...] = speech.WORDS, bed_dbfs: float = BED_DBFS) -> tuple[np.ndarray, dict]:
     """A recording of about ``seconds`` (float PCM in [-1, 1]) and its truth."""
     mode = speech.split_mode(root)
     clips = speech.list_clips(root, "test", mode)
@@ -48,7 +53,10 @@ def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_s
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
     order = rng.permutation(len(bed_clips))
-    distinct = np.concatenate([bed_clips[k] for k in order]).astype(np.float32)
+    bed_level = 10 ** (bed_dbfs / 20)
+    levelled = [b * (bed_level / r) for b in (bed_clips[k] for k in order)
+                if (r := float(np.sqrt(np.mean(np.asarray(b, np.float64) ** 2)))) > 1e-6]
+    distinct = np.concatenate(levelled).astype(np.float32)
     bed = np.resize(distinct, n)
     out = bed.copy()
     placed, t = [], int(rng.uniform(gap_min_s, gap_max_s) * SAMPLE_RATE)
@@ -59,10 +67,9 @@ def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_s
         pcm = speech.read_wav(clip.path)
         if t + len(pcm) > n:
             break
-        under = float(np.sqrt(np.mean(bed[t:t + len(pcm)].astype(np.float64) ** 2)))
         level = active_rms(pcm)
         if level > 0:
-            gain = 10 ** (snr_db / 20) * max(under, 1e-4) / level
+            gain = 10 ** (snr_db / 20) * bed_level / level
             out[t:t + len(pcm)] += pcm * gain
             placed.append({"word": clip.word if is_keyword else speech.UNKNOWN, "keyword": bool(is_keyword),
                            "start_s": round(t / SAMPLE_RATE, 3), "end_s": round((t + len(pcm)) / SAMPLE_RATE, 3),
@@ -72,7 +79,7 @@ def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_s
     if peak > 1.0:                          # never clip: the whole recording down, SNR unchanged
         out /= peak
     truth = {"format": FORMAT, "seconds": round(n / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
-             "snr_db": snr_db, "seed": seed, "keyword_share": keyword_share,
+             "snr_db": snr_db, "bed_dbfs": bed_dbfs, "seed": seed, "keyword_share": keyword_share,
              "source": f"{speech.label(root)}, test split ({mode} split): speakers outside the training split",
              "background": {"clips": len(bed_clips), "distinct_s": round(len(distinct) / SAMPLE_RATE, 1)},
              "made_by": (f"python -m edgerf.data.recordings --minutes {seconds / 60:g} --snr {snr_db:g} "
@@ -115,6 +122,7 @@ def main(argv=None) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the .wav to write (its .json beside it)")
     p.add_argument("--minutes", type=float, default=2.0)
     p.add_argument("--snr", type=float, default=12.0, help="word level over the bed, dB")
+    p.add_argument("--bed-dbfs", type=float, default=BED_DBFS, help="the background bed's RMS level, dBFS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keyword-share", type=float, default=0.7)
     p.add_argument("--data", default=None, help="dataset folder (default: as edgerf train finds it)")
@@ -123,7 +131,8 @@ def main(argv=None) -> None:
     if a.output.suffix != ".wav" or not 0 < a.minutes <= 600 or not 0 <= a.keyword_share <= 1:
         p.error("give -o NAME.wav, 0 < --minutes <= 600 and 0 <= --keyword-share <= 1")
     root = locate("speech-commands", a.data, a.background).root
-    pcm, truth = generate(root, a.minutes * 60, a.snr, a.seed, a.keyword_share, background=a.background)
+    pcm, truth = generate(root, a.minutes * 60, a.snr, a.seed, a.keyword_share, background=a.background,
+                          bed_dbfs=a.bed_dbfs)
     write(a.output, pcm, truth)
     print(f"wrote {a.output} ({truth['seconds']:.0f} s, {len(truth['words'])} words, {truth['keywords']} keywords, "
           f"{a.snr:g} dB SNR over {truth['background']['distinct_s']:.0f} s of distinct background)")
