@@ -104,8 +104,15 @@ def markdown(rep: dict, plots: bool = True) -> str:
     for r in rep["targets"]:
         ws = ", ".join(f"{w['median_us']:.1f}/{w['p99_us']:.1f}" for w in r["latency"]["windows"])
         out.append(f"- {r['target']}: {ws}")
+    if rep.get("levels"):
+        from edgerf.bench.levels import COLUMNS
+        from edgerf.bench.report import markdown_table
+        out += ["", "At other speech levels (`gain`: every word scaled, gaps as recorded) and SNRs (`snr`: every "
+                "word over a real background bed), events at the operating point:", "",
+                markdown_table(rep["levels"], COLUMNS)]
     if plots:
-        out += ["", "Plots: `latency.png`, `accuracy_along_stream.png`, `stream_excerpt.png`.", ""]
+        out += ["", "Plots: `latency.png`, `accuracy_along_stream.png`, `stream_excerpt.png`"
+                + (", `levels.png`." if rep.get("levels") else "."), ""]
     return "\n".join(out)
 
 
@@ -123,6 +130,9 @@ def write_report(run, out_dir: Path) -> list[Path]:
     files = [out_dir / "bench.json", out_dir / "bench.md"]
     if drawn:
         files += plots(run.report, run.targets, run.stream, out_dir)
+        if run.report.get("levels"):
+            from edgerf.bench.levels import plot as plot_levels
+            files.append(plot_levels(run.report["levels"], out_dir / "levels.png"))
     return files
 
 

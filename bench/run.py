@@ -165,6 +165,8 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         raise ArtifactError("nothing to benchmark: give artifacts, --ckpt, or neither for the built-in model.")
     manifests, integrity = _manifests(artifacts, cfg.allow_unverified)
     first = manifests[artifacts[0]]
+    if cfg.levels and not first["frame"].get("period_s"):
+        raise DataError("--levels sweeps speech level and SNR: it is for audio models.")
     stream, ref_logits, model, ref_desc, data = _reference(first, artifacts, ckpt, cfg, log)
 
     targets = [Target("torch", ckpt, "fp32")] if model is not None else []
@@ -195,7 +197,20 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
                                                 allow_unverified=cfg.allow_unverified, target=tg.on)
     for tg in targets:
         tg.result["integrity"] = integrity.get(tg.path, "checkpoint digest verified")
-    return BenchRun(_report(targets, first, cfg, ref_desc, stream, data), targets, stream)
+    report = _report(targets, first, cfg, ref_desc, stream, data)
+    if cfg.levels:
+        report["levels"] = _levels(artifacts[0], first, cfg, log)
+    return BenchRun(report, targets, stream)
+
+
+def _levels(artifact: Path, manifest: dict, cfg: BenchConfig, log) -> list[dict]:
+    """--levels: the first artifact at other speech gains and SNRs (edgerf.bench.levels)."""
+    from edgerf.bench.levels import sweep
+    from edgerf.runtime import StepModel
+    from edgerf.tasks import get_task
+    task = get_task(manifest["frame"]).bind(cfg.data, cfg.background)
+    model = StepModel.load(artifact, allow_unverified=cfg.allow_unverified)
+    return sweep(model, task, min(cfg.steps, 20_000), artifact.name, log)
 
 
 def _manifests(artifacts: list[Path], allow_unverified: bool = False) -> tuple[dict[Path, dict], dict[Path, str]]:

@@ -227,6 +227,9 @@ class BenchConfig:
                                           "litert (XNNPACK), litert-nodelegate, litert-ref, tflm (TFLite Micro, "
                                           "host-emulated timing), ort, onnx-ref. Default: each format's default "
                                           "target (litert, ort).", "--target")
+    levels: bool = option(False, "Audio models: also sweep speech gain (-30..+10 dB) and SNR over real "
+                                 "background (-5..+20 dB) on the first artifact: acc_p, keywords found and false "
+                                 "accepts per point (needs the dataset).", "--levels/--no-levels")
     allow_unverified: bool = option(False, "Bench artifacts whose manifest is not sealed into them (each such "
                                            "row is marked UNVERIFIED in the report).",
                                     "--allow-unverified/--verified-only")

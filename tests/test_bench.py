@@ -168,3 +168,22 @@ def test_the_grid_summarises_each_row_over_its_seeds():
     assert "0,1,2" in row and "0.8300 [0.8000, 0.8600]" in row
     assert "| rnn" not in table                     # one seed: nothing to summarise
     assert seed_summary(single) == ""
+
+
+def test_bench_levels_sweeps_gain_and_snr_on_an_audio_model(tmp_path):
+    """`edgerf bench --levels`: the keyword model at each speech gain and SNR, in the report and a plot."""
+    from edgerf.bench.levels import GAINS_DB, SNRS_DB
+    from edgerf.models import builtin_artifact
+    out = tmp_path / "rep"
+    r = CliRunner().invoke(app, ["bench", str(builtin_artifact("kws-gru")), "--levels", "--steps", "600",
+                                 "--no-rss", "--seconds", "0.05", "--windows", "1", "--report", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((out / "bench.json").read_text())["levels"]
+    assert [(x["sweep"], x["db"]) for x in rows] == [("gain", g) for g in GAINS_DB] + [("snr", s) for s in SNRS_DB]
+    loud, quiet = (next(x for x in rows if x["sweep"] == "gain" and x["db"] == d) for d in (0, -30))
+    assert loud["samples"] > 0 and quiet["hits"] <= loud["hits"] + 2          # words 30 dB down are harder, not easier
+    assert (out / "levels.png").stat().st_size > 10_000 and "At other speech levels" in (out / "bench.md").read_text()
+    # an image model has no speech level to sweep
+    r = CliRunner().invoke(app, ["bench", "--levels", "--steps", "300", "--no-rss", "--seconds", "0.05",
+                                 "--windows", "1", "-q"])
+    assert r.exit_code == 2 and "audio models" in r.output

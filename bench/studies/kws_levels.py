@@ -19,14 +19,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from edgerf.bench.levels import COLUMNS, plot, sweep
 from edgerf.bench.report import markdown_table
 from edgerf.bench.studies import RESULTS
-
-GAINS_DB = (-30, -20, -10, -6, 0, 6, 10)
-SNRS_DB = (-5, 0, 5, 10, 15, 20)
-COLUMNS = ["model", "sweep", "db", "acc_p", "samples", "hits", "misses", "false_accepts", "false_alarm"]
 
 
 def _load(path: str):
@@ -38,40 +33,6 @@ def _load(path: str):
         from edgerf import torch_step
         return torch_step.load(Path(path)), Path(path).name + " (torch)"
     return StepModel.load(Path(path)), Path(path).name
-
-
-def evaluate(model, task, steps: int, **level) -> dict:
-    from edgerf.runtime.events import detect_events
-    from edgerf.runtime.metrics import keyword_metrics, softmax, stream_metrics
-    from edgerf.tasks import EVAL_SEED
-    stream = task.stream("test", task.samples_for_steps(steps), seed=EVAL_SEED, **level)
-    model.set_state({n: np.zeros_like(v) for n, v in model.get_state().items()})
-    logits = model.run(stream.x)
-    sm = stream_metrics(logits, stream.labels, stream.mask, stream.ends, task.threshold)
-    km = keyword_metrics(detect_events(softmax(logits), list(task.classes), model.threshold), stream,
-                         list(task.classes), task.period_s)
-    return {"acc_p": sm["acc_p"], "samples": sm["samples"], "hits": km["hits"], "misses": km["misses"],
-            "false_accepts": km["false_accepts"], "false_alarm": sm["false_alarm"]}
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, sweep, label in ((axes[0], "gain", "speech gain, dB (gaps as recorded)"),
-                             (axes[1], "snr", "SNR over a real background bed, dB")):
-        for name in dict.fromkeys(r["model"] for r in rows):
-            pts = [r for r in rows if r["model"] == name and r["sweep"] == sweep]
-            ax.plot([r["db"] for r in pts], [r["acc_p"] for r in pts], "o-", label=name)
-            ax.plot([r["db"] for r in pts], [r["hits"] / max(r["hits"] + r["misses"], 1) for r in pts], "x--",
-                    alpha=0.6, label=f"{name}: keywords found")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("acc_p (o) / share of keywords found (x)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def main(argv=None) -> int:
@@ -86,12 +47,7 @@ def main(argv=None) -> int:
     rows = []
     for path in a.models:
         model, name = _load(path)
-        task = get_task(model.manifest["frame"]).bind()
-        for sweep, points in (("gain", GAINS_DB), ("snr", SNRS_DB)):
-            for db in points:
-                r = evaluate(model, task, a.steps, **{f"{sweep}_db": float(db)})
-                rows.append({"model": name, "sweep": sweep, "db": db, **r})
-                print(rows[-1], flush=True)
+        rows += sweep(model, get_task(model.manifest["frame"]).bind(), a.steps, name, log=print)
     m = machine_info()
     command = "python -m edgerf.bench.studies.kws_levels " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(a.out)
