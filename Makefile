@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test docs fuzz grid arm64 armhf results builtin soak scaling clean
+.PHONY: setup demo test docs fuzz grid arm64 armhf results builtin soak scaling scale clean
 
 GRU128 := $(addprefix runs/sfmnist/export/gru-reset-free,.onnx .int8.onnx .tflite .int8.tflite)
 
@@ -73,6 +73,13 @@ results: $(STAMP)
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
 		--report bench/results/bench-gru128-arm64 --force
 	$(BIN)/python -m edgerf.bench.armhf
+	$(BIN)/python -m edgerf.bench.studies.kws_levels kws-gru
+	$(BIN)/python -m edgerf.bench.studies.gap_kinds edgerf/models/default-gru.pt
+	$(BIN)/pip install -q -e ".[rival]" && $(BIN)/python -m edgerf.bench.studies.kws_pipeline
+
+## bench/results/data_scale.md: training memory at 1x, 4x and 16x the speech folder (about 30 min).
+scale: $(STAMP)
+	$(BIN)/python -m edgerf.bench.studies.data_scale
 
 ## bench/results/soak.md: 10^6 unreset steps per artifact, GRU reset-free beside ce (their
 ## checkpoints: the built-in recipe, trained and exported into runs/soak).

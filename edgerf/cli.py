@@ -319,7 +319,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
 def _keyword_lines(op: dict | None, records: list[dict]) -> None:
     """An audio model's operating point and its false accepts, each with what it rests on."""
     if op:
-        typer.echo(f"operating point: window {op.get('window', 3)} steps, threshold {op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
+        typer.echo(f"operating point: window {op.get('window', 3)} steps, merge {op.get('merge', 0)} steps, threshold "
+                   f"{op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
                    f"{op['misses']} of {op['keywords']} keywords missed, {op['false_accepts']} false accepts over "
                    f"{op['val_stream_s']:.0f} s of val stream and {op['val_background_s']:.0f} s of val background")
     for r in records:

@@ -186,7 +186,15 @@ def _test(model, task, cfg: TrainConfig, train_seconds: float, log,
 # second of val background) stay at or under one per OP_KEYWORDS_PER_FALSE_ACCEPT keywords.
 OP_KEYWORDS_PER_FALSE_ACCEPT = 30
 OP_WINDOWS = (3, 5, 8)
+OP_MERGES = (0, 6, 12)        # steps within which runs above threshold are one event (EventDetector)
 OP_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.5, 0.99, 50), 3))
+
+
+def final_evaluation(model, task, cfg: TrainConfig, train_seconds: float, log=lambda s: None):
+    """What a finished run records: the operating point (audio) and the test records at it."""
+    decision = choose_operating_point(model, task, cfg.seed + 5, log) if task.period_s else None
+    test, records = _test(model, task, cfg, train_seconds, log, decision)
+    return decision, test, records
 
 
 def choose_operating_point(model, task, seed: int, log=lambda s: None) -> dict:
@@ -199,19 +207,24 @@ def choose_operating_point(model, task, seed: int, log=lambda s: None) -> dict:
     probs, bg_probs = softmax(predict(model, val)), softmax(predict(model, bg))
     rows = []
     for window in OP_WINDOWS:
-        for thr in OP_THRESHOLDS:
-            km = keyword_metrics(detect_events(probs, classes, thr, window), val, classes, task.period_s)
-            fa_bg = len(detect_events(bg_probs, classes, thr, window, keywords=keywords))
-            rows.append({"threshold": thr, "window": window, "keywords": km["keywords"], "misses": km["misses"],
-                         "false_accepts": km["false_accepts"] + fa_bg})
+        for merge in OP_MERGES:
+            for thr in OP_THRESHOLDS:
+                km = keyword_metrics(detect_events(probs, classes, thr, window, merge=merge), val, classes,
+                                     task.period_s)
+                fa_bg = len(detect_events(bg_probs, classes, thr, window, keywords=keywords, merge=merge))
+                rows.append({"threshold": thr, "window": window, "merge": merge, "keywords": km["keywords"],
+                             "misses": km["misses"], "false_accepts": km["false_accepts"] + fa_bg})
     ok = [r for r in rows if r["false_accepts"] * OP_KEYWORDS_PER_FALSE_ACCEPT <= r["keywords"]]
-    best = min(ok or rows, key=lambda r: (r["misses"] if ok else r["false_accepts"], -r["threshold"], r["window"]))
+    best = min(ok or rows, key=lambda r: (r["misses"] if ok else r["false_accepts"], -r["threshold"], r["window"],
+                                          r["merge"]))
     op = {**best, "chosen_on": "val",
           "rule": f"most keywords found with at most 1 false accept per {OP_KEYWORDS_PER_FALSE_ACCEPT} keywords "
-                  f"(windows {', '.join(map(str, OP_WINDOWS))} steps, thresholds 0.5-0.99)",
+                  f"(windows {', '.join(map(str, OP_WINDOWS))} steps, merges {', '.join(map(str, OP_MERGES))} "
+                  "steps, thresholds 0.5-0.99)",
           "met": bool(ok), "val_stream_s": round(len(val) * task.period_s, 1),
           "val_background_s": round(len(bg) * task.period_s, 1)}
-    log(f"operating point (val): window {op['window']}, threshold {op['threshold']:.2f}: {op['misses']} of "
+    log(f"operating point (val): window {op['window']}, merge {op['merge']}, threshold {op['threshold']:.2f}: "
+        f"{op['misses']} of "
         f"{op['keywords']} keywords missed, {op['false_accepts']} false accepts over {op['val_stream_s']:.0f} s of "
         f"val stream and {op['val_background_s']:.0f} s of val background" + ("" if ok else " (no point met the rule)"))
     return op
@@ -284,8 +297,8 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, decision: dict) -> di
     from edgerf.runtime.events import FILLER_CLASSES, detect_events
     classes = list(task.classes)
     keywords = [c for c in classes if c not in FILLER_CLASSES]
-    threshold, window = decision["threshold"], decision.get("window", 3)
-    events = detect_events(probs, classes, threshold, window)
+    threshold, window, merge = decision["threshold"], decision.get("window", 3), decision.get("merge", 0)
+    events = detect_events(probs, classes, threshold, window, merge=merge)
     km = keyword_metrics(events, stream, classes, task.period_s)
     # non-keyword speech: keyword events that overlap an _unknown_ word (its end + 0.5 s)
     unknown = [(int(s), int(e)) for s, e in zip(stream.starts, stream.ends)
@@ -296,8 +309,8 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, decision: dict) -> di
     curve = det_curve(probs, stream, bg_probs, classes, task.period_s, window=window)
     op = operating_point(curve, 1.0)
     bg_seconds = len(bg_probs) * task.period_s
-    on_background = len(detect_events(bg_probs, classes, threshold, window, keywords=keywords))
-    return {"threshold": threshold, "window": window, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
+    on_background = len(detect_events(bg_probs, classes, threshold, window, keywords=keywords, merge=merge))
+    return {"threshold": threshold, "window": window, "merge": merge, "hits": km["hits"], "misses": km["misses"], "miss_rate": km["miss_rate"],
             "false_accepts": km["false_accepts"], "stream_fa_per_hour": km["fa_per_hour"],
             "latency_ms": km["latency_ms"], "background_fa": rate_per_hour(on_background, bg_seconds),
             "unknown_fa": rate_per_hour(on_unknown, sum(e - s + 1 for s, e in unknown) * task.period_s),
@@ -433,8 +446,7 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
 
     model.eval()
     model.to("cpu")
-    decision = choose_operating_point(model, task, cfg.seed + 5, log) if task.period_s else None
-    test, records = _test(model, task, cfg, train_seconds, log, decision)
+    decision, test, records = final_evaluation(model, task, cfg, train_seconds, log)
     return Checkpoint(
         model=model, task=task.spec(), decision=decision,
         training={"config": cfg.portable(), "command": cfg.command(), "history": history,

@@ -185,7 +185,7 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
     batch, bptt, clip)."""
     from edgerf.runtime.progress import bar
     from edgerf.loss import TRAINING_MODES
-    from edgerf.train import _batch, _epoch, _epoch_lanes, cosine_schedule, evaluate
+    from edgerf.train import _batch, _epoch, _epoch_lanes, _slices, cosine_schedule, evaluate
 
     recipe = {k: v for k, v in train_config.items()            # the folders were bound to ``task`` already
               if k in TrainConfig.__dataclass_fields__ and k not in ("data", "background")}
@@ -213,7 +213,8 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
         with bar(f"int8 fine-tuning {epoch + 1}/{epochs}", n_chunks * cfg.bptt * batch, progress,
                  fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
                         "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
-            state, loss_sum, _, _ = _epoch(twin, tuned, opt, sched, b, n_chunks, state, mode, cfg, pb)
+            state, loss_sum, _, _ = _epoch(twin, tuned, opt, sched, _slices(b, cfg.bptt), n_chunks, state, mode, cfg,
+                                           pb)
         feeds = twin.calibrate(task, calibration_steps)     # for val, the next epoch and the export
         vm = evaluate(twin, val, task.threshold)
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(n_chunks, 1), "val_acc_p_int8": vm["acc_p"],

@@ -24,7 +24,7 @@ from edgerf.models import BUILTIN_DIR, BUILTINS, DEMO_RECORDING, DEMO_TRUTH, bui
 ROOT = Path(__file__).resolve().parents[1]
 HOST_ONLY = ("torch", "onnx", "onnxscript", "matplotlib")
 # What ships in the package folder: a budget, so the built-ins stay "a few MB".
-SHIPPED_BUDGET_BYTES = 5_000_000
+SHIPPED_BUDGET_BYTES = 8_000_000
 
 
 @pytest.mark.parametrize("name", BUILTINS)

@@ -219,8 +219,9 @@ def test_stream_cli_prints_events_and_persists_state(exported, sfmnist, tmp_path
     assert r.exit_code == 2 and "rejected" in r.output
 
 
-def _naive_events(probs, thr, window, min_steps):
-    """The detector's rule written out plainly: smoothed top class per step, maximal runs."""
+def _naive_events(probs, thr, window, min_steps, merge=0):
+    """The detector's rule written out plainly: smoothed top class per step, maximal runs,
+    runs within ``merge`` steps of each other joined under the most confident one's label."""
     C = probs.shape[1]
     hist = [np.full(C, 1.0 / C)] * window + list(probs.astype(np.float64))
     events, run = [], None
@@ -233,7 +234,14 @@ def _naive_events(probs, thr, window, min_steps):
         if p >= thr:
             run = [lab, t, t, p] if run is None else [run[0], run[1], t, max(run[3], p)]
     events += [run] if run else []
-    return [(e[0], e[1], e[2]) for e in events if e[2] - e[1] + 1 >= min_steps]
+    out = []
+    for r in (e for e in events if e[2] - e[1] + 1 >= min_steps):
+        if out and r[1] - out[-1][2] <= merge:
+            keep = out[-1] if out[-1][3] >= r[3] else r
+            out[-1] = [keep[0], out[-1][1], r[2], keep[3]]
+        else:
+            out.append(list(r))
+    return [(e[0], e[1], e[2]) for e in out]
 
 
 def test_event_detection_is_the_same_step_by_step_in_any_chunks_and_at_once():
@@ -248,19 +256,19 @@ def test_event_detection_is_the_same_step_by_step_in_any_chunks_and_at_once():
         probs[s:s + rng.integers(1, 40)] = p
     probs += rng.uniform(0, 0.05, probs.shape).astype(np.float32)
     probs /= probs.sum(1, keepdims=True)
-    for thr, window, min_steps in ((0.9, 3, 1), (0.7, 1, 1), (0.8, 5, 3)):
-        ref = _naive_events(probs, thr, window, min_steps)
+    for thr, window, min_steps, merge in ((0.9, 3, 1, 0), (0.7, 1, 1, 0), (0.8, 5, 3, 0), (0.7, 3, 1, 12)):
+        ref = _naive_events(probs, thr, window, min_steps, merge)
         assert len(ref) > 20
-        det = EventDetector(classes, thr, window, min_steps)
+        det = EventDetector(classes, thr, window, min_steps, merge=merge)
         one = [e for p in probs if (e := det.update(p)) is not None]
         one += [e] if (e := det.flush()) is not None else []
-        det, chunked, t = EventDetector(classes, thr, window, min_steps), [], 0
+        det, chunked, t = EventDetector(classes, thr, window, min_steps, merge=merge), [], 0
         while t < len(probs):
             n = int(rng.integers(0, 50))
             chunked += det.update_many(probs[t:t + n])
             t += n
         chunked += [e] if (e := det.flush()) is not None else []
-        for got in (one, chunked, detect_events(probs, classes, thr, window, min_steps)):
+        for got in (one, chunked, detect_events(probs, classes, thr, window, min_steps, merge=merge)):
             assert [(e.label, e.start, e.end) for e in got] == ref
         assert np.allclose([e.confidence for e in chunked], [e.confidence for e in one], atol=1e-6)
 

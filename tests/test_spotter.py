@@ -10,7 +10,7 @@ from edgerf.runtime.audio import read_wav
 def _by_hand(pcm):
     """The plain loop a user would write: featurize, step, softmax, detect, one frame at a time."""
     m = StepModel.load(builtin_artifact("kws-gru"))
-    det = EventDetector(m.classes, m.threshold, keywords=m.keywords)
+    det = EventDetector(m.classes, m.threshold, m.window, keywords=m.keywords, merge=m.merge)
     events = [e for f in m.featurize(pcm) if (e := det.update(m.probs(m.step(f)))) is not None]
     return events + ([e] if (e := det.flush()) is not None else [])
 

@@ -35,12 +35,27 @@ DEMO_TRUTH = BUILTIN_DIR / "kws-demo.json"
 
 
 def _stream_artifact(name: str) -> str:
-    """What `edgerf stream <built-in>` runs: the int8 TFLite graph (the smallest and fastest)
-    where a TFLite interpreter is installed, else the int8 ONNX graph where ONNX Runtime is,
-    else the int8 TFLite graph on the numpy backend (numpy alone)."""
+    """What `edgerf stream <built-in>` runs: the TFLite graph where a TFLite interpreter is
+    installed, else the ONNX graph where ONNX Runtime is, else the TFLite graph on the numpy
+    backend (numpy alone); int8, unless the export measured its int8 plan slower than fp32
+    (an a16w8 plan on CPU kernels: int8 then pays in size, not speed), and numpy alone, which
+    runs full int8 and fp32 only, gets fp32 then too."""
     from edgerf.runtime.targets import TARGETS
     tflite = any(TARGETS[t].present() for t in ("litert", "tflm")) or not TARGETS["ort"].present()
-    return artifact_name(name, ".tflite" if tflite else ".onnx", int8=True)
+    suffix = ".tflite" if tflite else ".onnx"
+    return artifact_name(name, suffix, int8=_int8_pays(BUILTIN_DIR / artifact_name(name, suffix, int8=True)))
+
+
+def _int8_pays(int8: Path) -> bool:
+    """Whether the export timed the chosen int8 plan of ``int8`` at most as slow as fp32 (its
+    sidecar's precision report; no record: int8)."""
+    import json
+    try:
+        p = json.loads(int8.with_name(int8.name + ".json").read_text())["precision"]
+        row = next(t for t in p.get("tried", []) if t["plan"] == p["plan"])
+        return row["closed_loop_us"] <= row["closed_loop_us_fp32"]
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return True
 
 
 def cache_dir() -> Path:

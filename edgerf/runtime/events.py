@@ -32,10 +32,16 @@ class EventDetector:
     """Moving average over ``window`` steps, then hysteresis-free thresholding. ``keywords``:
     the classes that fire events (``StepModel.keywords``: every class but filler such as
     ``_unknown_``); None: every class. ``update`` takes one step, ``update_many`` a chunk of
-    steps at once (the same events for any chunking: tests/test_runtime.py)."""
+    steps at once (the same events for any chunking: tests/test_runtime.py).
+
+    ``merge``: runs above threshold that follow each other within ``merge`` steps are one
+    utterance and make one event, labelled with the class of the most confident run (a
+    word heard first as its look-alike, "no" after "on", is reported once, as what the
+    model settled on; an ``_unknown_`` run that wins silences the keyword it absorbed).
+    The event is reported ``merge`` steps after it ends. 0: every run is its own event."""
 
     def __init__(self, classes: list[str], threshold: float = 0.9, window: int = 3, min_steps: int = 1,
-                 keywords: list[str] | None = None):
+                 keywords: list[str] | None = None, merge: int = 0):
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
         self.classes, self.threshold, self.min_steps = list(classes), threshold, min_steps
@@ -44,6 +50,8 @@ class EventDetector:
         self._recent = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
         self._t = -1
         self._open: list | None = None   # [label, start, last, peak]
+        self.merge = max(0, int(merge))
+        self._pending: list | None = None   # a closed run that a run within ``merge`` steps may join
 
     def update(self, probs: np.ndarray) -> Event | None:
         """Feed one step's probabilities [C]; returns an event when one closes."""
@@ -73,33 +81,52 @@ class EventDetector:
         for i in np.flatnonzero(watch).tolist():
             lab, p = int(label[i]), float(peak[i])
             if self._open is not None and (p < self.threshold or lab != self._open[0]):
-                if (ev := self._close()) is not None:
-                    events.append(ev)
+                self._end_run()
             if on[i]:
                 if self._open is None:
+                    if self._pending is not None and t0 + i - self._pending[2] > self.merge:
+                        events += self._emit()
                     self._open = [lab, t0 + i, t0 + i, p]
                 else:
                     self._open[2], self._open[3] = t0 + i, max(self._open[3], p)
         self._t += n
+        if self._pending is not None and self._open is None and self._t - self._pending[2] > self.merge:
+            events += self._emit()
         return events
 
     def flush(self) -> Event | None:
-        """Close an event still open at the end of the input."""
-        return self._close() if self._open is not None else None
+        """The event still open or waiting at the end of the input."""
+        if self._open is not None:
+            self._end_run()
+        events = self._emit() if self._pending is not None else []
+        return events[0] if events else None
 
-    def _close(self) -> Event | None:
-        label, start, last, peak = self._open
-        self._open = None
-        if last - start + 1 < self.min_steps or (self.keywords is not None
-                                                 and self.classes[label] not in self.keywords):
-            return None
-        return Event(label, self.classes[label], start, last, peak)
+    def _end_run(self) -> None:
+        """The open run ends: it waits as the pending event, or joins the one waiting (the
+        more confident run gives the label)."""
+        run, self._open = self._open, None
+        if self._min_ok(run) and self._pending is not None:
+            keep = self._pending if self._pending[3] >= run[3] else run
+            run = [keep[0], self._pending[1], run[2], keep[3]]
+        elif not self._min_ok(run):
+            return
+        self._pending = run
+
+    def _min_ok(self, run) -> bool:
+        return run[2] - run[1] + 1 >= self.min_steps
+
+    def _emit(self) -> list[Event]:
+        label, start, last, peak = self._pending
+        self._pending = None
+        if self.keywords is not None and self.classes[label] not in self.keywords:
+            return []
+        return [Event(label, self.classes[label], start, last, peak)]
 
 
 def detect_events(probs: np.ndarray, classes: list[str], threshold: float = 0.9, window: int = 3,
-                  min_steps: int = 1, keywords: list[str] | None = None) -> list[Event]:
+                  min_steps: int = 1, keywords: list[str] | None = None, merge: int = 0) -> list[Event]:
     """Every event ``EventDetector`` emits over probs [T, C] (flush included): for scoring
     long streams at many thresholds."""
-    det = EventDetector(classes, threshold, window, min_steps, keywords)
+    det = EventDetector(classes, threshold, window, min_steps, keywords, merge)
     events = det.update_many(probs)
     return events + [ev] if (ev := det.flush()) is not None else events

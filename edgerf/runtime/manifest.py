@@ -15,7 +15,8 @@ by name. Schema ``edgerf-step/1``:
                 [min, max] over a long unreset stream (the watchdog's reference)
     frame       the task spec: what a frame is (features, normalisation, period...)
     decision    {"threshold": ..., "keywords": [classes that fire events; filler such as
-                _unknown_ does not], "window": steps of probability smoothing, and
+                _unknown_ does not], "window": steps of probability smoothing, "merge":
+                steps within which runs above threshold are one event, and
                 "operating_point": how both were chosen on validation data (audio models
                 trained by this edgerf)}
     precision   the int8 plan and why it was chosen (per-state error figures)
@@ -233,9 +234,10 @@ def validate(manifest, where: str = "manifest") -> dict:
     t = _get(manifest["decision"], "threshold", float, where, "decision")
     if not 0 < t < 1:
         raise _bad(where, "decision.threshold", f"must lie in (0, 1), not {t}")
-    w = manifest["decision"].get("window", 3)
-    if isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1000:
-        raise _bad(where, "decision.window", f"must be a whole number of steps in 1..1000, not {w!r}")
+    for key, lo, default in (("window", 1, 3), ("merge", 0, 0)):
+        w = manifest["decision"].get(key, default)
+        if isinstance(w, bool) or not isinstance(w, int) or not lo <= w <= 1000:
+            raise _bad(where, f"decision.{key}", f"must be a whole number of steps in {lo}..1000, not {w!r}")
     kw = manifest["decision"].get("keywords")
     if kw is not None and not (isinstance(kw, list) and kw and all(k in manifest["model"]["classes"] for k in kw)):
         raise _bad(where, "decision.keywords", "must list classes of the model (those that fire events)")
@@ -486,7 +488,8 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
         "states": states,
         "frame": frame,
         "decision": {"threshold": threshold, **({"keywords": list(keywords)} if keywords is not None else {}),
-                     **({"window": int(operating_point.get("window", 3)), "operating_point": operating_point}
+                     **({"window": int(operating_point.get("window", 3)),
+                         "merge": int(operating_point.get("merge", 0)), "operating_point": operating_point}
                         if operating_point is not None else {})},
         "precision": plan,
         "source": source,

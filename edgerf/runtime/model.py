@@ -86,6 +86,7 @@ class StepModel:
         self.features = manifest["inputs"][INPUT]["shape"][1]
         self.threshold = float(manifest.get("decision", {}).get("threshold", 0.9))
         self.window = int(manifest.get("decision", {}).get("window", 3))      # steps of probability smoothing
+        self.merge = int(manifest.get("decision", {}).get("merge", 0))        # steps within which runs are one event
         # the classes that fire events: the manifest's, else every class but the filler
         self.keywords = list(manifest.get("decision", {}).get("keywords")
                              or [c for c in self.classes if c not in FILLER_CLASSES])

@@ -26,16 +26,17 @@ from edgerf.runtime.metrics import softmax
 
 class Spotter:
     def __init__(self, model, threshold: float | None = None, window: int | None = None, all_classes: bool = False,
-                 keep=None, timed: bool = False):
+                 keep=None, timed: bool = False, merge: int | None = None):
         """``model``: a StepModel (or anything with its step/featurize/classes/keywords).
-        ``threshold``, ``window``: default the manifest's operating point. ``all_classes``: also events
+        ``threshold``, ``window``, ``merge``: default the manifest's operating point. ``all_classes``: also events
         of filler classes such as ``_unknown_``. ``keep(frames, probs)``: called with each
         chunk's stepped frames and probabilities (for plots). ``timed``: add the process
         time of each stage to ``seconds``."""
         self.model, self.keep = model, keep
         self.detector = EventDetector(model.classes, model.threshold if threshold is None else threshold,
                                       getattr(model, "window", 3) if window is None else window,
-                                      keywords=None if all_classes else model.keywords)
+                                      keywords=None if all_classes else model.keywords,
+                                      merge=getattr(model, "merge", 0) if merge is None else merge)
         self.seconds = {"features": 0.0, "model": 0.0, "probs": 0.0, "detection": 0.0}
         self._clock = time.process_time if timed else None
 
