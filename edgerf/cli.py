@@ -185,7 +185,8 @@ def train(
     if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
         return
     checkpoint.save(output, ckpt)
-    state_file.unlink(missing_ok=True)          # the run is done: nothing to resume
+    for f in [state_file, *state_file.parent.glob(state_file.name + ".rank*")]:
+        f.unlink(missing_ok=True)               # the run is done: nothing to resume
     typer.echo(json.dumps([{k: v for k, v in r.items() if k != "det"} for r in ckpt.results["test"]]))
     typer.secho(f"wrote {output}", err=True, fg=typer.colors.GREEN)
 

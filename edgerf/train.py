@@ -120,22 +120,35 @@ TRAIN_STATE_FORMAT = "edgerf-train-state/1"
 
 
 def _save_train_state(path, dist: Dist, cfg: TrainConfig, model, opt, sched, state, lanes, epoch: int,
-                      chunk: int, sums, history: list, elapsed: float) -> None:
+                      chunk: int, sums, history: list, elapsed: float, save_id: int) -> None:
     """Everything a run needs to continue exactly: weights, optimiser and schedule, and per
-    rank its carried recurrent state and lane positions (one file per rank, rank 0's holds the
-    shared part); written atomically."""
+    rank its carried recurrent state and lane positions. Each rank but 0 writes its part as
+    ``PATH.rank<r>.<save_id>``; once all have, rank 0 writes PATH (the shared part and its
+    own, naming ``save_id``) as the commit; older rank files go after. A run killed at any
+    moment leaves a PATH whose rank files all exist. Every file is written atomically."""
     import io
     from edgerf.runtime.atomic import write_bytes
     mine = {"state": [s.detach().cpu() for s in state], "position": lanes.position, "sums": list(sums)}
     if dist.main:
         mine |= {"format": TRAIN_STATE_FORMAT, "config": cfg.portable(), "model": model.state_dict(),
                  "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": epoch, "chunk": chunk,
-                 "history": history, "elapsed": elapsed, "world": dist.world}
+                 "history": history, "elapsed": elapsed, "world": dist.world, "save_id": save_id}
     buf = io.BytesIO()
     torch.save(mine, buf)
-    dist.barrier()                 # every rank at the same chunk before any file changes
-    write_bytes(path if dist.main else path.with_name(f"{path.name}.rank{dist.rank}"), buf.getvalue())
+    if not dist.main:
+        write_bytes(_rank_file(path, dist.rank, save_id), buf.getvalue())
+    dist.barrier()                 # every rank's part is on disk before the commit
+    if dist.main:
+        write_bytes(path, buf.getvalue())
     dist.barrier()
+    if not dist.main:
+        for old in path.parent.glob(f"{path.name}.rank{dist.rank}.*"):
+            if old.name != _rank_file(path, dist.rank, save_id).name:
+                old.unlink(missing_ok=True)
+
+
+def _rank_file(path, rank: int, save_id: int):
+    return path.with_name(f"{path.name}.rank{rank}.{save_id}")
 
 
 def _load_train_state(path, dist: Dist, cfg: TrainConfig) -> dict:
@@ -149,7 +162,7 @@ def _load_train_state(path, dist: Dist, cfg: TrainConfig) -> dict:
         diff = sorted(k for k in keep if then.get(k) != keep[k])
         raise CheckpointError(f"{path} was saved by another run ({', '.join(diff) or 'a different number of ranks'} "
                               "differ); resume with the options it was started with.")
-    mine = shared if dist.main else torch.load(path.with_name(f"{path.name}.rank{dist.rank}"), map_location="cpu",
+    mine = shared if dist.main else torch.load(_rank_file(path, dist.rank, shared["save_id"]), map_location="cpu",
                                                weights_only=True)
     return {**shared, "state": mine["state"], "position": mine["position"], "sums": mine["sums"]}
 
@@ -391,15 +404,16 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
         from edgerf.data.lanes import Lanes
         lanes = Lanes(task, train_arrays, cfg.batch, dist.lanes(cfg.batch), cfg.seed, cfg.lane_piece, cfg.workers,
                       grace=cfg.grace, position=saved["position"] if saved else None)
-    last_save = [time.perf_counter()]
+    last_save = [time.perf_counter(), saved["save_id"] if saved else 0]
 
     def maybe_save(epoch, c, state, sums, force=False):
         if state_file is None or c % SAVE_CHECK_CHUNKS and not force:
             return
         due = dist.sum(float(dist.main and time.perf_counter() - last_save[0] >= cfg.save_every * 60))[0]
         if due or force:
+            last_save[1] += 1
             _save_train_state(state_file, dist, cfg, model, opt, sched, state, lanes, epoch, c, sums, history,
-                              time.perf_counter() - t_start)
+                              time.perf_counter() - t_start, last_save[1])
             last_save[0] = time.perf_counter()
 
     try:

@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     inproc = in_process(a.model, pcm, truth["sample_rate"])
     ratio_cli = cli["edgerf"]["median_cpu_s"] / cli["microWakeWord"]["median_cpu_s"]
     ratio_in = inproc["edgerf"]["total_ms_per_s"] / inproc["microWakeWord"]["total_ms_per_s"]
+    from edgerf.models import BUILTINS, builtin_artifact
+    artifact = builtin_artifact(a.model).name if a.model in BUILTINS else Path(a.model).name
     m = machine_info()
     command = "python -m edgerf.bench.studies.kws_pipeline " + " ".join(argv if argv is not None else sys.argv[1:])
     out = {"command": command.strip(), "machine": m, "recording": {k: truth[k] for k in ("seconds", "snr_db", "seed",
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
 Produced by `{out['command']}` on {m['cpu']} ({m['arch']}), one process at a time. The recording:
 `python -m edgerf.data.recordings --minutes {a.minutes:g} --snr 12 --seed 0` ({truth['seconds']:.0f} s,
 {truth['keywords']} keywords of test-split speakers over {truth['background']['distinct_s']:.0f} s of distinct real
-background). edgerf runs `{a.model}` (its int8 TFLite on LiteRT); microWakeWord (`pymicro-wakeword` 2.5.0) runs
+background). edgerf runs `{a.model}` (`{artifact}` on LiteRT, as `edgerf stream` picks it); microWakeWord (`pymicro-wakeword` 2.5.0) runs
 `{RIVAL}` with its own C++ front end and TFLite library. CPU is user + sys, median of {a.runs} runs.
 
 ## Through the command lines (raw 16-bit PCM on stdin)

@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.runtime.audio import read_wav
+from edgerf.runtime.audio import MAX_WAV_BYTES, read_wav
 from edgerf.runtime.errors import DataError
+from edgerf.runtime.files import FileRefused, open_regular
 
 FORMAT = "edgerf-wavecache/1"
 
@@ -39,10 +40,18 @@ def cache_root() -> Path:
 
 
 def content_key(paths: list[Path], extra: str) -> str:
-    """SHA-256 over every file's bytes (in the given order) and ``extra`` (split rule, format)."""
+    """SHA-256 over every file's bytes (in the given order) and ``extra`` (split rule, format).
+    Each is opened as the WAV reader opens it: a regular file of bounded size, never a FIFO
+    or device that would block or never end."""
     h = hashlib.sha256(f"{FORMAT}\n{extra}\n".encode())
     for p in paths:
-        with open(p, "rb") as f:
+        try:
+            f = open_regular(p, MAX_WAV_BYTES, "a WAV recording")
+        except FileNotFoundError as e:
+            raise DataError(f"{p}: no such file.") from e
+        except FileRefused as e:
+            raise DataError(str(e)) from e
+        with f:
             h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
 
