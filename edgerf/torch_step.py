@@ -55,7 +55,9 @@ def load(path: str | Path, on_bad_frame: str = "raise", threads: int = 1) -> Ste
     manifest = {
         "model": {"classes": classes},
         "frame": ck.task,
-        "decision": {"threshold": float(ck.task.get("threshold", 0.9))},
+        "decision": {"threshold": float(ck.task.get("threshold", 0.9)),      # the operating point, if any
+                     **({k: ck.decision[k] for k in ("threshold", "window", "merge") if k in ck.decision}
+                        if ck.decision else {})},
         "inputs": {INPUT: {"name": INPUT, "shape": [1, int(model.config.input_size)]}},
         "outputs": {OUTPUT: {"name": OUTPUT, "shape": [1, len(classes)]}},
         "states": [{"name": n, "input": f"{n}_in", "output": f"{n}_out", "shape": [1, int(k)]}

@@ -42,6 +42,9 @@ def main(argv=None) -> int:
         for event in spotter.feed(chunk):
             print(json.dumps({"word": event.name, "start_s": round(event.start * period, 2),
                               "confidence": round(event.confidence, 3)}), flush=True)
+    for event in spotter.flush():                       # the microphone stops: the last word waits no longer
+        print(json.dumps({"word": event.name, "start_s": round(event.start * period, 2),
+                          "confidence": round(event.confidence, 3)}), flush=True)
     return 0
 
 

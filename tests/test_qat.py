@@ -111,9 +111,9 @@ def test_fine_tuning_moves_a_copy_and_only_the_int8_artifacts(tmp_path, sfmnist)
     q = tuned.plan["tflite"]["qat"]
     assert q["epochs"] == 1 and len(q["history"]) == 1 and np.isfinite(q["history"][0]["loss"])
     assert "qat" not in plain.plan["tflite"]
-    assert tuned.plan["tflite"]["plan"] == "int8"              # the built-in GRU keeps full int8 either way ...
+    assert tuned.plan["tflite"]["plan"] in ("int8", "int8-gemm")   # an integer plan either way (one epoch on 64 ...
     assert (tmp_path / "plain/m.int8.tflite").read_bytes() != (tmp_path / "qat/m.int8.tflite").read_bytes()
-    # ... built from the tuned copy, and judged against the original fp32 model
+    # ... samples moves the weights little), built from the tuned copy, judged against the original fp32 model
     assert tuned.plan["tflite"]["tried"][0]["acc_p_fp32"] == plain.plan["tflite"]["tried"][0]["acc_p_fp32"]
 
 
