@@ -359,9 +359,9 @@ def _inspect_checkpoint(path: Path) -> None:
 MAX_FRAMES_BYTES = 1 << 28
 
 
-# stdin audio is read as it arrives, at most 1 s of 16 kHz 16-bit audio per read (a live
+# stdin audio is read as it arrives, at most 4 s of 16 kHz 16-bit audio per read (a live
 # source delivers less: read1 returns what is there, so events stay live)
-PCM_CHUNK_BYTES = 32_000
+PCM_CHUNK_BYTES = 128_000
 WAV_CHUNK = 16_000       # a recording is fed in 1 s chunks (the front end streams: any size gives the same frames)
 FRAMES_CHUNK = 1_000     # frames of a .npy are stepped 1,000 at a time
 
@@ -455,7 +455,7 @@ def stream(
 
     from edgerf.models import BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
     from edgerf.runtime import StepModel
-    from edgerf.runtime.spotter import Spotter
+    from edgerf.runtime.spotter import Spotter, steady_heap
 
     if plot:
         _refuse_overwrite(plot, force)
@@ -490,6 +490,7 @@ def stream(
         if state and not m.resume(state) and "last_refusal" in m.health:
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)
+        steady_heap()             # the long-running loop: no heap trimming and refaulting per chunk
         spotter = Spotter(m, threshold, window, all_classes,
                           keep=(lambda f, p: seen.append((np.array(f, np.float32).reshape(len(p), -1), p)))
                           if plot else None)

@@ -62,6 +62,9 @@ def in_process(model: str, pcm: np.ndarray, rate: int) -> dict:
 
     from edgerf.models import builtin_artifact
     from edgerf.runtime import Spotter, StepModel
+    from edgerf.runtime.spotter import steady_heap
+
+    steady_heap()          # as `edgerf stream` does (both tools in this process benefit)
 
     chunk = int(CHUNK_S * rate)
     seconds = len(pcm) / rate
