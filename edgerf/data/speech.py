@@ -12,10 +12,10 @@ platform-independent): no speaker is in two splits. With fewer than
 ``MIN_SPEAKERS`` speakers a speaker split would leave a split empty, so clips are
 split by the SHA-1 of their path instead (``split_mode``; the checkpoint records which).
 ``_silence_`` files carry no speaker and are split by their file name. Background can
-also come from a folder of recordings (``load_background``): a long file (``LONG_BACKGROUND_S``
-or more) is cut in time, its first 70% for train, the next 10% for val, the last 20% for
-test; a shorter clip goes whole to one split by the SHA-1 of its name (many short clips pool
-by total duration, and no moment is in two splits either way).
+also come from a folder of recordings (``load_background``): a file is cut in time, its
+first 70% for train, the next 10% for val, the last 20% for test, except that in a folder of
+``POOLED_CLIPS`` files or more a clip under ``LONG_BACKGROUND_S`` goes whole to one split by
+the SHA-1 of its name (many short clips pool by total duration; no moment is in two splits).
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ HOW_TO_GET = ("Put Speech Commands (v0.02, the standard <word>/<speaker>_nohash_
 SPLIT_PERCENT = {"train": (0, 70), "val": (70, 80), "test": (80, 100)}   # hash buckets and time shares
 MIN_SPEAKERS = 10        # below this, split by file: 10 speakers give each split at least one on average
 SPLIT_MODES = ("speaker", "file")
-# A background file at least this long is cut in time over the splits; a shorter one goes
-# whole to one split (its 10% val share of a 1 s clip would be 0.1 s: too short for a gap).
+# In a folder of at least POOLED_CLIPS files, a file shorter than LONG_BACKGROUND_S goes whole
+# to one split (its 10% val share of a 1 s clip would be 0.1 s: too short for a gap); every
+# other file, and every file of a smaller folder, is cut in time over the splits.
 LONG_BACKGROUND_S = 30.0
+POOLED_CLIPS = 20
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,11 @@ def load_background(split: str, root: Path, folder: Path | None = None,
                             "(16 kHz mono 16-bit: long files, or many short clips).")
         lo, hi = SPLIT_PERCENT[split]
         pieces, seconds = [], 0.0
+        pooled = len(recordings) >= POOLED_CLIPS
         for f in recordings:
             x = read_wav(f)
             seconds += len(x) / 16_000
-            if len(x) < LONG_BACKGROUND_S * 16_000:            # a short clip: whole, to its split
+            if pooled and len(x) < LONG_BACKGROUND_S * 16_000:   # a short clip of many: whole, to its split
                 if split_of(f.name) == split:
                     pieces.append(x)
                 continue
@@ -157,9 +160,10 @@ def load_background(split: str, root: Path, folder: Path | None = None,
         out = [p for p in pieces if len(p) >= min_seconds * 16_000 / 4]
         if not out:
             raise DataError(f"the {len(recordings)} recording(s) in {folder} ({seconds:.1f} s in all) leave no "
-                            f"{split} background of {min_seconds / 4:g} s or more: files of "
-                            f"{LONG_BACKGROUND_S:g} s or more are cut 70/10/20 in time, shorter clips go whole to "
-                            "one split each; give at least 10 s in long files, or more clips.")
+                            f"{split} background of {min_seconds / 4:g} s or more: files are cut 70/10/20 in "
+                            f"time, except that in a folder of {POOLED_CLIPS} or more, clips under "
+                            f"{LONG_BACKGROUND_S:g} s go whole to one split each; give at least 10 s in long "
+                            "files, or more clips.")
         return out
     bg = [read_wav(c.path) for c in list_clips(root, split, mode) if c.word == SILENCE]
     if not bg:
