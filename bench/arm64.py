@@ -116,7 +116,6 @@ def run_arm64(artifacts, ckpt, cfg, progress, log) -> dict:
     from edgerf.runtime.manifest import read as read_manifest
     threshold = float(read_manifest(runtime_targets[0].path)["decision"]["threshold"])
     ref = next((t.result["logits"] for t in targets if t.name == "torch"), None)
-    h = home()
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "frames.npz", x=stream.x)
         cmd, env = guest_python(qemu(), ["-m", "edgerf.runtime.replay", str(Path(tmp) / "frames.npz"),

@@ -232,10 +232,11 @@ def render_export_report(rep) -> str:
                 continue
             st = ", ".join(f"{k} rms {v:.3g}" for k, v in t["rms_state"].items())
             lo, hi = t["acc_p_drop"]["ci95"]
+            detects = t["acc_p_drop"].get("power", {}).get("detectable_drop", float("nan"))
             lines.append(f"  tried {t['plan']:10s}: acc_p {t['acc_p']:.4f} vs fp32 {t['acc_p_fp32']:.4f} "
-                         f"(drop 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}] pt), false alarms {t['false_alarm']:.3%} "
-                         f"vs {t['false_alarm_fp32']:.3%}, frame agreement {t['argmax_agreement']:.2%}, {st} -> "
-                         f"{'within' if t['within_budget'] else 'over'} budget")
+                         f"(drop 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}] pt, detects {detects * 100:.2f} pt), "
+                         f"false alarms {t['false_alarm']:.3%} vs {t['false_alarm_fp32']:.3%}, frame agreement "
+                         f"{t['argmax_agreement']:.2%}, {st} -> {'within' if t['within_budget'] else 'over'} budget")
     steps = rep.artifacts[0].parity["steps"]
     lines.append(f"parity and accuracy on the same unreset test stream of {steps:,} steps; {rep.seconds:.0f} s")
     return "\n".join(lines)

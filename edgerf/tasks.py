@@ -172,7 +172,7 @@ class SeqFashionMNIST(_Task):
             gaps = [rng.normal(0.0, self.noise_std, (g, self.features)).astype(np.float32) for g in lengths]
         else:
             gaps = [self._gap(kinds[rng.integers(len(kinds))], g, rng, images) for g in lengths]
-        return concat_samples(self.normalise(images[idx]), labels[idx].tolist(), gaps)
+        return concat_samples(self.normalise(images[idx]), labels[idx].tolist(), gaps, idx)
 
     def samples_for_steps(self, steps: int) -> int:
         """How many samples make a stream of at least ``steps`` steps (on average)."""
@@ -391,7 +391,7 @@ class SpeechCommands(_Task):
                     clip = clip + noise * np.float32(level / noise_rms if noise_rms > 1e-6 else 0.0)
             segs += [gap, clip]
             t += len(gap)
-            bounds.append((t, t + len(clip), int(labels[i])))
+            bounds.append((t, t + len(clip), int(labels[i]), int(i)))
             t += len(clip)
         wav = np.concatenate(segs)
         logmel, logvar = LogMelStream().feed(wav)
@@ -399,8 +399,8 @@ class SpeechCommands(_Task):
         centre = np.arange(len(logmel)) * self.hop + self.win // 2
         lab = np.full(len(logmel), NO_LABEL, np.int64)
         mask = np.zeros(len(logmel), bool)
-        starts, ends = [], []
-        for lo, hi, y in bounds:
+        starts, ends, ids = [], [], []
+        for lo, hi, y, i in bounds:
             f0, f1 = np.searchsorted(centre, [lo, hi])
             inside = active[f0:f1]
             if not inside.any():
@@ -409,9 +409,10 @@ class SpeechCommands(_Task):
             lab[f0:f1][inside] = y
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
+            ids.append(i)
         x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return _stacked(Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64),
-                               np.asarray(ends, np.int64)), self.stack)
+                               np.asarray(ends, np.int64), np.asarray(ids, np.int64)), self.stack)
 
     def samples_for_steps(self, steps: int) -> int:
         return int(np.ceil(steps / self.steps_per_sample * 1.1))
@@ -475,7 +476,8 @@ def _stacked(s: Stream, k: int) -> Stream:
     mask = s.mask[:T * k].reshape(T, k).any(1)
     labels = np.where(mask, s.labels[:T * k].reshape(T, k).max(1), NO_LABEL)
     keep = s.ends < T * k
-    return Stream(s.x[:T * k].reshape(T, k * s.x.shape[1]), labels, mask, s.starts[keep] // k, s.ends[keep] // k)
+    return Stream(s.x[:T * k].reshape(T, k * s.x.shape[1]), labels, mask, s.starts[keep] // k, s.ends[keep] // k,
+                  None if s.ids is None else s.ids[keep])
 
 
 # Decoded files, keyed by the folder they came from (a bound task always names one).

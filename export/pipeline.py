@@ -22,6 +22,7 @@ from edgerf.runtime.atomic import clean_stale, temp_prefix
 from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.configs import ExportConfig
 from edgerf.data.source import differs
+from edgerf.data.stream import join
 from edgerf.runtime.errors import ArtifactError, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
@@ -31,6 +32,7 @@ from edgerf.tasks import CALIBRATION_SEED, EVAL_SEED, PARITY_SEED, PLAN_CHECK_SE
 
 
 TUNED_PLAN = "int8"     # the plan --qat-epochs fine-tunes for (edgerf.export.qat mirrors its graph)
+MAX_CONTEXTS = 16       # times a small val split is streamed for the int8 check (small_budget study)
 
 
 @dataclass
@@ -165,10 +167,15 @@ class _Run:
         return stream_metrics(logits, t.labels, t.mask, t.ends, self.task.threshold)
 
     def held_out(self):
-        """The val stream and torch on it, made once (only an int8 export needs them)."""
+        """The val stream and torch on it, made once (only an int8 export needs them). A val
+        split too small to fill ``check_steps`` is streamed again (other order, other gaps) up
+        to MAX_CONTEXTS times: each sample is then judged in several contexts."""
         if self.check is None:
-            self.check = self.task.stream("val", self.task.samples_for_steps(self.cfg.check_steps),
-                                          seed=PLAN_CHECK_SEED)
+            n = self.task.samples_for_steps(self.cfg.check_steps)
+            first = self.task.stream("val", n, seed=PLAN_CHECK_SEED)
+            contexts = min(MAX_CONTEXTS, max(1, round(self.cfg.check_steps / max(len(first), 1))))
+            self.check = join([first] + [self.task.stream("val", n, seed=PLAN_CHECK_SEED + 1000 * k)
+                                         for k in range(1, contexts)])
             self.check_ref = self.stages.run("torch on val", len(self.check), parity.torch_trajectory,
                                              self.model, self.check.x)
         return self.check, self.check_ref
@@ -271,7 +278,33 @@ def _int8_artifact(run: _Run, fmt, fmt_name: str) -> tuple[ArtifactReport, dict]
     q = qfmt.io_quant(plan, path, run.names) if plan != "fp32" else {"states": {}, "io": {}}
     m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan=plan_report,
                       state_quant=q["states"], io_quant=q["io"], **run.common_for(plan))
+    row = next((t for t in plan_report["tried"] if t["plan"] == plan), {})
+    m["targets"] = {n: _on_target(n, plan, r) for n, r in row.get("targets", {}).items()}
     return _finish(qfmt, path, m, drift, run.score(logits), run.log, run.test.x), plan_report
+
+
+def _on_target(name: str, plan: str, r: dict) -> dict:
+    """What the manifest says of the chosen plan on one target it was judged on."""
+    from edgerf.runtime.targets import TARGETS
+    if not r.get("runs"):
+        return {"plan": plan, "within_budget": False, "fallback": "fp32", "summary": f"fallback fp32: {r['verdict']}"}
+    d = r["acc_p_drop"]
+    out = {"plan": plan, "within_budget": r["within_budget"], "acc_p": r["acc_p"], "acc_p_fp32": r["acc_p_fp32"],
+           "acc_p_drop": d["drop"], "acc_p_drop_ci95": d["ci95"], "detectable_drop": d["power"]["detectable_drop"],
+           "samples": d["samples"], "false_alarm_rise": r["false_alarm"] - r["false_alarm_fp32"],
+           "decision_agreement": d["decision_agreement"], "frame_agreement": r["argmax_agreement"],
+           "us_step": r["us_step"], "us_step_fp32": r["us_step_fp32"], "faster_than_fp32": r["us_step"] < r["us_step_fp32"]}
+    if "fallback" in r:
+        out["fallback"] = "fp32"
+    out["summary"] = (("fallback fp32 (over budget here): " if "fallback" in r else f"{plan} within budget: ")
+                      + f"acc_p {d['drop'] * 100:+.2f} pt vs fp32 (95% CI [{d['ci95'][0] * 100:+.2f}, "
+                      f"{d['ci95'][1] * 100:+.2f}], detects {d['power']['detectable_drop'] * 100:.2f} pt), false alarms "
+                      f"{out['false_alarm_rise'] * 100:+.3f} pt, frames agree {r['argmax_agreement']:.2%}; "
+                      f"{r['us_step']:.1f} vs fp32 {r['us_step_fp32']:.1f} us/step on the exporting machine"
+                      f"{' (host-emulated)' if TARGETS[name].host_emulated else ''}, "
+                      f"{'faster' if out['faster_than_fp32'] else 'not faster'} than fp32")
+    out["timing"] = "host-emulated" if TARGETS[name].host_emulated else "measured"
+    return out
 
 
 def _int8_format(run: _Run, fmt, fmt_name: str):
@@ -304,80 +337,134 @@ def _gate(ref_logits, ref_states, logits, states, names, mask, cfg: ExportConfig
     return parity.compare(ref_logits, ref_states, logits, states, names, tols, 0.999, mask)
 
 
+def _judged_on(run: _Run, fmt) -> list[str]:
+    """The targets the int8 rungs of ``fmt`` are judged on: those of --targets that run the
+    format, else every installed one, one of each set measured bit-identical
+    (``edgerf.runtime.targets.representatives``). The first is the format's default."""
+    from edgerf.runtime import targets
+    named = [t for t in run.cfg.targets if targets.TARGETS[t].suffix == fmt.suffix]
+    if named:
+        return named
+    default = targets.choose(fmt.suffix).name
+    return [default] + [t for t in targets.representatives(fmt.suffix) if t != default]
+
+
 def _choose_plan(run: _Run, fmt, qfmt, fmt_name: str) -> tuple[Path, dict]:
     """Try the precision rungs from cheapest to safest on a held-out stream, each judged against
-    the original fp32 model; keep the first in budget, else the fp32 graph. The full-int8 rung
-    is built by ``qfmt`` (the fine-tuned copy, if any: it was tuned for that graph alone), the
-    others by ``fmt``."""
+    the original fp32 model on every target of ``_judged_on``; keep the first within budget on
+    all of them. If none is, keep the first within budget on the default target, and every
+    target where it is not is told to run the fp32 graph (with the measured reason); if none is
+    even there, the fp32 graph. The full-int8 rung is built by ``qfmt`` (the fine-tuned copy,
+    if any: it was tuned for that graph alone), the others by ``fmt``."""
     check, (ref_logits, _) = run.held_out()
     ref = stream_metrics(ref_logits, check.labels, check.mask, check.ends, run.task.threshold)
-    fp32_us = _us_per_step(_candidate(run, fmt, run.stage / manifest.artifact_name(run.base, fmt.suffix), "fp32"),
-                           check.x)
-    tried = []
+    on = _judged_on(run, fmt)
+    fp32_path = run.stage / manifest.artifact_name(run.base, fmt.suffix)
+    fp32_us = {t: _us_per_step(_candidate(run, fmt, fp32_path, "fp32", t), check.x) for t in on}
+    base = {"budget": asdict(run.cfg.budget), "check_steps": len(check), "judged_on": on,
+            **({"qat": run.qat} if run.qat else {})}
+    tried, on_default = [], None
     for plan in quantize.PLANS:
         path = run.stage / f"{run.base}.{plan}.candidate{fmt.suffix}"
-        t = _try_plan(run, qfmt if plan == TUNED_PLAN else fmt, fmt_name, plan, path, ref, fp32_us)
+        t = _try_plan(run, qfmt if plan == TUNED_PLAN else fmt, fmt_name, plan, path, ref, fp32_us, on)
         tried.append(t)
         if t["within_budget"]:
-            why = (f"{plan} is the cheapest precision within budget on {len(check):,} held-out val steps "
-                   f"({t['acc_p_drop']['samples']:,} samples)")
-            if run.qat and plan == TUNED_PLAN:
-                why += f", after {run.qat['epochs']} epoch(s) of int8 fine-tuning"
-            if t["closed_loop_us"] > fp32_us:   # smaller, but not faster in this runtime here: say so
-                why += (f"; note: in {fmt.runtime} on this machine it runs slower than fp32 "
-                        f"({t['closed_loop_us']:.1f} vs {fp32_us:.1f} us per step, median): int8 pays in size "
-                        "here, not speed")
-                run.log(f"  {fmt_name}: {plan} is {t['closed_loop_us']:.1f} us/step vs fp32 {fp32_us:.1f} here: "
-                        "smaller, not faster")
-            return path, {"plan": plan, "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
-                          "check_steps": len(check), **({"qat": run.qat} if run.qat else {})}
+            return path, {"plan": plan, "why": _why(run, plan, t, len(check), on), "tried": tried, **base}
+        if on_default is None and t.get("targets", {}).get(on[0], {}).get("within_budget"):
+            on_default = (plan, path, t)
+    if on_default is not None:
+        plan, path, t = on_default
+        over = [n for n, r in t["targets"].items() if not r.get("within_budget")]
+        why = (_why(run, plan, t, len(check), on[:1]) + f"; no integer plan met the budget on {', '.join(over)}: "
+               "there, run the fp32 graph")
+        for n in over:
+            t["targets"][n]["fallback"] = f"fp32: {t['targets'][n].get('verdict', 'over budget')}"
+        run.log(f"  {fmt_name}: {why}")
+        return path, {"plan": plan, "why": why, "tried": tried, "fallback": {n: "fp32" for n in over}, **base}
     path = run.stage / f"{run.base}.fp32.candidate{fmt.suffix}"
     fmt.build("fp32", path)
     why = ("no integer plan met the budget on the held-out stream (closed-loop state error compounds); "
            "the '.int8' artifact is kept in float")
     run.log(f"  {fmt_name}: {why}")
-    return path, {"plan": "fp32", "why": why, "budget": asdict(run.cfg.budget), "tried": tried,
-                  "check_steps": len(check), **({"qat": run.qat} if run.qat else {})}
+    return path, {"plan": "fp32", "why": why, "tried": tried, **base}
 
 
-def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, fp32_us: float) -> dict:
-    """One rung: build it, run it closed loop over the held-out stream, judge it by the budget."""
+def _why(run: _Run, plan: str, t: dict, steps: int, on: list[str]) -> str:
+    """Why ``plan`` was kept, in the figures of its check."""
+    d = t["acc_p_drop"]
+    seen = f", each in {d['contexts']:g} contexts on average" if d["contexts"] > 1 else ""
+    why = (f"{plan} is the cheapest precision within budget on {', '.join(on)} over {steps:,} held-out val steps "
+           f"({d['samples']:,} samples{seen}; the check detects drops of {d['power']['detectable_drop'] * 100:.2f} "
+           "pt and more)")
+    if run.qat and plan == TUNED_PLAN:
+        why += f", after {run.qat['epochs']} epoch(s) of int8 fine-tuning"
+    slower = [n for n, r in t["targets"].items() if n in on and r.get("us_step", 0) > r.get("us_step_fp32", np.inf)]
+    if slower:                 # smaller, but not faster there: say so
+        why += (f"; note: on {', '.join(slower)} on this machine it runs slower than fp32 ("
+                + "; ".join(f"{n} {t['targets'][n]['us_step']:.1f} vs {t['targets'][n]['us_step_fp32']:.1f} us per "
+                            "step" for n in slower) + ", median): int8 pays in size there, not speed")
+    return why
+
+
+def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, fp32_us: dict,
+              on: list[str]) -> dict:
+    """One rung: build it, run it closed loop over the held-out stream on each target, judge
+    it by the budget on each. The top-level figures are the default target's."""
     check, (ref_logits, ref_states) = run.held_out()
     try:
         fmt.build(plan, path)
-        candidate = _candidate(run, fmt, path, plan)
-        logits, states = _closed_loop(run, candidate, check.x, f"{fmt_name} plan {plan}")
-        plan_us = _us_per_step(candidate, check.x)
     except NotImplementedError as e:
         run.log(f"  {fmt_name} plan {plan:10s}: not available ({e})")
         return {"plan": plan, "error": str(e), "within_budget": False}
-    p = parity.compare(ref_logits, ref_states, logits, states, run.names, atol=np.inf, min_agreement=0.0, mask=check.mask)
-    got = stream_metrics(logits, check.labels, check.mask, check.ends, run.task.threshold)
-    paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
-                                        check.labels[check.ends])
-    ok = run.cfg.budget.judge(ref, got, p.argmax_agreement, paired)
-    lo, hi = paired["ci95"]
-    run.log(f"  {fmt_name} plan {plan:10s}: acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop "
-            f"{paired['drop'] * 100:+.2f} pt, 95% CI [{lo * 100:+.2f}, {hi * 100:+.2f}]), false alarms "
-            f"{got['false_alarm']:.3%} vs {ref['false_alarm']:.3%}, decisions agree {paired['decision_agreement']:.2%}, "
-            f"frames {p.argmax_agreement:.2%} -> {'kept' if ok else 'over budget'}")
-    return {"plan": plan, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
-            "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
-            "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
-            "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok,
-            "closed_loop_us": round(plan_us, 2), "closed_loop_us_fp32": round(fp32_us, 2)}
+    per = {}
+    for target in on:
+        try:
+            candidate = _candidate(run, fmt, path, plan, target)
+            logits, states = _closed_loop(run, candidate, check.x, f"{fmt_name} plan {plan} on {target}")
+            us = _us_per_step(candidate, check.x)
+        except ArtifactError as e:             # e.g. an op this target does not have
+            run.log(f"  {fmt_name} plan {plan:10s} on {target}: does not run ({e})")
+            per[target] = {"runs": False, "within_budget": False, "verdict": f"does not run: {e}"}
+            continue
+        p = parity.compare(ref_logits, ref_states, logits, states, run.names, atol=np.inf, min_agreement=0.0,
+                           mask=check.mask)
+        got = stream_metrics(logits, check.labels, check.mask, check.ends, run.task.threshold)
+        paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
+                                            check.labels[check.ends], check.ids)
+        paired["power"] = run.cfg.budget.power(paired["se_null"])
+        ok = run.cfg.budget.judge(ref, got, p.argmax_agreement, paired)
+        lo, hi = paired["ci95"]
+        verdict = (f"acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop {paired['drop'] * 100:+.2f} pt, 95% CI "
+                   f"[{lo * 100:+.2f}, {hi * 100:+.2f}] over {paired['samples']:,} samples x {paired['contexts']:g} "
+                   f"contexts; detects {paired['power']['detectable_drop'] * 100:.2f} pt), false alarms "
+                   f"{got['false_alarm']:.3%} vs {ref['false_alarm']:.3%}, decisions agree "
+                   f"{paired['decision_agreement']:.2%}, frames {p.argmax_agreement:.2%}, {us:.1f} vs fp32 "
+                   f"{fp32_us[target]:.1f} us/step -> {'kept' if ok else 'over budget'}")
+        run.log(f"  {fmt_name} plan {plan:10s} on {target}: {verdict}")
+        per[target] = {"runs": True, "acc_p": got["acc_p"], "acc_p_fp32": ref["acc_p"], "acc_p_drop": paired,
+                       "false_alarm": got["false_alarm"], "false_alarm_fp32": ref["false_alarm"],
+                       "argmax_agreement": p.argmax_agreement, "max_abs_state": p.max_abs_state,
+                       "rms_state": p.rms_state, "max_abs_logits": p.max_abs_logits, "within_budget": ok,
+                       "us_step": round(us, 2), "us_step_fp32": round(fp32_us[target], 2), "verdict": verdict}
+    first = per[on[0]]
+    if not first["runs"]:
+        return {"plan": plan, "error": first["verdict"], "within_budget": False, "targets": per}
+    return {"plan": plan, **{k: v for k, v in first.items() if k not in ("runs", "verdict", "us_step", "us_step_fp32")},
+            "closed_loop_us": first["us_step"], "closed_loop_us_fp32": first["us_step_fp32"],
+            "within_budget": all(r["within_budget"] for r in per.values()), "targets": per}
 
 
 SPEED_STEPS = 3_000    # closed-loop steps that time the fp32 graph against each plan (median)
 
 
-def _candidate(run: _Run, fmt, path: Path, plan: str):
+def _candidate(run: _Run, fmt, path: Path, plan: str, target: str | None = None):
     """A graph of this export as the device will run it: through ``StepModel`` (the runtime's
-    backend and watchdog) with the manifest it is to carry."""
+    backend and watchdog) with the manifest it is to carry, on ``target`` (default: the
+    format's default)."""
     from edgerf.runtime.model import StepModel
     m = manifest.make(artifact=path.name, runtime=fmt.runtime, precision=plan, plan={"plan": plan},
                       **run.common_for(plan))
-    return StepModel.for_export(path, m)
+    return StepModel.for_export(path, m, target=target)
 
 
 def _closed_loop(run: _Run, model, x, label: str):
@@ -443,8 +530,12 @@ def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict, log=lambd
             f"runs; arena {mcu['arena_bytes']:,} bytes (64-bit host), flash {mcu['flash_bytes']:,} bytes"
             if mcu["runs"] else f"NOT CHECKED: {mcu['why']}" if mcu["runs"] is None else f"DOES NOT RUN: {mcu['why']}"))
         if frames is not None:
-            m["targets"] = {"numpy": _on_numpy(path, m, frames[:NUMPY_CHECK_STEPS], mcu)}
-            log(f"  {path.name} on the numpy backend: {m['targets']['numpy']['summary']}")
+            check = _on_numpy(path, m, frames[:NUMPY_CHECK_STEPS], mcu)
+            m.setdefault("targets", {})
+            m["targets"]["numpy"] = {**m["targets"].get("numpy", {}), **check,
+                                     "summary": "; ".join(filter(None, [m["targets"].get("numpy", {}).get("summary"),
+                                                                        check["summary"]]))}
+            log(f"  {path.name} on the numpy backend: {check['summary']}")
     manifest.write(path, m)
     return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,
                           ops=fmt.ops(path), parity=gate.to_dict(), test=test, microcontroller=mcu)

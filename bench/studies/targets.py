@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from edgerf.bench.run import BenchConfig, run_bench
     from edgerf.models import BUILTIN_DIR, builtin_checkpoint
     from edgerf.runtime.backends import tflm_figures
-    from edgerf.runtime.targets import installed
+    from edgerf.runtime.targets import TARGETS, installed
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=100_000)
@@ -46,12 +46,12 @@ def main(argv=None) -> int:
         records.append({"model": name, "report": rep})
         for r in rep["targets"]:
             acc = r.get("accuracy", {})
-            row = {"model": name, "artifact": r["file"] if r["target"] != "torch" else "torch eager",
-                   "target": r["target"].split("@")[-1] if "@" in r["target"] else r["target"],
+            target = r["target"].split("@")[-1] if "@" in r["target"] else r["target"]
+            row = {"model": name, "artifact": r["file"] if r["target"] != "torch" else "torch eager", "target": target,
                    "precision": r["precision"], "us_step": round(r["latency"]["overall"]["median_us"], 1),
                    "p99_us": round(r["latency"]["overall"]["p99_us"], 1), "acc_p": acc.get("acc_p"),
                    "false_alarm": acc.get("false_alarm"), "agreement": acc.get("argmax_agreement"),
-                   "timing": "host-emulated" if "@tflm" in r["target"] or "@numpy" in r["target"] else "measured"}
+                   "timing": "host-emulated" if target in TARGETS and TARGETS[target].host_emulated else "measured"}
             if r["file"] and r["file"].endswith(".tflite") and r["target"].endswith("@tflm"):
                 mcu = tflm_figures(BUILTIN_DIR / r["file"])
                 row |= {"arena_bytes": mcu.get("arena_bytes"), "flash_bytes": mcu.get("flash_bytes")}

@@ -16,11 +16,12 @@ from edgerf.runtime.stream import NO_LABEL, Stream
 
 
 def concat_samples(samples: Sequence[np.ndarray], labels: Sequence[int],
-                   gaps: Sequence[np.ndarray]) -> Stream:
+                   gaps: Sequence[np.ndarray], ids: Sequence[int] | None = None) -> Stream:
     """Build ``gap_0, sample_0, gap_1, sample_1, ...`` into one Stream.
 
     samples[i] [T_i, D] informative frames of sample i, labels[i] its class,
-    gaps[i] [G_i, D] the non-informative frames that precede it (G_i may be 0).
+    gaps[i] [G_i, D] the non-informative frames that precede it (G_i may be 0),
+    ids[i] its index in its split (optional).
     Every frame of a sample is marked informative; tasks whose informative frames
     are decided per frame (speech) adjust ``mask`` and ``ends`` afterwards.
     """
@@ -44,4 +45,15 @@ def concat_samples(samples: Sequence[np.ndarray], labels: Sequence[int],
         mask=np.concatenate(msk),
         starts=np.asarray(starts, np.int64),
         ends=np.asarray(ends, np.int64),
+        ids=None if ids is None else np.asarray(ids, np.int64),
     )
+
+
+def join(streams: Sequence[Stream]) -> Stream:
+    """Streams one after another, as one unreset stream (each keeps its samples' ids)."""
+    offsets = np.cumsum([0] + [len(s) for s in streams[:-1]])
+    ids = None if any(s.ids is None for s in streams) else np.concatenate([s.ids for s in streams])
+    return Stream(np.concatenate([s.x for s in streams]), np.concatenate([s.labels for s in streams]),
+                  np.concatenate([s.mask for s in streams]),
+                  np.concatenate([s.starts + o for s, o in zip(streams, offsets)]),
+                  np.concatenate([s.ends + o for s, o in zip(streams, offsets)]), ids)

@@ -137,13 +137,19 @@ class StepModel:
         return model
 
     @classmethod
-    def for_export(cls, path: str | os.PathLike, manifest: dict, threads: int = 1) -> "StepModel":
+    def for_export(cls, path: str | os.PathLike, manifest: dict, threads: int = 1,
+                   target: str | None = None) -> "StepModel":
         """A graph being exported, with the manifest it is to carry (neither embedded nor hashed
         yet): the export's parity gate and precision ladder run their candidates through this,
-        the same backend and watchdog a device runs, so what they check is what ships."""
+        the same backend and watchdog a device runs, on ``target`` (default: the format's
+        default), so what they check is what ships."""
         path = Path(path)
         manifest = validate(json.loads(json.dumps(manifest)), str(path))   # as a device will read it
-        return cls(path, manifest, BACKENDS[path.suffix](path, manifest, 1, threads), 1, "raise", 32, 1.0)
+        chosen = choose_target(path.suffix, target)
+        backend = TARGET_BACKENDS[chosen.name](path, manifest, 1, threads, target=chosen.name)
+        model = cls(path, manifest, backend, 1, "raise", 32, 1.0)
+        model.target = chosen.name
+        return model
 
     def _state_bounds(self, margin: float) -> list[tuple[float, float]]:
         out = []

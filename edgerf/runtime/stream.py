@@ -22,6 +22,8 @@ class Stream:
     mask    [T]    bool     m_t: True on informative steps (CE), False on noise (KL to uniform)
     starts  [N]    int64    first step of each sample (where an oracle would reset)
     ends    [N]    int64    last informative step of each sample (where acc_p is read)
+    ids     [N]    int64    each sample's index in its split, or None: streams drawn again
+                            from the same split pair a sample's outcomes (edgerf.configs.Budget)
     """
 
     x: np.ndarray
@@ -29,6 +31,7 @@ class Stream:
     mask: np.ndarray
     starts: np.ndarray
     ends: np.ndarray
+    ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -43,6 +46,8 @@ class Stream:
             return f"labels {lab.shape} and mask {m.shape} do not match {T} frames"
         if s.ndim != 1 or s.shape != e.shape:
             return f"starts {s.shape} and ends {e.shape} do not pair up"
+        if self.ids is not None and self.ids.shape != s.shape:
+            return f"ids {self.ids.shape} do not match {len(s)} samples"
         if len(s) and not (0 <= s.min() and (s <= e).all() and e.max() < T):
             return "a sample boundary lies outside the stream or ends before it starts"
         if len(e) and not m[e].all():
@@ -73,4 +78,4 @@ class Stream:
         """The first ``steps`` steps, keeping only samples that end inside them."""
         keep = self.ends < steps
         return Stream(self.x[:steps], self.labels[:steps], self.mask[:steps],
-                      self.starts[keep], self.ends[keep])
+                      self.starts[keep], self.ends[keep], None if self.ids is None else self.ids[keep])

@@ -29,6 +29,7 @@ class Target:
     kernels: str           # the kernel configuration: what decides its arithmetic
     extra: str             # what installs it
     module: str            # imported to tell whether it is present
+    host_emulated: bool = False   # stands for a device it is not: its timings here are not that device's
 
     def present(self) -> bool:
         return _importable(self.module)
@@ -46,10 +47,10 @@ TARGETS = {t.name: t for t in (
            'pip install "edgerf[runtime-litert]"', "ai_edge_litert"),
     Target("tflm", ".tflite", "TFLite Micro (tflite-micro's Python interpreter)",
            "TFLite Micro's reference kernels (what a microcontroller runs)", f'pip install "{TFLM_PIN}"',
-           "tflite_micro"),
+           "tflite_micro", host_emulated=True),
     Target("numpy", ".tflite", "edgerf's own executor (edgerf.runtime.tflite_numpy), numpy only",
            "TFLite Micro's reference integer arithmetic (int8); float32 numpy (fp32)", "numpy (always there)",
-           "numpy"),
+           "numpy", host_emulated=True),
     Target("ort", ".onnx", "ONNX Runtime, InferenceSession(path) with default options",
            "CPU execution provider, default graph optimisations",
            'pip install onnxruntime (or "edgerf[runtime]")', "onnxruntime"),
@@ -106,3 +107,13 @@ def installed(suffix: str | None = None) -> list[str]:
 def runnable(suffix: str) -> bool:
     """Whether one of the format's default targets is installed (imports the first found only)."""
     return any(TARGETS[n].present() for n in DEFAULTS.get(suffix, ()))
+
+
+def representatives(suffix: str) -> list[str]:
+    """The installed targets of a format, leaving out any measured bit-identical to one before
+    it (``SAME_AS``): what an export judges its int8 plans on by default."""
+    out: list[str] = []
+    for n in installed(suffix):
+        if not any(frozenset({n, m}) in SAME_AS for m in out):
+            out.append(n)
+    return out
