@@ -12,10 +12,16 @@ tensor where and as the full-int8 graph quantises it (``tflite.int8_quantisation
     LOGISTIC, TANH output at LiteRT's fixed params (1/256, -128) and (1/128, 0)
     state          int8 at the params shared by the state input and output, fed back as is
 
-Rounding is to nearest (LiteRT rounds ties away from zero, torch to even: only exact
-ties differ) and gradients pass the rounding straight through, zero where a value is
-clamped. With no calibration (``QuantTwin.quant is None``) the twin is the float step
-itself, so fine-tuning never changes what the unquantised path computes for given weights.
+The arithmetic is TFLite Micro's (what a microcontroller computes; the numpy backend,
+``edgerf.runtime.tflite_numpy``, implements it bit for bit): forward, every op yields the
+value TFLite Micro's kernel gives for the same int8 inputs (FULLY_CONNECTED's int32
+accumulation and fixed-point requantisation, ADD/SUB/MUL and LOGISTIC/TANH through their
+integer tables, the frame's QUANTIZE with ties away from zero); backward, the gradient of
+the fake-quantised float op passes straight through, zero where a value is clamped. So
+fine-tuning fixes what TFLite Micro computes; LiteRT's kernels (XNNPACK, builtin,
+reference) round some elements their own way (edgerf.runtime.targets). With no
+calibration (``QuantTwin.quant is None``) the twin is the float step itself, so fine-tuning
+never changes what the unquantised path computes for given weights.
 
 ``fine_tune`` trains a copy of the model through the twin with the model's own training
 loss on unreset streams (a reset-free model stays reset-free), re-calibrating the scales
@@ -35,6 +41,7 @@ from torch import nn
 from edgerf.configs import TrainConfig
 from edgerf.export import tflite
 from edgerf.export.calibrate import calibration_feeds
+from edgerf.runtime import tflite_numpy as tflm
 from edgerf.tasks import CALIBRATION_SEED
 
 QAT_SEED = 2024        # lane order and gaps of the fine-tuning epochs
@@ -49,6 +56,63 @@ def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+def _f32(scale) -> float:
+    """A scale as the .tflite file stores it (float32): what TFLite Micro computes with."""
+    return float(np.float32(scale))
+
+
+def _codes(x: torch.Tensor, q: tuple) -> torch.Tensor:
+    """The int8 codes of a value on the grid of params ``q`` (an op's output fed on)."""
+    scale, zp = q
+    return torch.clamp(torch.round(x.detach().double() / _f32(scale)) + zp, -128, 127).long()
+
+
+def _values(codes: torch.Tensor, q: tuple) -> torch.Tensor:
+    """int8 codes back to values, as DEQUANTIZE does (double product, then float32)."""
+    scale, zp = q
+    return ((codes - zp).double() * _f32(scale)).float()
+
+
+def _exactly(ste: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """TFLite Micro's value forward, the fake-quantised path's gradient backward."""
+    return ste + (exact - ste).detach()
+
+
+def _tensor(q: tuple) -> dict:
+    """Quantisation params in the form ``edgerf.runtime.tflite_numpy``'s tables read."""
+    return {"scale": np.array([_f32(q[0])], np.float32), "zero_point": np.array([int(q[1])])}
+
+
+def quantize_frame(x: torch.Tensor, q: tuple) -> torch.Tensor:
+    """The frame's QUANTIZE as TFLite Micro's AffineQuantize: float32 division, ties away from
+    zero; the gradient of the fake quantisation."""
+    v = x.detach().float() / torch.tensor(np.float32(q[0]))
+    codes = torch.clamp(torch.trunc(v + torch.copysign(torch.tensor(0.5), v)) + q[1], -128, 127).long()
+    return _exactly(_fq(x, q), _values(codes, q))
+
+
+def _fc_constants(w: np.ndarray, b: np.ndarray, spec: "tflite.OpQuant", relu: bool) -> dict:
+    """An int8 FULLY_CONNECTED as the exporter writes it (weight and bias codes) and as TFLite
+    Micro prepares it (per-channel multipliers from the stored float32 scales)."""
+    s_in, z_in = spec.inputs[0]
+    s_out, z_out = spec.output
+    w_scale = tflite.fc_weight_scale(w, b, s_in)
+    wq = np.clip(np.round(w / w_scale[:, None]), -127, 127)
+    bq = np.round(b / (s_in * w_scale)).astype(np.int32).astype(np.float64)
+    mult, shift = zip(*(tflm.quantize_multiplier(_f32(s_in) * float(np.float32(ws)) / _f32(s_out)) for ws in w_scale))
+    return {"w": torch.from_numpy(wq.T.astype(np.float64)), "b": torch.from_numpy(bq), "z_in": int(z_in),
+            "mult": np.array(mult, np.int64), "shift": np.array(shift, np.int64),
+            "lo": max(-128, int(z_out)) if relu else -128}
+
+
+def _fc_exact(x: torch.Tensor, c: dict, spec: "tflite.OpQuant") -> torch.Tensor:
+    """TFLite Micro's int8 FULLY_CONNECTED: exact integer accumulation (float64 holds it), then
+    MultiplyByQuantizedMultiplier per channel, the output zero point and the clamp."""
+    acc = ((_codes(x, spec.inputs[0]).double() - c["z_in"]) @ c["w"] + c["b"]).long().numpy()
+    v = tflm.multiply_by_quantized_multiplier(acc, c["mult"], c["shift"]) + spec.output[1]
+    return _values(torch.from_numpy(np.clip(v, c["lo"], 127)), spec.output)
+
+
 class _Const:
     """A constant operand (decay, leak, threshold): quantised by its op's params."""
 
@@ -61,12 +125,19 @@ class TwinBuilder:
     graph computes it (``ops``), or in float when ``ops`` is None."""
 
     def __init__(self, ops: list[tflite.OpQuant] | None, weights: dict | None = None, training: bool = False,
-                 slope: float = 5.0):
+                 slope: float = 5.0, tables: dict | None = None):
         self._ops, self._i = ops, 0
         self.training, self.slope = training, slope     # a spike's surrogate gradient (edgerf.cells.lif)
-        # quantised (weight, bias) by op index: the weights do not change within one forward
-        # pass, so a sequence quantises them once, not once per step
+        # quantised (weight, bias, TFLite Micro's constants) by op index: the weights do not
+        # change within one forward pass, so a sequence quantises them once, not once per step
         self._weights = {} if weights is None else weights
+        # TFLite Micro's integer tables by op index: they depend on the calibration alone
+        self._tables = {} if tables is None else tables
+
+    def _table(self, spec: tflite.OpQuant, make) -> torch.Tensor:
+        if self._i not in self._tables:
+            self._tables[self._i] = torch.from_numpy(make().astype(np.int64))
+        return self._tables[self._i]
 
     def _spec(self, kind: str) -> tflite.OpQuant | None:
         if self._ops is None:
@@ -87,19 +158,27 @@ class TwinBuilder:
             return act(F.linear(x, w, b))
         if self._i not in self._weights:
             s_in = spec.inputs[0][0]
-            scale = torch.from_numpy(tflite.fc_weight_scale(w.detach().cpu().numpy(), b.detach().cpu().numpy(),
-                                                            s_in)).float()
+            w_np, b_np = w.detach().cpu().numpy(), b.detach().cpu().numpy()
+            scale = torch.from_numpy(tflite.fc_weight_scale(w_np, b_np, s_in)).float()
             wq = torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(len(scale), dtype=torch.int32), 0,
                                                         -127, 127)
-            self._weights[self._i] = (wq, _round_ste(b / (s_in * scale)) * (s_in * scale))
-        return _fq(act(F.linear(x, *self._weights[self._i])), spec.output)
+            self._weights[self._i] = (wq, _round_ste(b / (s_in * scale)) * (s_in * scale),
+                                      _fc_constants(w_np, b_np, spec, relu))
+        wq, bq, exact = self._weights[self._i]
+        return _exactly(_fq(act(F.linear(x, wq, bq)), spec.output), _fc_exact(x, exact, spec))
 
     def _binary(self, kind: str, a, b, fn):
         spec = self._spec(kind)
         vals = [(t.value if spec is None else _fq(t.value, spec.inputs[k])) if isinstance(t, _Const) else t
                 for k, t in enumerate((a, b))]
         out = fn(*vals)
-        return out if spec is None else _fq(out, spec.output)
+        if spec is None:
+            return out
+        table = self._table(spec, lambda: tflm.int8_binary_table(kind, *map(_tensor, spec.inputs), _tensor(spec.output),
+                                                                 "NONE"))
+        codes = [torch.as_tensor(np.clip(np.round(t.value.numpy() / q[0]) + q[1], -128, 127)).long()  # as emitted
+                 if isinstance(t, _Const) else _codes(t, q) for t, q in zip((a, b), spec.inputs)]
+        return _exactly(_fq(out, spec.output), _values(table[codes[0] + 128, codes[1] + 128], spec.output))
 
     def add(self, a, b, name=None):
         return self._binary("ADD", a, b, torch.add)
@@ -112,7 +191,11 @@ class TwinBuilder:
 
     def _activation(self, kind: str, a, fn):
         spec = self._spec(kind)
-        return fn(a) if spec is None else _fq(fn(a), spec.output)
+        if spec is None:
+            return fn(a)
+        make = tflm.int8_logistic_table if kind == "LOGISTIC" else tflm.int8_tanh_table
+        table = self._table(spec, lambda: make(_f32(spec.inputs[0][0]), int(spec.inputs[0][1])))
+        return _exactly(_fq(fn(a), spec.output), _values(table[_codes(a, spec.inputs[0]) + 128], spec.output))
 
     def sigmoid(self, a, name=None):
         return self._activation("LOGISTIC", a, torch.sigmoid)
@@ -140,6 +223,7 @@ class QuantTwin(nn.Module):
         super().__init__()
         self.model = model
         self.quant: tuple[list, list[tflite.OpQuant]] | None = None
+        self.tables: dict = {}                                  # TFLite Micro's, for this calibration
         self.slope = getattr(model.cells[0], "slope", 5.0)     # a spiking cell's surrogate gradient
 
     def calibrate(self, task, steps: int, seed: int = CALIBRATION_SEED, progress=None) -> dict:
@@ -147,6 +231,7 @@ class QuantTwin(nn.Module):
         calibrates; returns the calibration feeds."""
         feeds = calibration_feeds(self.model, task, steps, seed, progress)
         self.quant = tflite.int8_quantisation(tflite.lower(self.model, feeds), self.model.config.family)
+        self.tables = {}
         return feeds
 
     def init_state(self, batch: int = 1):
@@ -158,9 +243,9 @@ class QuantTwin(nn.Module):
             logits, new = tflite.step_ops(g, self.model, x_t, list(state))
             return logits, tuple(new)
         inputs, ops = self.quant
-        x_t = _fq(x_t, inputs[0])
+        x_t = quantize_frame(x_t, inputs[0])
         state = [_fq(s, q) for s, q in zip(state, inputs[1:])]      # on the int8 grid (a no-op once fed back)
-        g = TwinBuilder(ops, weights, training=self.training, slope=self.slope)
+        g = TwinBuilder(ops, weights, training=self.training, slope=self.slope, tables=self.tables)
         logits, new = tflite.step_ops(g, self.model, x_t, state)
         return logits, tuple(new)
 

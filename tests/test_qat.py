@@ -10,76 +10,113 @@ import torch
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.checkpoint import load as load_checkpoint
 from edgerf.export import qat, tflite
+from edgerf.runtime import tflite_numpy
 from edgerf.runtime.manifest import INPUT, OUTPUT, state_io_names
 from edgerf.models import builtin_checkpoint
 
-# Measured on the built-in GRU-48 over 3,000 test steps: the twin's state equals the artifact's
-# on 99.999% of elements after one step from the same state; rare 1-LSB differences come from
-# LiteRT's fixed-point rescaling (ties, multiplier rounding), never more than 2.
-MIN_STATE_EXACT = 0.999
+# LiteRT's kernels are not the twin's arithmetic (TFLite Micro's): measured on the built-in
+# GRU-48 over 1,890 test steps, each from the same state, its XNNPACK next state equals the
+# twin's on 99.35% of elements and at most 10 LSB apart (its gates' fixed-point rounding).
+MIN_STATE_EXACT_LITERT, MAX_LSB_LITERT = 0.99, 16
 
 
-def _step_for_step(model, twin, data: bytes, x: np.ndarray):
+class _Graph:
+    """An int8 .tflite graph stepped from a given int8 state: by TFLite Micro's arithmetic
+    (edgerf's numpy executor, bit-exact with it) or by LiteRT (its default kernels)."""
+
+    def __init__(self, data: bytes, state_names: list[str], by: str):
+        self.names, self.by = state_names, by
+        if by == "litert":
+            self.it = tflite.interpreter(data)
+            details = self.it.get_input_details() + self.it.get_output_details()
+            self.q = {d["name"]: d["quantization"] for d in details}
+            self.index = {d["name"]: d["index"] for d in details}
+            return
+        model = tflite_numpy.read_model(data)
+        tensors = model["tensors"]
+        self.bufs, self.steps = tflite_numpy.compile_graph(model)
+        self.index = {tensors[i]["name"]: i for i in model["inputs"] + model["outputs"]}
+        self.q = {n: (float(tensors[i]["scale"][0]), int(tensors[i]["zero_point"][0])) if len(tensors[i]["scale"])
+                  else (0.0, 0) for n, i in self.index.items()}
+
+    def step(self, x: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
+        """Logits (float) and the next state (int8 codes) from frame ``x`` [1, D] and ``state``."""
+        if self.by == "litert":
+            self.it.set_tensor(self.index[INPUT], x)
+            for n in self.names:
+                self.it.set_tensor(self.index[state_io_names(n)[0]], state[n])
+            self.it.invoke()
+            get = self.it.get_tensor
+        else:
+            self.bufs[self.index[INPUT]][...] = x
+            for n in self.names:
+                self.bufs[self.index[state_io_names(n)[0]]][...] = state[n]
+            for run in self.steps:
+                run()
+            get = self.bufs.__getitem__
+        y = get(self.index[OUTPUT]).copy()
+        if y.dtype != np.float32:
+            scale, zp = self.q[OUTPUT]
+            y = ((y.astype(np.float64) - zp) * scale).astype(np.float32)
+        return y[0], {n: get(self.index[state_io_names(n)[1]]).copy() for n in self.names}
+
+
+def _step_for_step(model, twin, data: bytes, x: np.ndarray, by: str = "tflm"):
     """Run the artifact closed loop; before each step, run the twin one step from the artifact's
     own state. Returns (state differences in LSB, artifact logits, twin logits)."""
-    it = tflite.interpreter(data)
-    ins = {d["name"]: d for d in it.get_input_details()}
-    outs = {d["name"]: d for d in it.get_output_details()}
+    g = _Graph(data, list(model.state_names), by)
     names = list(model.state_names)
-    state = {n: np.zeros((1, s), ins[state_io_names(n)[0]]["dtype"]) for n, s in zip(names, model.state_sizes())}
+    state = {n: np.zeros((1, s), np.int8) for n, s in zip(names, model.state_sizes())}
     lsb, art_logits, twin_logits = [], [], []
     for t in range(len(x)):
         with torch.no_grad():
             deq = []
             for n in names:
-                scale, zp = ins[state_io_names(n)[0]]["quantization"]
-                deq.append(torch.from_numpy((state[n].astype(np.float32) - zp) * scale))
+                scale, zp = g.q[state_io_names(n)[0]]
+                deq.append(torch.from_numpy(((state[n].astype(np.float64) - zp) * scale).astype(np.float32)))
             logits, twin_state = twin.step(torch.from_numpy(x[t:t + 1]), tuple(deq))
-        it.set_tensor(ins[INPUT]["index"], x[t:t + 1])
-        for n in names:
-            it.set_tensor(ins[state_io_names(n)[0]]["index"], state[n])
-        it.invoke()
-        art_logits.append(it.get_tensor(outs[OUTPUT]["index"])[0].copy())
+        y, new = g.step(x[t:t + 1], state)
+        art_logits.append(y)
         twin_logits.append(logits[0].numpy())
         for k, n in enumerate(names):
-            out = outs[state_io_names(n)[1]]
-            scale, zp = out["quantization"]
-            new = it.get_tensor(out["index"]).copy()
-            lsb.append(np.abs(np.round(twin_state[k].numpy() / scale + zp) - new.astype(np.float64)).ravel())
-            state[n] = new
+            scale, zp = g.q[state_io_names(n)[1]]
+            lsb.append(np.abs(np.round(twin_state[k].numpy() / scale + zp) - new[n].astype(np.float64)).ravel())
+        state = new
     return np.concatenate(lsb), np.array(art_logits), np.array(twin_logits)
 
 
-def test_twin_and_int8_artifact_agree_step_for_step_on_a_trained_gru(sfmnist, test_stream):
+def test_twin_computes_what_tflite_micro_computes_on_a_trained_gru(sfmnist, test_stream):
     model = load_checkpoint(builtin_checkpoint("default-gru")).model
     twin = qat.QuantTwin(model)
     feeds = twin.calibrate(sfmnist, 4000)
     data, _ = tflite.emit(tflite.lower(model, feeds), "int8", "gru")
     lsb, art, tw = _step_for_step(model, twin, data, test_stream.x)
-    assert (lsb == 0).mean() >= MIN_STATE_EXACT, f"state equal on {(lsb == 0).mean():.5%} of elements"
-    assert lsb.max() <= 2
-    assert (art.argmax(-1) == tw.argmax(-1)).mean() >= 0.999
-    # and closed loop, each on its own state, the decisions stay together
+    assert lsb.max() == 0, f"state equal on {(lsb == 0).mean():.5%} of elements"
+    np.testing.assert_array_equal(art, tw)
+    # and closed loop, each on its own state, the same trajectory
     with torch.no_grad():
         closed, _ = twin(torch.from_numpy(test_stream.x)[None])
-    agree = (closed[0].numpy().argmax(-1) == art.argmax(-1))[test_stream.mask].mean()
-    assert agree >= 0.99
+    np.testing.assert_array_equal(closed[0].numpy(), art)
+    # LiteRT (XNNPACK) rounds some elements its own way: how far it is from the twin
+    lsb, art, tw = _step_for_step(model, twin, data, test_stream.x, by="litert")
+    assert (lsb == 0).mean() >= MIN_STATE_EXACT_LITERT and lsb.max() <= MAX_LSB_LITERT
+    assert (art.argmax(-1) == tw.argmax(-1)).mean() >= 0.99
 
 
 @pytest.mark.parametrize("family,frontend,readout", [("rnn", 0, "linear"), ("ssm", 0, "linear"),
                                                      ("ssm-sel", 0, "linear"), ("lif", 0, "linear"),
                                                      ("rnn", 1, "linear"), ("gru", 0, "gated")])
 def test_twin_mirrors_every_full_int8_family(family, frontend, readout, sfmnist, test_stream):
-    """Including the spiking cell: LiteRT's integer GREATER_EQUAL on the int8 membrane gives
-    the spikes the twin computes, so full-int8 LIF is a plan the budget can judge (and QAT
-    can train for), not a graph that computes something else; the frontend's fused RELU; the
+    """Bit for bit with TFLite Micro's arithmetic, including the spiking cell (its integer
+    GREATER_EQUAL on the int8 membrane gives the spikes the twin computes, so full-int8 LIF is
+    a plan the budget can judge and QAT can train for), the frontend's fused RELU and the
     gated readout's broadcast MUL."""
     model = RecurrentClassifier(ModelConfig(family=family, hidden=16, frontend=frontend, readout=readout)).eval()
     twin = qat.QuantTwin(model)
     data, _ = tflite.emit(tflite.lower(model, twin.calibrate(sfmnist, 1000)), "int8", family)
     lsb, art, tw = _step_for_step(model, twin, data, test_stream.x[:500])
-    assert (lsb == 0).mean() >= 0.99 and lsb.max() <= 2
-    assert (art.argmax(-1) == tw.argmax(-1)).mean() >= 0.99
+    assert lsb.max() == 0
+    np.testing.assert_array_equal(art, tw)
 
 
 def test_uncalibrated_twin_is_the_float_step(test_stream):
