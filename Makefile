@@ -67,7 +67,9 @@ results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.studies.gsc_mask
 	$(BIN)/python -m edgerf.bench.studies.int8_table --qat-epochs ssm=3,ssm-sel=3,lif=3
 	$(BIN)/python -m edgerf.bench.studies.arm_cost
-	$(BIN)/python -m edgerf.bench.studies.targets --steps 100000
+	$(BIN)/python -m edgerf.bench.studies.targets --steps 100000 --grid runs/sfmnist \
+		--targets litert,litert-nodelegate,litert-ref,tflm,numpy,ort
+	$(BIN)/python -m edgerf.bench.studies.small_budget
 	$(BIN)/python -m edgerf.bench.studies.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \

@@ -1,49 +1,91 @@
-"""Every artifact of the built-ins on every installed target: bench/results/targets.{md,json}.
+"""Every artifact of the built-ins and of each family on every installed target:
+bench/results/targets.{md,json}.
 
     python -m edgerf.bench.studies.targets [--steps 100000] [--models default-gru,kws-gru]
+                                           [--grid runs/sfmnist]
 
-Each built-in's four artifacts (fp32 and int8, ONNX and TFLite) run through ``edgerf bench``
+``--grid``: also each family's reset-free model as ``int8_table`` exported it
+(``<grid>/export-int8/<family>-reset-free.*``, checkpoint ``<grid>/<family>-reset-free.pt``).
+Each model's four artifacts (fp32 and int8, ONNX and TFLite) run through ``edgerf bench``
 on each target that runs their format (litert, litert-nodelegate, litert-ref, tflm, numpy;
 ort, onnx-ref), over one unreset test stream of the dataset (``--steps``), beside torch
 eager: precision, us/step (median of 5 windows; tflm and numpy host-emulated for a
 microcontroller or a board without wheels), acc_p, false alarms, argmax agreement with
-torch, and for TFLite TFLite Micro's arena and the flash the file takes.
+torch, and for TFLite TFLite Micro's arena and the flash the file takes. Each int8 row also
+gives its acc_p change against the fp32 graph of its format on the same target, and what its
+export decided for that target (``within budget``, or the fallback and why).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from edgerf.bench.report import markdown_table
 from edgerf.bench.studies import RESULTS
 
 
 COLUMNS = ["model", "artifact", "target", "precision", "us_step", "p99_us", "acc_p", "false_alarm", "agreement",
-           "timing", "arena_bytes", "flash_bytes"]
+           "int8_drop_pt", "export_verdict", "timing", "arena_bytes", "flash_bytes"]
+FAMILIES = ("rnn", "gru", "ssm", "ssm-sel", "lif")
+
+
+def _models(names: str, grid: str | None) -> list[tuple[str, Path, Path]]:
+    """(label, artifact base path, checkpoint) of each model to run."""
+    from edgerf.models import BUILTIN_DIR, builtin_checkpoint
+    out = [(n, BUILTIN_DIR / n, builtin_checkpoint(n)) for n in names.split(",") if n]
+    if grid:
+        g = Path(grid)
+        out += [(f"{f} (grid)", g / "export-int8" / f"{f}-reset-free", g / f"{f}-reset-free.pt") for f in FAMILIES
+                if (g / f"{f}-reset-free.pt").exists()]
+    return out
+
+
+def _verdict(artifact, target: str) -> str:
+    """What the int8 artifact's export decided for ``target`` (its manifest's ``targets``)."""
+    from edgerf.runtime import manifest
+    rec = (manifest.read(artifact).get("targets") or {}).get(target)
+    if not rec or "within_budget" not in rec:
+        return "not judged at export"
+    return "within budget" if rec["within_budget"] else f"fallback fp32: {rec.get('summary', '')}"
+
+
+def _int8_columns(rows: list[dict], base) -> None:
+    """Each int8 row's acc_p change against its format's fp32 graph on the same target."""
+    fp32 = {(r["artifact"].rsplit(".", 1)[-1], r["target"]): r["acc_p"] for r in rows if r["precision"] == "fp32"}
+    for r in rows:
+        if r["precision"] == "fp32" or r["artifact"] == "torch eager":
+            continue
+        ref = fp32.get((r["artifact"].rsplit(".", 1)[-1], r["target"]))
+        if ref is not None and r["acc_p"] is not None:
+            r["int8_drop_pt"] = round((ref - r["acc_p"]) * 100, 2)
+        r["export_verdict"] = _verdict(base.parent / r["artifact"], r["target"])
 
 
 def main(argv=None) -> int:
     from edgerf.bench.machine import machine_info
     from edgerf.bench.run import BenchConfig, run_bench
-    from edgerf.models import BUILTIN_DIR, builtin_checkpoint
     from edgerf.runtime.backends import tflm_figures
     from edgerf.runtime.targets import TARGETS, installed
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--models", default="default-gru,kws-gru")
+    p.add_argument("--models", default="default-gru,kws-gru", help="built-ins (comma-separated)")
+    p.add_argument("--grid", help="a train_grid folder whose int8_table exports to add (e.g. runs/sfmnist)")
+    p.add_argument("--targets", help="comma-separated targets (default: every installed one)")
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--out", default=str(RESULTS / "targets"))
     a = p.parse_args(argv)
-    targets = tuple(installed())
+    targets = tuple(a.targets.split(",")) if a.targets else tuple(installed())
     rows, records = [], []
-    for name in a.models.split(","):
-        ckpt = builtin_checkpoint(name)
-        arts = [BUILTIN_DIR / f"{name}{s}" for s in (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")]
+    for name, base, ckpt in _models(a.models, a.grid):
+        arts = [base.with_name(base.name + s) for s in (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")]
         cfg = BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False, targets=targets)
         rep = run_bench(arts, ckpt, cfg, progress=False, log=print).report
         records.append({"model": name, "report": rep})
+        model_rows = []
         for r in rep["targets"]:
             acc = r.get("accuracy", {})
             target = r["target"].split("@")[-1] if "@" in r["target"] else r["target"]
@@ -53,22 +95,26 @@ def main(argv=None) -> int:
                    "false_alarm": acc.get("false_alarm"), "agreement": acc.get("argmax_agreement"),
                    "timing": "host-emulated" if target in TARGETS and TARGETS[target].host_emulated else "measured"}
             if r["file"] and r["file"].endswith(".tflite") and r["target"].endswith("@tflm"):
-                mcu = tflm_figures(BUILTIN_DIR / r["file"])
+                mcu = tflm_figures(base.parent / r["file"])
                 row |= {"arena_bytes": mcu.get("arena_bytes"), "flash_bytes": mcu.get("flash_bytes")}
-            rows.append(row)
+            model_rows.append(row)
+        _int8_columns(model_rows, base)
+        rows += model_rows
     m = machine_info()
-    out = {"command": "python -m edgerf.bench.studies.targets " + " ".join(argv or []), "machine": m,
+    command = "python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = {"command": command.strip(), "machine": m,
            "steps": a.steps, "targets": targets, "rows": rows}
-    from pathlib import Path
     Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
-    text = (f"# The built-ins on every target\n\nProduced by `python -m edgerf.bench.studies.targets --steps {a.steps}` "
+    text = (f"# Every artifact on every target\n\nProduced by `{out['command'].strip()}` "
             f"on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {a.steps:,} steps of each "
             "dataset (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
             "windows through `StepModel.step`. `timing` host-emulated: tflm (TFLite Micro's kernels) and numpy "
             "(edgerf's numpy executor) run here on x86, standing for a microcontroller and a board with no "
             "interpreter wheel; their times are not those devices'. `agreement`: argmax agreement with torch fp32 "
             "on informative steps. `arena_bytes`: TFLite Micro's recording allocator on this 64-bit host "
-            "(overstates a 32-bit MCU); `flash_bytes`: the file as stored.\n\n"
+            "(overstates a 32-bit MCU); `flash_bytes`: the file as stored. `int8_drop_pt`: acc_p of the fp32 "
+            "graph of the same format on the same target minus the int8 graph's, in points; `export_verdict`: what "
+            "the int8 export decided for that target (its manifest's `targets`).\n\n"
             + markdown_table(rows, COLUMNS) + "\n")
     Path(a.out).with_suffix(".md").write_text(text)
     print(text)
