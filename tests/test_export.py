@@ -113,15 +113,40 @@ def test_int8_export_on_a_trained_model(tmp_path):
     assert [t["plan"] for t in rep.plan["onnx"]["tried"]][0] == "int8"
     m = manifest.read(tmp_path / "gru.int8.onnx")
     assert m["precision"]["plan"] == rep.plan["onnx"]["plan"] == int8.precision
-    # each runtime climbs its own ladder from the cheapest rung, and keeps the first in budget
-    for fmt in ("onnx", "tflite"):
-        tried = rep.plan[fmt]["tried"]
-        assert tried[0]["plan"] == "int8" and all(not t["within_budget"] for t in tried[:-1])
-        assert tried[-1]["within_budget"] == (rep.plan[fmt]["plan"] != "fp32")
+    # each format climbs its own ladder from the cheapest rung, judging each rung on every
+    # installed target (one of each bit-identical set, the format's default first), and keeps
+    # the first within budget on all of them, or the first on the default with a fallback
+    from edgerf.runtime import targets
+    for fmt, suffix in (("onnx", ".onnx"), ("tflite", ".tflite")):
+        plan = rep.plan[fmt]
+        tried = plan["tried"]
+        assert plan["judged_on"][0] == targets.choose(suffix).name
+        assert sorted(plan["judged_on"]) == sorted(targets.representatives(suffix))
+        assert tried[0]["plan"] == "int8"
+        assert all(set(t["targets"]) == set(plan["judged_on"]) for t in tried if "targets" in t)
+        kept = [t["plan"] for t in tried if t["within_budget"]]
+        if "fallback" in plan:
+            assert not kept and plan["plan"] == next(t["plan"] for t in tried
+                                                     if t.get("targets", {}).get(plan["judged_on"][0], {}).get(
+                                                         "within_budget"))
+        else:
+            assert kept == ([plan["plan"]] if plan["plan"] != "fp32" else []) and (
+                plan["plan"] == "fp32" or tried[-1]["plan"] == plan["plan"])
+        m8 = manifest.read(tmp_path / f"gru.int8{suffix}")
+        for t in plan["judged_on"] if plan["plan"] != "fp32" else []:
+            rec = m8["targets"][t]
+            assert rec["plan"] == plan["plan"] and "summary" in rec
+            assert rec["within_budget"] == (t not in plan.get("fallback", {}))
     assert tfl8.parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
     assert m["states"][0]["range"][0] < 0 < m["states"][0]["range"][1]   # calibrated, tanh-bounded
     assert -1.0 - 1e-6 <= m["states"][0]["range"][0] and m["states"][0]["range"][1] <= 1.0 + 1e-6
     assert int8.parity["argmax_agreement"] >= INT8_MIN_AGREEMENT
+    # --targets names what the plans are judged on
+    rep2 = export_checkpoint(ck, tmp_path / "on-tflm", ExportConfig(
+        int8=True, formats=("tflite",), targets=("tflm",), parity_steps=2_000, calibration_steps=4_000,
+        check_steps=4_000, bundle_steps=1_000))
+    assert rep2.plan["tflite"]["judged_on"] == ["tflm"]
+    assert set(manifest.read(tmp_path / "on-tflm/gru.int8.tflite")["targets"]) <= {"tflm", "numpy"}
     # an int8 candidate really is quantized: QDQ nodes around int8 weights
     from edgerf.export import calibrate, quantize
     feeds = calibrate.calibration_feeds(checkpoint.load(ck).model, get_task("sfmnist"), 500)

@@ -393,8 +393,10 @@ def _check_name(artifact: Path, m: dict) -> None:
                             f"{runtime} graph; name it *.{runtime}.")
     recorded = m["artifact"].get("file", "")
     claims_int8 = is_int8(artifact)
-    if (claims_int8 and precision == "fp32") or (base_name(artifact) == base_name(recorded)
-                                                 and claims_int8 != is_int8(recorded)):
+    # an export whose int8 ladder found no plan in budget writes the fp32 graph under the
+    # .int8 name, and says so: that file under its own name is what was exported
+    if (claims_int8 and precision == "fp32" and artifact.name != recorded) or (
+            base_name(artifact) == base_name(recorded) and claims_int8 != is_int8(recorded)):
         raise ArtifactError(f"{artifact.name} is named as {'an int8' if claims_int8 else 'an fp32'} artifact but "
                             f"holds the {precision} plan (exported as {recorded}); a copy over the wrong name. "
                             f"Restore {recorded}, or rename it plainly.")
