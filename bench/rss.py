@@ -6,11 +6,28 @@ backends do not inherit each other's (or torch's) memory.
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
 
 import numpy as np
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (Linux /proc; a process that ends while
+    this walks is skipped)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
 
 
 def _peak_mib() -> float:

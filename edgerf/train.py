@@ -323,7 +323,7 @@ def _keyword_record(probs, bg_probs, stream: Stream, task, decision: dict) -> di
     tol = int(round(0.5 / task.period_s))
     on_unknown = sum(any(ev.start <= e + tol and ev.end >= s for s, e in unknown)
                      for ev in events if ev.name in keywords)
-    curve = det_curve(probs, stream, bg_probs, classes, task.period_s, window=window)
+    curve = det_curve(probs, stream, bg_probs, classes, task.period_s, window=window, merge=merge)
     op = operating_point(curve, 1.0)
     bg_seconds = len(bg_probs) * task.period_s
     on_background = len(detect_events(bg_probs, classes, threshold, window, keywords=keywords, merge=merge))

@@ -99,15 +99,8 @@ PIECES = ["--task", "sfmnist", "--hidden", "8", "--epochs", "2", "--batch", "4",
 
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process and all its descendants at once (a machine that dies stops them all)."""
-    found, todo = [], [pid]
-    while todo:
-        q = todo.pop()
-        found.append(q)
-        try:
-            for t in os.listdir(f"/proc/{q}/task"):
-                todo += [int(c) for c in open(f"/proc/{q}/task/{t}/children").read().split()]
-        except OSError:
-            pass
+    from edgerf.bench.rss import process_tree
+    found = process_tree(pid)
     for q in found:
         try:
             os.kill(q, signal.SIGKILL)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from edgerf.bench.report import markdown_table
+from edgerf.bench.rss import process_tree
 from edgerf.bench.studies import RESULTS
 
 COLUMNS = ["factor", "clips", "ranks", "lanes", "peak_anon_mib", "vs_1x", "steps_per_s", "data_wait", "epoch_s"]
@@ -45,19 +46,6 @@ def replicate(src: Path, dst: Path, factor: int) -> int:
                 (dst / d.name / name).symlink_to(f.resolve())
                 n += d.name != "_silence_"
     return n
-
-
-def _tree(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                todo += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
-        except OSError:
-            pass
-    return out
 
 
 def _anon_kib(pid: int) -> int:
@@ -79,7 +67,7 @@ def run(cmd: list[str], env: dict) -> tuple[float, float]:
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], sum(_anon_kib(q) for q in _tree(p.pid)))
+            peak[0] = max(peak[0], sum(_anon_kib(q) for q in process_tree(p.pid)))
             time.sleep(0.1)
     t0 = time.perf_counter()
     th = threading.Thread(target=sample, daemon=True)

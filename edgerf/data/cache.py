@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.runtime.audio import MAX_WAV_BYTES, read_wav
+from edgerf.runtime.audio import open_wav_file, read_wav
 from edgerf.runtime.errors import DataError
-from edgerf.runtime.files import FileRefused, open_regular
 
 FORMAT = "edgerf-wavecache/1"
 
@@ -45,13 +44,7 @@ def content_key(paths: list[Path], extra: str) -> str:
     or device that would block or never end."""
     h = hashlib.sha256(f"{FORMAT}\n{extra}\n".encode())
     for p in paths:
-        try:
-            f = open_regular(p, MAX_WAV_BYTES, "a WAV recording")
-        except FileNotFoundError as e:
-            raise DataError(f"{p}: no such file.") from e
-        except FileRefused as e:
-            raise DataError(str(e)) from e
-        with f:
+        with open_wav_file(p) as f:
             h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
 

@@ -85,13 +85,14 @@ speaker-hash train split); these clips come from its test split.
 """
 
 
-# The int8 budget of each built-in where it is not the default, and why. kws-gru: on its 595
-# validation samples the default rule (drop <= 0.5 pt, upper end <= 1 pt) cannot certify
-# full int8 (+0.84 pt, upper end +1.83: 9 discordant decisions of 595) and kept a16w8, which
-# CPU kernels run 9x slower than fp32 and the numpy backend does not run at all; full int8
-# is the faster plan (6.5 vs 7.9 us/step) on every target, so it ships under a 1 / 2 pt
-# budget, recorded in its manifest.
-BUDGETS = {"kws-gru": {"max_acc_p_drop": 0.01, "max_acc_p_drop_upper": 0.02}}
+# The int8 budget of each built-in where it is not the default, and why. kws-gru: on its 602
+# val samples (6 contexts) the default budget keeps int8-gemm on every target; full int8 is
+# within 1 pt on each (measured +0.35 pt on XNNPACK, +0.66 on TFLite Micro) but over 0.5 on
+# TFLite Micro, and its false alarms on XNNPACK rise 0.054 pt. Full int8 is what a
+# microcontroller and the numpy backend run bit for bit (int8-gemm keeps the recurrence in
+# float: TFLite Micro's float kernels, an 18.9 KB arena, and not bit-exact in numpy), so it
+# ships under a 1 pt / 0.1 pt budget, recorded in its manifest.
+BUDGETS = {"kws-gru": {"max_acc_p_drop": 0.01, "max_false_alarm_rise": 0.001}}
 # Steps of the evaluation bundle shipped beside each built-in where not the default: a
 # keyword step is 160 float16 features (4 stacked frames), so 10,000 steps made 3.2 MB.
 BUNDLE_STEPS = {"kws-gru": 5_000}

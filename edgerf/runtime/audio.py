@@ -18,17 +18,22 @@ from edgerf.runtime.files import FileRefused, open_regular
 MAX_WAV_BYTES = 1 << 27
 
 
-def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> np.ndarray:
-    """Mono 16-bit PCM at ``rate`` -> float32 in [-1, 1]; anything else is a DataError naming the
-    file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
-    against its size before the samples are read."""
+def open_wav_file(path: Path, max_bytes: int = MAX_WAV_BYTES):
+    """``path`` opened for reading as a recording is: a regular file of at most ``max_bytes``
+    (never a FIFO or device that would block or never end), else a DataError naming it."""
     try:
-        f = open_regular(path, max_bytes, "a WAV recording")
+        return open_regular(path, max_bytes, "a WAV recording")
     except FileNotFoundError as e:
         raise DataError(f"{path}: no such file.") from e
     except FileRefused as e:
         raise DataError(str(e)) from e
-    with f:
+
+
+def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> np.ndarray:
+    """Mono 16-bit PCM at ``rate`` -> float32 in [-1, 1]; anything else is a DataError naming the
+    file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
+    against its size before the samples are read."""
+    with open_wav_file(path, max_bytes) as f:
         size = os.fstat(f.fileno()).st_size
         try:
             with wave.open(f, "rb") as w:

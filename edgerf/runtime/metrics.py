@@ -96,17 +96,20 @@ def _percentiles(ms: list[float]) -> dict:
 
 
 def det_curve(test_probs: np.ndarray, test_stream, background_probs: np.ndarray, classes: list[str],
-              period_s: float, thresholds=None, window: int = 3) -> list[dict]:
+              period_s: float, thresholds=None, window: int = 3, merge: int = 0) -> list[dict]:
     """Miss rate (on the test stream) against false accepts per hour (on a background-only
-    stream) at each decision threshold: the curve a user picks an operating point on."""
+    stream) at each decision threshold, events detected with ``window`` and ``merge`` as the
+    operating point does: the curve a user picks an operating point on."""
     from edgerf.runtime.events import detect_events
 
     unknown = classes.index(UNKNOWN) if UNKNOWN in classes else -1
     hours = len(background_probs) * period_s / 3600.0
     rows = []
     for thr in thresholds if thresholds is not None else np.round(np.linspace(0.5, 0.99, 50), 3):
-        km = keyword_metrics(detect_events(test_probs, classes, float(thr), window), test_stream, classes, period_s)
-        fa = sum(ev.label != unknown for ev in detect_events(background_probs, classes, float(thr), window))
+        km = keyword_metrics(detect_events(test_probs, classes, float(thr), window, merge=merge), test_stream,
+                             classes, period_s)
+        fa = sum(ev.label != unknown
+                 for ev in detect_events(background_probs, classes, float(thr), window, merge=merge))
         rows.append({"threshold": float(thr), "miss_rate": km["miss_rate"], "stream_fa_per_hour": km["fa_per_hour"],
                      "fa_per_hour": fa / hours if hours else float("nan"), "background_hours": hours})
     return rows
