@@ -418,13 +418,17 @@ def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, f
         return {"plan": plan, "error": str(e), "within_budget": False}
     per = {}
     for target in on:
-        try:
-            candidate = _candidate(run, fmt, path, plan, target)
-            logits, states = _closed_loop(run, candidate, check.x, f"{fmt_name} plan {plan} on {target}")
-            us = _us_per_step(candidate, check.x)
-        except ArtifactError as e:             # e.g. an op this target does not have
-            run.log(f"  {fmt_name} plan {plan:10s} on {target}: does not run ({e})")
-            per[target] = {"runs": False, "within_budget": False, "verdict": f"does not run: {e}"}
+        why = _cannot_run(path, target)
+        if why is None:
+            try:
+                candidate = _candidate(run, fmt, path, plan, target)
+                logits, states = _closed_loop(run, candidate, check.x, f"{fmt_name} plan {plan} on {target}")
+                us = _us_per_step(candidate, check.x)
+            except (ArtifactError, RuntimeError) as e:     # refused, or the interpreter failed mid-run
+                why = str(e).splitlines()[0]
+        if why is not None:
+            run.log(f"  {fmt_name} plan {plan:10s} on {target}: does not run ({why})")
+            per[target] = {"runs": False, "within_budget": False, "verdict": f"does not run: {why}"}
             continue
         p = parity.compare(ref_logits, ref_states, logits, states, run.names, atol=np.inf, min_agreement=0.0,
                            mask=check.mask)
@@ -455,6 +459,16 @@ def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, f
 
 
 SPEED_STEPS = 3_000    # closed-loop steps that time the fp32 graph against each plan (median)
+
+
+def _cannot_run(path: Path, target: str) -> str | None:
+    """Why ``target`` cannot run the graph at ``path`` at all (TFLite Micro names the op and
+    type it lacks), or None."""
+    if target != "tflm":
+        return None
+    from edgerf.runtime.backends import tflm_figures
+    mcu = tflm_figures(path)
+    return None if mcu["runs"] is not False else f"TFLite Micro: {mcu['why']}"
 
 
 def _candidate(run: _Run, fmt, path: Path, plan: str, target: str | None = None):

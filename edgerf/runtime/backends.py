@@ -7,7 +7,9 @@ models; ``StepModel`` adds validation, snapshots and persistence on top.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -324,14 +326,18 @@ def tflm_figures(path: Path) -> dict:
     if not TARGETS["tflm"].present():
         return out | {"runs": None, "why": f"tflite-micro is not installed here ({TARGETS['tflm'].extra})"}
     from tflite_micro.python.tflite_micro import runtime
+    said: list[str] = []
     try:
-        it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
-        for k, i in enumerate(model["inputs"]):
-            t = model["tensors"][i]
-            it.set_input(np.zeros(t["shape"], tensor_detail(t)["dtype"]), k)
-        it.invoke()
+        with _c_stderr(said):                  # TFLite Micro names what it cannot run there, not in the exception
+            it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
+            for k, i in enumerate(model["inputs"]):
+                t = model["tensors"][i]
+                it.set_input(np.zeros(t["shape"], tensor_detail(t)["dtype"]), k)
+            it.invoke()
     except Exception as e:                     # an op outside TFLite Micro's set, or an arena it cannot plan
-        return out | {"runs": False, "why": str(e).splitlines()[0][:200]}
+        detail = " ".join(line.strip() for line in "".join(said).splitlines() if line.strip())
+        return out | {"runs": False, "why": (f"{detail} ({str(e).splitlines()[0]})" if detail
+                                             else str(e).splitlines()[0])[:300]}
     return out | {"runs": True, "arena_bytes": _tflm_arena_used(it),
                   "arena_note": "TFLite Micro's recording allocator on a 64-bit host (overstates a 32-bit MCU)",
                   "tflite_micro": TARGETS["tflm"].extra.split("==")[-1].rstrip('"')}
@@ -343,21 +349,31 @@ def _tflm_arena(data: bytes) -> int:
     return max(10 * len(data), 1 << 16)
 
 
-def _tflm_arena_used(it) -> int:
-    """The arena TFLite Micro's recording allocator used (it prints it on the C stderr)."""
-    import re
+@contextlib.contextmanager
+def _c_stderr(into: list[str]):
+    """What C code writes on file descriptor 2 meanwhile, appended to ``into`` (TFLite Micro
+    reports there, not through Python)."""
     import tempfile
     with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(tmp.fileno(), 2)
         try:
-            it.print_allocations()
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    m = re.search(r"Arena allocation total (\d+) bytes", text)
+            tmp.seek(0)
+            into.append(tmp.read().decode(errors="replace"))
+
+
+def _tflm_arena_used(it) -> int:
+    """The arena TFLite Micro's recording allocator used (it prints it on the C stderr)."""
+    import re
+    said: list[str] = []
+    with _c_stderr(said):
+        it.print_allocations()
+    m = re.search(r"Arena allocation total (\d+) bytes", "".join(said))
     return int(m.group(1)) if m else -1
 
 
