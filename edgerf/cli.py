@@ -202,9 +202,12 @@ def export(
     """Export a checkpoint as a stateful single-step graph (x_t, state) -> (logits_t, state'), parity-checked."""
     _need_host("export")
     from edgerf.runtime import atomic
-    from edgerf.export.pipeline import export_checkpoint
+    from edgerf.export.pipeline import export_checkpoint, output_files
 
     cfg = _config(ExportConfig, options, budget=_config(Budget, options))
+    if report is not None and report.resolve() in {f.resolve() for f in output_files(checkpoint, output, cfg)}:
+        raise typer.BadParameter(f"{report} is a file this export writes; give the report another path.",
+                                 param_hint="--report")
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
     if report:

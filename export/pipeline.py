@@ -72,6 +72,14 @@ def _names(base: str, formats, int8: bool) -> list[str]:
     return files
 
 
+def output_files(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None, cfg: ExportConfig) -> list[Path]:
+    """Every file an export of ``ckpt_path`` writes: artifacts, sidecars, bundle, then its index."""
+    ckpt_path = Path(ckpt_path)
+    out_dir = Path(out_dir) if out_dir else ckpt_path.parent
+    base = cfg.name or ckpt_path.stem
+    return [out_dir / n for n in _names(base, cfg.formats, cfg.int8)] + [manifest.index_path(out_dir, base)]
+
+
 def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
                       cfg: ExportConfig = ExportConfig(), log=lambda s: None, progress: bool = False) -> ExportReport:
     """Export ``ckpt_path`` per ``cfg``; ``log`` receives one line per stage result, and with
@@ -85,7 +93,7 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
             raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else ckpt_path.parent
     base = cfg.name or ckpt_path.stem
-    targets = [out_dir / n for n in _names(base, cfg.formats, cfg.int8)]
+    targets = output_files(ckpt_path, out_dir, cfg)[:-1]          # the index is written last, apart
     clash = [str(t) for t in targets if t.exists()]
     if clash and not cfg.force:
         raise ArtifactError(f"{', '.join(clash)} already exist; pass --force to overwrite.")

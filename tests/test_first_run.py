@@ -168,6 +168,12 @@ def test_plot_and_report_refuse_to_overwrite(tmp_path):
     (tmp_path / "rep" / "bench.md").write_text("keep")
     r = CliRunner().invoke(app, ["bench", "--report", str(tmp_path / "rep"), "--no-rss", "-q"])
     assert r.exit_code == 2 and (tmp_path / "rep" / "bench.md").read_text() == "keep"
+    # an export's --report that names one of the export's own files (its index, say) is refused
+    # before any work: it once overwrote the index it had just written
+    for own in ("default-gru.export.json", "default-gru.onnx.json", "default-gru.onnx"):
+        r = CliRunner().invoke(app, ["export", str(BUILTIN_DIR / "default-gru.pt"), "-o", str(tmp_path / "x"),
+                                     "--report", str(tmp_path / "x" / own)])
+        assert r.exit_code == 2 and "--report" in r.output and not (tmp_path / "x").exists()
 
 
 def test_a_file_that_is_not_a_checkpoint_gets_a_short_message(tmp_path):
