@@ -48,8 +48,10 @@ def table(rep: dict) -> str:
     if rep.get("frame_period_s"):
         lines.append(f"real-time factor = median step time / frame period ({rep['frame_period_s']} s)")
     if any(r.get("timing", "").startswith("host-emulated") for r in rep["targets"]):
-        lines.append("@tflm timings are TFLite Micro's kernels on this host (host-emulated): not a microcontroller's")
+        lines.append("@tflm and @numpy timings are host-emulated: TFLite Micro's kernels and edgerf's numpy executor "
+                     "on this host, not the microcontroller or board they stand for")
     lines += _unverified(rep)
+    lines += [f"not run: {r['target']} ({r['file']}): {r['why']}" for r in rep.get("skipped", [])]
     return "\n".join(lines)
 
 
@@ -71,8 +73,9 @@ def markdown(rep: dict, plots: bool = True) -> str:
            f"- data: {describe(rep.get('data'))}",
            f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
            *(f"- **{line}**" for line in _unverified(rep)),
-           *(["- `@tflm` rows: TFLite Micro's kernels on this host; their timings are host-emulated, not a "
-              "microcontroller's"] if any(r.get("timing", "").startswith("host-emulated") for r in rep["targets"])
+           *(f"- not run: `{r['target']}` ({r['file']}): {r['why']}" for r in rep.get("skipped", [])),
+           *(["- `@tflm` and `@numpy` rows: TFLite Micro's kernels and edgerf's numpy executor on this host; "
+              "their timings are host-emulated, not the device's"] if any(r.get("timing", "").startswith("host-emulated") for r in rep["targets"])
              else []), "",
            "| target | precision | median us | p90 us | p99 us | max us | x torch (median) | x torch (p99) | steps/s "
            "| RTF | peak RSS MiB | size KiB |", "|" + "---|" * 12]

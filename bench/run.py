@@ -179,6 +179,18 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         raise ArtifactError(f"none of --target {','.join(cfg.targets)} runs these artifacts "
                             f"({', '.join(sorted({a.suffix for a in artifacts}))}).")
     frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
+    # with several --target, a pair that cannot run (the numpy backend and an a16w8 graph, say)
+    # is reported as such and the others still run; a single named target still refuses
+    skipped = []
+    if len(cfg.targets) > 1:
+        from edgerf.runtime import StepModel
+        for tg in [t for t in targets if t.on]:
+            try:
+                StepModel.load(tg.path, allow_unverified=cfg.allow_unverified, target=tg.on)
+            except ArtifactError as e:
+                skipped.append({"target": tg.name, "file": tg.path.name, "precision": tg.precision, "why": str(e)})
+                log(f"not run: {tg.name}: {e}")
+                targets.remove(tg)
     total = len(targets) * (cfg.windows + (1 if stream is not None else 0))
     with bar("bench", total, progress) as pb:
         for tg in targets:
@@ -198,6 +210,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
     for tg in targets:
         tg.result["integrity"] = integrity.get(tg.path, "checkpoint digest verified")
     report = _report(targets, first, cfg, ref_desc, stream, data)
+    report["skipped"] = skipped
     if cfg.levels:
         report["levels"] = _levels(artifacts[0], first, cfg, log)
     return BenchRun(report, targets, stream)
@@ -292,8 +305,8 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
         lat: Latency = t.result["latency"]
         row = {"target": t.name, "file": t.path.name if t.path else None, "precision": t.precision,
                "runs_on": t.on and f"{t.on}: {RUNTIME_TARGETS[t.on].interpreter}, {RUNTIME_TARGETS[t.on].kernels}",
-               "timing": "host-emulated (TFLite Micro on this host, not a microcontroller)" if t.on == "tflm"
-               else "measured",
+               "timing": f"host-emulated ({RUNTIME_TARGETS[t.on].interpreter} on this host, not the device it "
+                         "stands for)" if t.on and RUNTIME_TARGETS[t.on].host_emulated else "measured",
                "latency": lat.to_dict(), "steps_per_s": lat.steps_per_s, "size_bytes": t.result["size_bytes"],
                "threads": t.result["threads"], "peak_rss_mib": t.result.get("peak_rss_mib"),
                "integrity": t.result.get("integrity"),

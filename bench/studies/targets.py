@@ -99,6 +99,10 @@ def main(argv=None) -> int:
                 row |= {"arena_bytes": mcu.get("arena_bytes"), "flash_bytes": mcu.get("flash_bytes")}
             model_rows.append(row)
         _int8_columns(model_rows, base)
+        for r in rep.get("skipped", []):        # a pair the target cannot run, with its own words
+            model_rows.append({"model": name, "artifact": r["file"], "target": r["target"].split("@")[-1],
+                               "precision": r["precision"],
+                               "export_verdict": "does not run: " + r["why"].split(": ", 1)[-1][:120]})
         rows += model_rows
     m = machine_info()
     command = "python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])
