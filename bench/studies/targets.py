@@ -32,24 +32,30 @@ COLUMNS = ["model", "artifact", "target", "precision", "us_step", "p99_us", "acc
 FAMILIES = ("rnn", "gru", "ssm", "ssm-sel", "lif")
 
 
-def _models(names: str, grid: str | None) -> list[tuple[str, Path, Path]]:
+def _models(names: str, grid: str | None, families: str) -> list[tuple[str, Path, Path]]:
     """(label, artifact base path, checkpoint) of each model to run."""
     from edgerf.models import BUILTIN_DIR, builtin_checkpoint
     out = [(n, BUILTIN_DIR / n, builtin_checkpoint(n)) for n in names.split(",") if n]
     if grid:
         g = Path(grid)
-        out += [(f"{f} (grid)", g / "export-int8" / f"{f}-reset-free", g / f"{f}-reset-free.pt") for f in FAMILIES
-                if (g / f"{f}-reset-free.pt").exists()]
+        out += [(f"{f} (grid)", g / "export-int8" / f"{f}-reset-free", g / f"{f}-reset-free.pt")
+                for f in families.split(",") if (g / f"{f}-reset-free.pt").exists()]
     return out
 
 
 def _verdict(artifact, target: str) -> str:
-    """What the int8 artifact's export decided for ``target`` (its manifest's ``targets``)."""
+    """What the int8 artifact's export decided for ``target`` (its manifest's ``targets``); a
+    target the export left out as bit-identical to one it judged (``SAME_AS``) takes that one's."""
     from edgerf.runtime import manifest
-    rec = (manifest.read(artifact).get("targets") or {}).get(target)
-    if not rec or "within_budget" not in rec:
-        return "not judged at export"
-    return "within budget" if rec["within_budget"] else f"fallback fp32: {rec.get('summary', '')}"
+    from edgerf.runtime.targets import SAME_AS
+    judged = {n: r for n, r in (manifest.read(artifact).get("targets") or {}).items() if "within_budget" in r}
+    rec, via = judged.get(target), ""
+    if rec is None:
+        twin = next((n for n in judged if frozenset({n, target}) in SAME_AS), None)
+        if twin is None:
+            return "not judged at export"
+        rec, via = judged[twin], f" (as {twin}: bit-identical)"
+    return ("within budget" if rec["within_budget"] else f"fallback fp32: {rec.get('summary', '')}") + via
 
 
 def _int8_columns(rows: list[dict], base) -> None:
@@ -76,11 +82,14 @@ def main(argv=None) -> int:
     p.add_argument("--grid", help="a train_grid folder whose int8_table exports to add (e.g. runs/sfmnist)")
     p.add_argument("--targets", help="comma-separated targets (default: every installed one)")
     p.add_argument("--seconds", type=float, default=1.0)
+    p.add_argument("--families", default=",".join(FAMILIES), help="with --grid: which families")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of models not run now from the previous results (a partial re-run)")
     p.add_argument("--out", default=str(RESULTS / "targets"))
     a = p.parse_args(argv)
     targets = tuple(a.targets.split(",")) if a.targets else tuple(installed())
     rows, records = [], []
-    for name, base, ckpt in _models(a.models, a.grid):
+    for name, base, ckpt in _models(a.models, a.grid, a.families):
         arts = [base.with_name(base.name + s) for s in (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")]
         cfg = BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False, targets=targets)
         rep = run_bench(arts, ckpt, cfg, progress=False, log=print).report
@@ -105,12 +114,24 @@ def main(argv=None) -> int:
                                "export_verdict": "does not run: " + r["why"].split(": ", 1)[-1][:120]})
         rows += model_rows
     m = machine_info()
-    command = "python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = {"command": command.strip(), "machine": m,
+    command = ("python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    commands = [command]
+    previous = Path(a.out).with_suffix(".json")
+    if a.merge and previous.exists():
+        # the other models' rows stay as that run measured them, and the file names both runs
+        old = json.loads(previous.read_text())
+        ran = {r["model"] for r in rows}
+        kept = [r for r in old["rows"] if r["model"] not in ran]
+        order = list(dict.fromkeys([r["model"] for r in old["rows"]] + [r["model"] for r in rows]))
+        rows = sorted(kept + rows, key=lambda r: order.index(r["model"]))
+        commands = old.get("commands", [old["command"]]) + commands
+    out = {"command": command, "commands": commands, "machine": m,
            "steps": a.steps, "targets": targets, "rows": rows}
     Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
-    text = (f"# Every artifact on every target\n\nProduced by `{out['command'].strip()}` "
-            f"on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {a.steps:,} steps of each "
+    text = ("# Every artifact on every target\n\nProduced by " + " then ".join(f"`{c}`" for c in commands)
+            + (" (the later run re-measured its models; the other rows are the earlier run's)"
+               if len(commands) > 1 else "")
+            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {a.steps:,} steps of each "
             "dataset (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
             "windows through `StepModel.step`. `timing` host-emulated: tflm (TFLite Micro's kernels) and numpy "
             "(edgerf's numpy executor) run here on x86, standing for a microcontroller and a board with no "

@@ -60,36 +60,34 @@ def read_bytes(path: str | os.PathLike, max_bytes: int, what: str) -> bytes:
     return data
 
 
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON ``text`` (strings skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
+def json_depth(value) -> int:
+    """The deepest nesting of arrays and objects in a parsed JSON value (iterative: a deep
+    value cannot exhaust the stack here)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            deepest = max(deepest, d)
+            todo.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
     return deepest
 
 
 def loads(text: str, where: str, max_depth: int = MAX_JSON_DEPTH):
-    """JSON with a nesting limit; anything unreadable is a FileRefused naming ``where``."""
-    if json_depth(text) > max_depth:
-        raise FileRefused(f"{where} nests deeper than {max_depth} levels; no edgerf file does. Not one of ours.")
+    """JSON with a nesting limit; anything unreadable is a FileRefused naming ``where``. The
+    parser is the C one (linear in the text; nesting past the interpreter's recursion limit
+    raises RecursionError in C); the limit is then checked on the parsed value, which costs
+    a walk over its containers, not a Python loop over every character."""
+    too_deep = f"{where} nests deeper than {max_depth} levels; no edgerf file does. Not one of ours."
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
+        value = json.loads(text)
+    except RecursionError as e:
+        raise FileRefused(too_deep) from e
+    except ValueError as e:
         raise FileRefused(f"{where} is not valid JSON ({str(e)[:120]}).") from e
+    if json_depth(value) > max_depth:
+        raise FileRefused(too_deep)
+    return value
 
 
 def read_json(path: str | os.PathLike, max_bytes: int, what: str):
