@@ -102,10 +102,17 @@ class SparseFilterbank:
         self.n = len(fb)
 
     def __call__(self, power: np.ndarray) -> np.ndarray:
+        return self.transposed(power).T
+
+    def transposed(self, power: np.ndarray) -> np.ndarray:
+        """[n_mels, n] for power [n, F]: the gather and the segmented sum run over rows, each a
+        contiguous vector of n frames (3.5x faster for a 100 ms chunk than summing within
+        rows; the same sums in the same order, so bit-identical)."""
+        sums = np.add.reduceat(power.T[self.cols] * self.weights[:, None], self.starts, axis=0)
         if self.filled.all():
-            return np.add.reduceat(power[:, self.cols] * self.weights, self.starts, axis=1)
-        out = np.zeros((len(power), self.n), np.float64)
-        out[:, self.filled] = np.add.reduceat(power[:, self.cols] * self.weights, self.starts, axis=1)
+            return sums
+        out = np.zeros((self.n, len(power)), np.float64)
+        out[self.filled] = sums
         return out
 
 
@@ -133,8 +140,8 @@ class LogMelStream:
         if n == 0:
             self._buf = buf
             return np.zeros((0, N_MELS), np.float32), (np.zeros(0, np.float32) if self.activity else None)
-        # [n, WIN], a view (as_strided: sliding_window_view costs 9 us a call, a frame's FFT 1.3)
-        frames = np.lib.stride_tricks.as_strided(buf, (n, WIN), (HOP * buf.itemsize, buf.itemsize), writeable=False)
+        # [n, WIN], a view (the ndarray constructor: as_strided costs 9 us a call, a frame's FFT 1.3)
+        frames = np.ndarray((n, WIN), np.float32, buffer=buf, strides=(HOP * buf.itemsize, buf.itemsize))
         logmel = np.empty((n, N_MELS), np.float32)
         logvar = np.empty(n, np.float32) if self.activity else None
         # BLOCK frames at a time: a long recording's FFT at once took 1.5 GB (17 min of audio)
@@ -142,7 +149,11 @@ class LogMelStream:
             f = frames[a:a + self.BLOCK]
             # in float64: numpy's float64 FFT measured 2-4x faster here than its float32 path
             z = np.fft.rfft((f * self._window).astype(np.float64), N_FFT)                 # [b, N_FFT/2 + 1]
-            logmel[a:a + len(f)] = np.log(self._mel(z.real ** 2 + z.imag ** 2) + 1e-6)
+            sq = z.view(np.float64)                     # [b, 2 (N_FFT/2 + 1)]: re, im interleaved
+            np.multiply(sq, sq, out=sq)
+            mel = self._mel.transposed(sq[:, 0::2] + sq[:, 1::2])                       # [N_MELS, b]
+            mel += 1e-6
+            logmel[a:a + len(f)] = np.log(mel, out=mel).T
             if logvar is not None:
                 logvar[a:a + len(f)] = np.log10(f.var(axis=1) + 1e-10)
         self._buf = buf[n * HOP:]
@@ -187,24 +198,26 @@ class ActivityMask:
 
     def update(self, logvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame log-variance [n] -> (normalised activity [n], mask [n] bool)."""
-        out = np.empty(len(logvar), np.float32)
-        mask = np.empty(len(logvar), bool)
+        out, mask = [], []
         st, run, on = self._state, self._run, self._on
-        for t, e in enumerate(np.asarray(logvar, np.float64).tolist()):
+        smooth, steady, fast, slow, scale, theta = self.smooth, self.steady, self.fast, self.slow, self.scale, self.theta
+        min_on, hold, exp = self.min_on, self.hold, math.exp
+        for e in np.asarray(logvar, np.float64).tolist():      # per frame in plain floats: 2x numpy scalars
             if st is None:
                 st = (e, e, 0.0, e)
             s, f, d, prev = st
             d += 0.2 * (abs(e - prev) - d)
-            s += self.smooth * (e - s)
-            f = s if s < f else f + (self.fast if d < self.steady else self.slow) * (s - f)
+            s += smooth * (e - s)
+            f = s if s < f else f + (fast if d < steady else slow) * (s - f)
             st = (s, f, d, e)
-            out[t] = n = 1.0 - math.exp(-(s - f) / self.scale)
-            if n > self.theta:
+            n = 1.0 - exp(-(s - f) / scale)
+            out.append(n)
+            if n > theta:
                 run = run + 1 if run > 0 else 1
-                on = on or run >= self.min_on
+                on = on or run >= min_on
             else:
                 run = run - 1 if run < 0 else -1
-                on = on and -run < self.hold
-            mask[t] = on
+                on = on and -run < hold
+            mask.append(on)
         self._state, self._run, self._on = st, run, on
-        return out, mask
+        return np.array(out, np.float32), np.array(mask, bool)
