@@ -48,6 +48,7 @@ class EventDetector:
         self.keywords = None if keywords is None else set(keywords)
         # the last ``window`` steps, oldest first; before the first step: uniform
         self._recent = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
+        self._recent_max = float(self._recent.max())
         self._t = -1
         self._open: list | None = None   # [label, start, last, peak]
         self.merge = max(0, int(merge))
@@ -67,10 +68,22 @@ class EventDetector:
         n, w = len(probs), len(self._recent)
         if n == 0:
             return []
+        # below ``quiet`` a step cannot open a run (a margin over float rounding of the moving mean)
+        quiet = self.threshold - 1e-6
+        if self._open is None and self._pending is None and self._recent_max < quiet:
+            top = float(probs.max())
+            if top < quiet:
+                # the quiet stream, most of it: each smoothed value is a mean of values all
+                # under the threshold, so no run opens; only the window moves on
+                self._recent = probs[-w:].copy() if n >= w else np.concatenate([self._recent[n:], probs])
+                self._recent_max = top if n >= w else float(self._recent.max())     # top: an upper bound
+                self._t += n
+                return []
         padded = np.concatenate([self._recent, probs])
         csum = np.concatenate([[np.zeros(padded.shape[1])], np.cumsum(padded, axis=0, dtype=np.float64)])
         smooth = (csum[w + 1:] - csum[1:n + 1]) / w                     # mean of the w steps ending at each
         self._recent = padded[-w:]
+        self._recent_max = float(self._recent.max())
         label = smooth.argmax(1)
         peak = smooth[np.arange(n), label]
         on = peak >= self.threshold
