@@ -25,7 +25,7 @@ from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TASK_NAMES, TRA
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.runtime.errors import EdgerfError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent classifiers that run forever on edge devices, with no state reset.")
 
 

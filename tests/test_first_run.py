@@ -272,3 +272,19 @@ def test_live_pcm_on_stdin_in_any_chunk_sizes_gives_the_file_s_events(tmp_path):
     p.wait(timeout=120)
     assert p.returncode == 0, err.decode()[-1500:]
     assert out.decode() == want and len(want.splitlines()) >= 5
+
+
+def test_every_option_help_is_printed_as_written(monkeypatch):
+    """Help is printed, never interpreted: '[min, max]' once vanished as a markup tag."""
+    import typer.main
+
+    monkeypatch.setenv("COLUMNS", "250")
+    group = typer.main.get_command(app)
+    checked = 0
+    for name, cmd in group.commands.items():
+        out = "".join(CliRunner().invoke(app, [name, "--help"]).output.split())    # wrapping may split words
+        for param in cmd.params:
+            if text := getattr(param, "help", None):
+                assert "".join(text.split()) in out, f"edgerf {name} --help lost part of {param.name}'s help"
+                checked += 1
+    assert checked > 50
