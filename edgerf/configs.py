@@ -103,6 +103,10 @@ class TrainConfig:
                                                 "drawn from [min, max] dB (default: up to half the background's own "
                                                 "level).", within=(-30, 60))
     mix_snr_max_db: float | None = option(None, "Audio tasks: see --mix-snr-min-db.", within=(-30, 60))
+    bed_snr_min_db: float | None = option(None, "Audio tasks: run a background bed under each training sample's "
+                                                "gap and word, the word [min, max] dB over it (a noisy room; "
+                                                "default: no bed).", within=(-30, 60))
+    bed_snr_max_db: float | None = option(None, "Audio tasks: see --bed-snr-min-db.", within=(-30, 60))
     lane_piece: int | None = option(None, "Build the training lanes piece by piece, N samples a piece, so memory "
                                           "is set by N x --batch, not by the dataset (edgerf.data.lanes). Default: "
                                           "each epoch's lanes whole, as before.", within=(1, 1 << 20))

@@ -221,6 +221,8 @@ class SpeechCommands(_Task):
     gain_max_db: float = 6.0             # U(gain_min_db, gain_max_db) (with_gain)
     mix_snr_db: tuple | None = None      # augmentation: background under each training clip at an SNR
                                          # drawn from U(lo, hi) dB, instead of U(0, mix_max) of its level
+    bed_snr_db: tuple | None = None      # augmentation: a background bed under each sample's gap and word,
+                                         # the word U(lo, hi) dB over it (with_bed_snr)
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
@@ -252,6 +254,19 @@ class SpeechCommands(_Task):
             raise ValueError(f"--mix-snr-min-db and --mix-snr-max-db go together, -30 <= min <= max <= 60, not "
                              f"{lo}..{hi}")
         return replace(self, mix_snr_db=(float(lo), float(hi)))
+
+    def with_bed_snr(self, lo: float | None, hi: float | None) -> "SpeechCommands":
+        """The task with a training background bed that runs under each sample's gap and word,
+        the word U(lo, hi) dB over it (None: as it is). Unlike ``with_mix_snr`` (background
+        under the word only, which the activity mask then marks as informative with the
+        word), the bed is already there in the gap, as in a noisy room: the mask's floor
+        follows it and marks only what stands over it."""
+        if lo is None and hi is None:
+            return self
+        if lo is None or hi is None or not -30 <= lo <= hi <= 60:
+            raise ValueError(f"--bed-snr-min-db and --bed-snr-max-db go together, -30 <= min <= max <= 60, not "
+                             f"{lo}..{hi}")
+        return replace(self, bed_snr_db=(float(lo), float(hi)))
 
     def with_gain(self, lo: float | None = None, hi: float | None = None) -> "SpeechCommands":
         """The task with another training gain range in dB (None: as it is)."""
@@ -394,6 +409,8 @@ class SpeechCommands(_Task):
             bounds.append((t, t + len(clip), int(labels[i]), int(i)))
             t += len(clip)
         wav = np.concatenate(segs)
+        if augment and self.bed_snr_db is not None:
+            wav = self._under_bed(wav, bounds, bg, rng)
         logmel, logvar = LogMelStream().feed(wav)
         _, active = ActivityMask(theta=self.threshold).update(logvar)
         centre = np.arange(len(logmel)) * self.hop + self.win // 2
@@ -413,6 +430,22 @@ class SpeechCommands(_Task):
         x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return _stacked(Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64),
                                np.asarray(ends, np.int64), np.asarray(ids, np.int64)), self.stack)
+
+    def _under_bed(self, wav: np.ndarray, bounds: list, bg: list[np.ndarray], rng) -> np.ndarray:
+        """``wav`` with a bed under each sample (its gap and its word): a crop of a background
+        recording, levelled so the word (its active RMS) stands U(bed_snr_db) dB over it."""
+        out, start = wav.copy(), 0
+        for lo, hi, _, _ in bounds:
+            level = active_rms(wav[lo:hi])
+            b = bg[rng.integers(len(bg))]
+            off = rng.integers(0, max(1, len(b) - (hi - start) + 1))
+            bed = np.resize(b[off:off + hi - start], hi - start).astype(np.float32)
+            rms = float(np.sqrt(np.mean(bed.astype(np.float64) ** 2)))
+            snr = rng.uniform(*self.bed_snr_db)
+            if rms > 1e-6 and level > 0:
+                out[start:hi] += bed * np.float32(level / 10 ** (snr / 20) / rms)
+            start = hi
+        return out
 
     def samples_for_steps(self, steps: int) -> int:
         return int(np.ceil(steps / self.steps_per_sample * 1.1))

@@ -374,6 +374,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
         if not hasattr(task, "with_mix_snr"):
             raise ValueError("--mix-snr-min-db/--mix-snr-max-db are for audio tasks (gsc)")
         task = task.with_mix_snr(cfg.mix_snr_min_db, cfg.mix_snr_max_db)
+    if cfg.bed_snr_min_db is not None or cfg.bed_snr_max_db is not None:
+        if not hasattr(task, "with_bed_snr"):
+            raise ValueError("--bed-snr-min-db/--bed-snr-max-db are for audio tasks (gsc)")
+        task = task.with_bed_snr(cfg.bed_snr_min_db, cfg.bed_snr_max_db)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

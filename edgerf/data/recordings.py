@@ -6,11 +6,12 @@ background bed at a stated SNR, with the truth beside them (host side, numpy onl
 writes ``rec.wav`` (16 kHz mono 16-bit) and ``rec.json`` (every word: its class, start and
 end in seconds, source file). How one is made, all drawn from ``seed``:
 
-- the bed: the test split's background clips (``_silence_``, or a ``--background`` folder's
+- the bed: the split's background clips (``_silence_``, or a ``--background`` folder's
   test share), each brought to ``bed_dbfs`` RMS (their recorded levels span -61 to -13
   dBFS, 10th to 90th percentile), in a random order, joined and repeated to the length;
   ``truth["background"]`` says how many distinct seconds it holds, since a long bed repeats;
-- words: test-split clips (speakers outside the training split), ``keyword_share`` of them
+- words: the split's clips (test by default: speakers outside the training split; ``--split
+  val`` for choices made on validation data), ``keyword_share`` of them
   keywords and the rest ``_unknown_`` words, each scaled so its active RMS (over its 10 ms
   frames within 30 dB of its loudest) stands ``snr_db`` over the bed, and added to the bed
   after a gap drawn from U(``gap_min_s``, ``gap_max_s``). With the default bed level a word
@@ -41,15 +42,18 @@ BED_DBFS = -33.0       # the dataset's median word level (-21 dBFS) less 12 dB
 
 def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_share: float = 0.7,
              gap_min_s: float = 1.0, gap_max_s: float = 2.5, background: Path | None = None,
-             keywords: tuple[str, ...] = speech.WORDS, bed_dbfs: float = BED_DBFS) -> tuple[np.ndarray, dict]:
-    """A recording of about ``seconds`` (float PCM in [-1, 1]) and its truth."""
+             keywords: tuple[str, ...] = speech.WORDS, bed_dbfs: float = BED_DBFS,
+             split: str = "test") -> tuple[np.ndarray, dict]:
+    """A recording of about ``seconds`` (float PCM in [-1, 1]) and its truth. ``split``: whose
+    words and background (``test``: speakers outside training; ``val``: for choices made on
+    validation data, such as an operating point)."""
     mode = speech.split_mode(root)
-    clips = speech.list_clips(root, "test", mode)
-    bed_clips = speech.load_background("test", root, background, mode)
+    clips = speech.list_clips(root, split, mode)
+    bed_clips = speech.load_background(split, root, background, mode)
     words = {True: [c for c in clips if c.word in keywords],
              False: [c for c in clips if c.word != speech.SILENCE and c.word not in keywords]}
     if not words[True]:
-        raise ValueError(f"the test split of {root} holds none of the keywords {', '.join(keywords)}")
+        raise ValueError(f"the {split} split of {root} holds none of the keywords {', '.join(keywords)}")
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
     order = rng.permutation(len(bed_clips))
@@ -80,10 +84,10 @@ def generate(root: Path, seconds: float, snr_db: float, seed: int = 0, keyword_s
         out /= peak
     truth = {"format": FORMAT, "seconds": round(n / SAMPLE_RATE, 2), "sample_rate": SAMPLE_RATE,
              "snr_db": snr_db, "bed_dbfs": bed_dbfs, "seed": seed, "keyword_share": keyword_share,
-             "source": f"{speech.label(root)}, test split ({mode} split): speakers outside the training split",
+             "source": f"{speech.label(root)}, {split} split ({mode} split): speakers outside the training split",
              "background": {"clips": len(bed_clips), "distinct_s": round(len(distinct) / SAMPLE_RATE, 1)},
              "made_by": (f"python -m edgerf.data.recordings --minutes {seconds / 60:g} --snr {snr_db:g} "
-                         f"--seed {seed}"),
+                         f"--seed {seed}" + (f" --split {split}" if split != "test" else "")),
              "keywords": sum(w["keyword"] for w in placed), "words": placed}
     return out, truth
 
@@ -125,6 +129,8 @@ def main(argv=None) -> None:
     p.add_argument("--bed-dbfs", type=float, default=BED_DBFS, help="the background bed's RMS level, dBFS")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keyword-share", type=float, default=0.7)
+    p.add_argument("--split", default="test", choices=("test", "val"),
+                   help="whose words and background: test (the default) or val (for choices made on validation data)")
     p.add_argument("--data", default=None, help="dataset folder (default: as edgerf train finds it)")
     p.add_argument("--background", type=Path, default=None, help="background recordings (default: _silence_)")
     a = p.parse_args(argv)
@@ -132,7 +138,7 @@ def main(argv=None) -> None:
         p.error("give -o NAME.wav, 0 < --minutes <= 600 and 0 <= --keyword-share <= 1")
     root = locate("speech-commands", a.data, a.background).root
     pcm, truth = generate(root, a.minutes * 60, a.snr, a.seed, a.keyword_share, background=a.background,
-                          bed_dbfs=a.bed_dbfs)
+                          bed_dbfs=a.bed_dbfs, split=a.split)
     write(a.output, pcm, truth)
     print(f"wrote {a.output} ({truth['seconds']:.0f} s, {len(truth['words'])} words, {truth['keywords']} keywords, "
           f"{a.snr:g} dB SNR over {truth['background']['distinct_s']:.0f} s of distinct background)")
