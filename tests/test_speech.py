@@ -116,6 +116,25 @@ def test_gsc_stream_and_normalisation():
     assert len(task.classes) == 11 and "_silence_" not in task.classes
 
 
+def test_a_bed_runs_under_gap_and_word_at_the_drawn_snr():
+    """--bed-snr-*: with silent gaps the bed alone is heard there, and with the words at 5 dB over
+    it the mask marks less of them than with no bed."""
+    task = get_task("gsc").with_gaps("silence", 0.5, 0.5)
+    clips, labels = task.split_arrays("train")
+    arrays = (clips[:40], labels[:40])
+    quiet = task.stream("train", None, seed=1, arrays=arrays, augment=True)
+    bed = task.with_bed_snr(20, 20).stream("train", None, seed=1, arrays=arrays, augment=True)
+    assert task.with_bed_snr(None, None) is task and task.bed_snr_db is None
+    assert len(bed) == len(quiet) and not np.array_equal(bed.x, quiet.x)
+    # a silent gap: -inf dB of log-mel without the bed, the bed's level with it
+    gap = slice(5, 40)                           # inside the first 0.5 s gap (50 frames)
+    assert bed.x[gap].mean() > quiet.x[gap].mean() + 1.0
+    loud = task.with_bed_snr(5, 5).stream("train", None, seed=1, arrays=arrays, augment=True)
+    assert loud.mask.sum() < quiet.mask.sum()
+    with pytest.raises(ValueError, match="go together"):
+        task.with_bed_snr(5, None)
+
+
 def test_tiny_gsc_training_run_through_the_cli(tmp_path):
     from edgerf.cli import app
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--model", "lif", "--hidden", "16", "--epochs", "1",
