@@ -248,12 +248,8 @@ class SpeechCommands(_Task):
 
     def with_mix_snr(self, lo: float | None, hi: float | None) -> "SpeechCommands":
         """The task with training background mixed at an SNR from U(lo, hi) dB (None: as it is)."""
-        if lo is None and hi is None:
-            return self
-        if lo is None or hi is None or not -30 <= lo <= hi <= 60:
-            raise ValueError(f"--mix-snr-min-db and --mix-snr-max-db go together, -30 <= min <= max <= 60, not "
-                             f"{lo}..{hi}")
-        return replace(self, mix_snr_db=(float(lo), float(hi)))
+        snr = _snr_range(lo, hi, "mix")
+        return self if snr is None else replace(self, mix_snr_db=snr)
 
     def with_bed_snr(self, lo: float | None, hi: float | None) -> "SpeechCommands":
         """The task with a training background bed that runs under each sample's gap and word,
@@ -261,12 +257,8 @@ class SpeechCommands(_Task):
         under the word only, which the activity mask then marks as informative with the
         word), the bed is already there in the gap, as in a noisy room: the mask's floor
         follows it and marks only what stands over it."""
-        if lo is None and hi is None:
-            return self
-        if lo is None or hi is None or not -30 <= lo <= hi <= 60:
-            raise ValueError(f"--bed-snr-min-db and --bed-snr-max-db go together, -30 <= min <= max <= 60, not "
-                             f"{lo}..{hi}")
-        return replace(self, bed_snr_db=(float(lo), float(hi)))
+        snr = _snr_range(lo, hi, "bed")
+        return self if snr is None else replace(self, bed_snr_db=snr)
 
     def with_gain(self, lo: float | None = None, hi: float | None = None) -> "SpeechCommands":
         """The task with another training gain range in dB (None: as it is)."""
@@ -497,6 +489,16 @@ class SpeechCommands(_Task):
         T = len(x)
         return _stacked(Stream(x.astype(np.float32), np.full(T, NO_LABEL, np.int64), np.zeros(T, bool),
                                np.zeros(0, np.int64), np.zeros(0, np.int64)), self.stack)
+
+
+def _snr_range(lo: float | None, hi: float | None, flag: str) -> tuple[float, float] | None:
+    """(lo, hi) of the ``--{flag}-snr-min-db/--{flag}-snr-max-db`` pair, None when neither is given."""
+    if lo is None and hi is None:
+        return None
+    if lo is None or hi is None or not -30 <= lo <= hi <= 60:
+        raise ValueError(f"--{flag}-snr-min-db and --{flag}-snr-max-db go together, -30 <= min <= max <= 60, not "
+                         f"{lo}..{hi}")
+    return float(lo), float(hi)
 
 
 def _stacked(s: Stream, k: int) -> Stream:
