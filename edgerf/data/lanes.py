@@ -88,7 +88,7 @@ class Lanes:
         self._held: list[dict | None] = [None] * len(self.mine)
         self.waited_s = 0.0
         self._pool = None
-        self._ahead: deque = deque()
+        self._ahead: list[deque] = [deque() for _ in self.mine]      # per lane: (key, future) of pieces ahead
         if workers > 0:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             self._pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
@@ -116,37 +116,41 @@ class Lanes:
         return build_piece(self.task, self.arrays, self.seed, self.batch, self.piece, self.grace, epoch, lane, j)
 
     def _fetch(self, k: int) -> dict:
+        """Lane k's next piece: from its own queue of pieces submitted ahead, else built now."""
         epoch, j = self._key_after(self.position[k])
         key = (epoch, self.mine[k], j)
         self.position[k] = [epoch, j + 1, 0]
         if self._pool is None:
             return self._build(key)
-        if not self._ahead or self._ahead[0][0] != key:        # (re)start the queue at this key
-            for _, fut in self._ahead:
+        queue = self._ahead[k]
+        if not queue or queue[0][0] != key:              # nothing ahead for this piece (the start)
+            for _, fut in queue:
                 fut.cancel()
-            self._ahead.clear()
-            self._plan_iter = self._plan_from(k)
-        while len(self._ahead) < self.prefetch * len(self.mine):
-            _, nxt = next(self._plan_iter)
-            self._ahead.append((nxt, self._pool.submit(_piece_in_worker,
-                                                      (self.seed, self.batch, self.piece, self.grace, *nxt))))
-        _, fut = self._ahead.popleft()
+            queue.clear()
+            queue.append((key, self._submit(key)))
+        _, fut = queue.popleft()
         t = time.perf_counter()
         out = fut.result()
         self.waited_s += time.perf_counter() - t
         return out
 
-    def _plan_from(self, k: int):
-        """The plan, starting with lane k's current need (position already advanced)."""
-        pos = [list(p) for p in self.position]
-        epoch, j = pos[k][0], pos[k][1] - 1
-        yield k, (epoch, self.mine[k], j)
-        order = list(range(k + 1, len(self.mine))) + list(range(0, k + 1))
-        while True:
-            for kk in order:
-                epoch, j = self._key_after(pos[kk])
-                yield kk, (epoch, self.mine[kk], j)
-                pos[kk] = [epoch, j + 1, 0]
+    def _submit(self, key):
+        return self._pool.submit(_piece_in_worker, (self.seed, self.batch, self.piece, self.grace, *key))
+
+    def _top_up(self) -> None:
+        """Each lane's queue holds its next ``prefetch`` pieces. A queue per lane: lanes use up
+        their pieces in no fixed order (pieces differ in steps), and one shared queue in a
+        guessed order was wrong at most fetches, throwing away the pieces built ahead."""
+        if self._pool is None:
+            return
+        for k, queue in enumerate(self._ahead):
+            # the position after the last piece queued (or the lane's own, whose piece is in use)
+            pos = [queue[-1][0][0], queue[-1][0][2] + 1, 0] if queue else self.position[k]
+            while len(queue) < self.prefetch:
+                epoch, j = self._key_after(pos)
+                key = (epoch, self.mine[k], j)
+                queue.append((key, self._submit(key)))
+                pos = [epoch, j + 1, 0]
 
     @staticmethod
     def _trim(piece: dict, used: int) -> dict:
@@ -171,6 +175,7 @@ class Lanes:
                 need -= n
             for key in self.KEYS:
                 out[key].append(np.concatenate(parts[key]))
+        self._top_up()
         return {key: np.stack(v) for key, v in out.items()}
 
     def close(self) -> None:
