@@ -28,6 +28,14 @@ def merge_family_rows(old: list[dict], new: list[dict]) -> list[dict]:
     return sorted([r for r in old if r["family"] not in done] + new, key=lambda r: rank.get(r["family"], len(rank)))
 
 
+def merge_rows(old: list[dict], new: list[dict], key) -> list[dict]:
+    """A partial re-run's ``new`` rows in place of the ``old`` rows they re-measure (same
+    ``key(row)``), the rest kept; in the old order, keys new to the table last."""
+    done = {key(r) for r in new}
+    order = list(dict.fromkeys([key(r) for r in old] + [key(r) for r in new]))
+    return sorted([r for r in old if key(r) not in done] + new, key=lambda r: order.index(key(r)))
+
+
 def fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"

@@ -187,3 +187,13 @@ def test_bench_levels_sweeps_gain_and_snr_on_an_audio_model(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--levels", "--steps", "300", "--no-rss", "--seconds", "0.05",
                                  "--windows", "1", "-q"])
     assert r.exit_code == 2 and "audio models" in r.output
+
+
+def test_a_partial_rerun_replaces_only_the_rows_it_measured():
+    from edgerf.bench.report import merge_family_rows, merge_rows
+    old = [{"m": "a", "v": 1}, {"m": "b", "v": 1}, {"m": "b", "v": 2}, {"m": "c", "v": 1}]
+    new = [{"m": "b", "v": 9}, {"m": "d", "v": 9}]
+    assert merge_rows(old, new, key=lambda r: r["m"]) == [{"m": "a", "v": 1}, {"m": "b", "v": 9}, {"m": "c", "v": 1},
+                                                          {"m": "d", "v": 9}]
+    fam = merge_family_rows([{"family": "lif"}, {"family": "rnn", "v": 1}], [{"family": "rnn", "v": 2}])
+    assert fam == [{"family": "rnn", "v": 2}, {"family": "lif"}]

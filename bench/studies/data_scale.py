@@ -26,11 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, merge_rows
 from edgerf.bench.rss import process_tree
 from edgerf.bench.studies import RESULTS
 
-COLUMNS = ["factor", "clips", "ranks", "lanes", "peak_anon_mib", "vs_1x", "steps_per_s", "data_wait", "epoch_s"]
+COLUMNS = ["factor", "clips", "ranks", "lanes", "peak_anon_mib", "vs_1x", "steps_per_s", "data_wait", "epoch_s",
+           "wall_s", "run", "note"]
 TRAIN = ["--task", "gsc", "--model", "gru", "--loss", "reset-free", "--epochs", "1", "--val-samples", "200",
          "--test-steps", "10000", "--background-hours", "0.01", "-q"]
 
@@ -91,6 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--piece", type=int, default=64)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", default=str(RESULTS / "data_scale"))
+    p.add_argument("--merge", action="store_true",
+                   help="keep the previous results' rows of the factors not run now (a partial re-run)")
+    p.add_argument("--note", help="a note on every row of this run (e.g. what else the machine was doing)")
     a = p.parse_args(argv)
     src = locate("speech-commands").root
     rows = []
@@ -119,24 +123,39 @@ def main(argv=None) -> int:
                 rows.append({"factor": factor, "clips": clips, "ranks": ranks, "lanes": lanes,
                              "peak_anon_mib": round(peak), "steps_per_s": round(h["lane_steps"] / h["seconds"]),
                              "data_wait": h.get("data_wait"), "epoch_s": round(h["seconds"], 1),
-                             "wall_s": round(wall, 1), "cache_build_s": round(cache_s, 1)})
+                             "wall_s": round(wall, 1), "cache_build_s": round(cache_s, 1),
+                             **({"note": a.note} if a.note else {})})
                 print(rows[-1], flush=True)
         cache_bytes = sum(f.stat().st_size for f in (Path(tmp) / "cache").rglob("audio.bin"))
+    m = machine_info()
+    command = ("python -m edgerf.bench.studies.data_scale " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    out = Path(a.out)
+    commands = [command]
+    if a.merge and out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        commands = old.get("commands", [old["command"]]) + commands
+        for r in old["rows"]:
+            r.setdefault("run", 1)
+        for r in rows:
+            r["run"] = len(commands)
+        rows = merge_rows(old["rows"], rows, key=lambda r: r["factor"])
+        cache_bytes = max(cache_bytes, old.get("cache_bytes", 0))
     base = {r["ranks"]: r["peak_anon_mib"] for r in rows if r["factor"] == 1 and r["lanes"] == "pieces"}
     for r in rows:
-        r["vs_1x"] = round(r["peak_anon_mib"] / base[r["ranks"]], 2) if r["lanes"] == "pieces" else None
-    m = machine_info()
-    command = "python -m edgerf.bench.studies.data_scale " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "machine": m, "rows": rows,
-                                                    "cache_bytes": cache_bytes}, indent=1) + "\n")
-    text = (f"# Training memory against dataset size\n\nProduced by `{command.strip()}` on {m['cpu']} ({m['arch']}, "
+        r["vs_1x"] = round(r["peak_anon_mib"] / base[r["ranks"]], 2) if r["lanes"] == "pieces" and r["ranks"] in base \
+            else None
+    out.with_suffix(".json").write_text(json.dumps({"command": command, "commands": commands, "machine": m,
+                                                    "rows": rows, "cache_bytes": cache_bytes}, indent=1) + "\n")
+    runs = " ".join(f"run {k + 1}: `{c}`;" for k, c in enumerate(commands)) if len(commands) > 1 else f"`{command}`"
+    text = (f"# Training memory against dataset size\n\nProduced by {runs} on {m['cpu']} ({m['arch']}, "
             f"{m['cores']} cores). One epoch of `edgerf train {' '.join(TRAIN)}` on the speech folder replicated "
             "`factor` times under new speaker names; `lanes`: piecewise (`--lane-piece "
             f"{a.piece} --workers {a.workers}`) or whole-epoch (earlier versions' default). `peak_anon_mib`: peak "
             "anonymous resident memory (proportional: Pss_Anon) summed over every process of the run (launcher, ranks, workers), sampled "
             "every 0.1 s; the decoded-audio cache is memory-mapped file pages, not counted, and was built before "
-            "(`cache_build_s`). `data_wait`: share of the epoch the training loop waited for pieces. The caches "
+            "(`cache_build_s`). `data_wait`: share of the epoch the training loop waited for pieces. `epoch_s`: the "
+            "training loop's epoch (the whole-epoch path builds its lanes before it starts: outside `epoch_s`, "
+            "inside `wall_s`, the whole run from start-up to the checkpoint written). The caches "
             f"of every factor took {cache_bytes / 1e6:.0f} MB on disk.\n\n" + markdown_table(rows, COLUMNS) + "\n")
     out.with_suffix(".md").write_text(text)
     print(text)

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, merge_rows
 from edgerf.bench.studies import RESULTS
 
 
@@ -120,10 +120,7 @@ def main(argv=None) -> int:
     if a.merge and previous.exists():
         # the other models' rows stay as that run measured them, and the file names both runs
         old = json.loads(previous.read_text())
-        ran = {r["model"] for r in rows}
-        kept = [r for r in old["rows"] if r["model"] not in ran]
-        order = list(dict.fromkeys([r["model"] for r in old["rows"]] + [r["model"] for r in rows]))
-        rows = sorted(kept + rows, key=lambda r: order.index(r["model"]))
+        rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
         commands = old.get("commands", [old["command"]]) + commands
     out = {"command": command, "commands": commands, "machine": m,
            "steps": a.steps, "targets": targets, "rows": rows}
