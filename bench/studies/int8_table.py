@@ -3,6 +3,7 @@ accuracy and false alarms, what it buys in size and speed, beside fp32 and torch
 
     python -m edgerf.bench.studies.int8_table [--runs runs/sfmnist] [--families rnn,gru,ssm,ssm-sel,lif]
                                       [--steps 100000] [--reexport] [--qat-epochs ssm=3,ssm-sel=3,lif=3]
+                                      [--qat-samples gru=12000]
 
 For each family, the reset-free checkpoint ``<runs>/<family>-reset-free.pt`` is exported
 with ``edgerf export --int8`` and the default budget (into ``<runs>/export-int8/``), then
@@ -70,12 +71,15 @@ def main(argv=None) -> int:
     p.add_argument("--render", action="store_true", help="only rewrite int8.md from int8.json (and arm_cost.json)")
     p.add_argument("--qat-epochs", default="", help="family=N,... : int8 fine-tuning epochs per family "
                                                      "(edgerf export --qat-epochs N)")
+    p.add_argument("--qat-samples", default="", help="family=N,... : training samples per fine-tuning epoch "
+                                                      "(edgerf export --qat-samples N; default the whole split)")
     p.add_argument("--out", type=Path, default=RESULTS / "int8")
     a = p.parse_args(argv)
     if a.render:
         print(render(a.out))
         return 0
     qat = {f: int(n) for f, n in (kv.split("=") for kv in a.qat_epochs.split(",") if kv)}
+    qat_samples = {f: int(n) for f, n in (kv.split("=") for kv in a.qat_samples.split(",") if kv)}
     rows, plans = [], {}
     for fam in a.families.split(","):
         src = a.runs / f"{fam}-reset-free.pt"
@@ -88,7 +92,8 @@ def main(argv=None) -> int:
             d.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, ckpt)
             print(f"exporting {fam} --int8 (default budget) ...", flush=True)
-            export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True, qat_epochs=qat.get(fam, 0)), log=print)
+            export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True, qat_epochs=qat.get(fam, 0),
+                                                            qat_samples=qat_samples.get(fam)), log=print)
         run = run_bench([], ckpt, BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False),
                         progress=False, log=print)
         rep, frames = run.report, run.stream.x[:2000]
