@@ -43,19 +43,30 @@ def _models(names: str, grid: str | None, families: str) -> list[tuple[str, Path
     return out
 
 
+NOT_JUDGED = "not judged at export"
+
+
 def _verdict(artifact, target: str) -> str:
-    """What the int8 artifact's export decided for ``target`` (its manifest's ``targets``); a
-    target the export left out as bit-identical to one it judged (``SAME_AS``) takes that one's."""
+    """What the int8 artifact's export decided for ``target`` (its manifest's ``targets``)."""
     from edgerf.runtime import manifest
+    rec = (manifest.read(artifact).get("targets") or {}).get(target)
+    if not rec or "within_budget" not in rec:
+        return NOT_JUDGED
+    return "within budget" if rec["within_budget"] else f"fallback fp32: {rec.get('summary', '')}"
+
+
+def _twin_verdicts(rows: list[dict]) -> None:
+    """A target the export left out as bit-identical to one it judged (``SAME_AS``: numpy is
+    TFLite Micro's arithmetic) takes that one's verdict, saying so."""
     from edgerf.runtime.targets import SAME_AS
-    judged = {n: r for n, r in (manifest.read(artifact).get("targets") or {}).items() if "within_budget" in r}
-    rec, via = judged.get(target), ""
-    if rec is None:
-        twin = next((n for n in judged if frozenset({n, target}) in SAME_AS), None)
-        if twin is None:
-            return "not judged at export"
-        rec, via = judged[twin], f" (as {twin}: bit-identical)"
-    return ("within budget" if rec["within_budget"] else f"fallback fp32: {rec.get('summary', '')}") + via
+    judged = {(r["model"], r["artifact"], r["target"]): r["export_verdict"] for r in rows
+              if r.get("export_verdict") and r["export_verdict"] != NOT_JUDGED and " (as " not in r["export_verdict"]}
+    for r in rows:
+        if r.get("export_verdict") == NOT_JUDGED:
+            twin = next((t for (m, a, t) in judged if (m, a) == (r["model"], r["artifact"])
+                         and frozenset({t, r["target"]}) in SAME_AS), None)
+            if twin is not None:
+                r["export_verdict"] = f"{judged[(r['model'], r['artifact'], twin)]} (as {twin}: bit-identical)"
 
 
 def _int8_columns(rows: list[dict], base) -> None:
@@ -122,6 +133,7 @@ def main(argv=None) -> int:
         old = json.loads(previous.read_text())
         rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
         commands = old.get("commands", [old["command"]]) + commands
+    _twin_verdicts(rows)
     out = {"command": command, "commands": commands, "machine": m,
            "steps": a.steps, "targets": targets, "rows": rows}
     Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
