@@ -96,8 +96,15 @@ def main(argv=None) -> int:
     p.add_argument("--families", default=",".join(FAMILIES), help="with --grid: which families")
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of models not run now from the previous results (a partial re-run)")
+    p.add_argument("--render", action="store_true",
+                   help="measure nothing: rewrite the .md (and the verdicts) from the previous .json")
     p.add_argument("--out", default=str(RESULTS / "targets"))
     a = p.parse_args(argv)
+    previous = Path(a.out).with_suffix(".json")
+    if a.render:
+        old = json.loads(previous.read_text())
+        _twin_verdicts(old["rows"])
+        return _write(Path(a.out), old)
     targets = tuple(a.targets.split(",")) if a.targets else tuple(installed())
     rows, records = [], []
     for name, base, ckpt in _models(a.models, a.grid, a.families):
@@ -127,20 +134,24 @@ def main(argv=None) -> int:
     m = machine_info()
     command = ("python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     commands = [command]
-    previous = Path(a.out).with_suffix(".json")
     if a.merge and previous.exists():
         # the other models' rows stay as that run measured them, and the file names both runs
         old = json.loads(previous.read_text())
         rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
         commands = old.get("commands", [old["command"]]) + commands
     _twin_verdicts(rows)
-    out = {"command": command, "commands": commands, "machine": m,
-           "steps": a.steps, "targets": targets, "rows": rows}
-    Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return _write(Path(a.out), {"command": command, "commands": commands, "machine": m,
+                                "steps": a.steps, "targets": targets, "rows": rows})
+
+
+def _write(out: Path, result: dict) -> int:
+    """targets.json and targets.md from one result."""
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    commands, m, rows = result.get("commands", [result["command"]]), result["machine"], result["rows"]
     text = ("# Every artifact on every target\n\nProduced by " + " then ".join(f"`{c}`" for c in commands)
             + (" (the later run re-measured its models; the other rows are the earlier run's)"
                if len(commands) > 1 else "")
-            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {a.steps:,} steps of each "
+            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {result['steps']:,} steps of each "
             "dataset (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
             "windows through `StepModel.step`. `timing` host-emulated: tflm (TFLite Micro's kernels) and numpy "
             "(edgerf's numpy executor) run here on x86, standing for a microcontroller and a board with no "
@@ -150,7 +161,7 @@ def main(argv=None) -> int:
             "graph of the same format on the same target minus the int8 graph's, in points; `export_verdict`: what "
             "the int8 export decided for that target (its manifest's `targets`).\n\n"
             + markdown_table(rows, COLUMNS) + "\n")
-    Path(a.out).with_suffix(".md").write_text(text)
+    out.with_suffix(".md").write_text(text)
     print(text)
     return 0
 
