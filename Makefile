@@ -77,7 +77,7 @@ results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.armhf
 	$(BIN)/python -m edgerf.bench.studies.kws_levels kws-gru
 	$(BIN)/python -m edgerf.bench.studies.gap_kinds edgerf/models/default-gru.pt
-	$(BIN)/pip install -q -e ".[rival]" && $(BIN)/python -m edgerf.bench.studies.kws_pipeline
+	$(BIN)/pip install -q -e ".[rival]" && $(BIN)/python -m edgerf.bench.studies.kws_pipeline --runs 5
 
 ## bench/results/data_scale.md: training memory at 1x, 4x and 16x the speech folder (about 30 min).
 scale: $(STAMP)
