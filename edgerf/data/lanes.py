@@ -128,6 +128,7 @@ class Lanes:
                 fut.cancel()
             queue.clear()
             queue.append((key, self._submit(key)))
+            self._top_up()                               # the other lanes' first pieces go in right behind
         _, fut = queue.popleft()
         t = time.perf_counter()
         out = fut.result()
@@ -143,14 +144,15 @@ class Lanes:
         guessed order was wrong at most fetches, throwing away the pieces built ahead."""
         if self._pool is None:
             return
-        for k, queue in enumerate(self._ahead):
-            # the position after the last piece queued (or the lane's own, whose piece is in use)
-            pos = [queue[-1][0][0], queue[-1][0][2] + 1, 0] if queue else self.position[k]
-            while len(queue) < self.prefetch:
+        for depth in range(1, self.prefetch + 1):       # round by round: every lane's next piece first
+            for k, queue in enumerate(self._ahead):
+                if len(queue) >= depth:
+                    continue
+                # the position after the last piece queued (or the lane's own, whose piece is in use)
+                pos = [queue[-1][0][0], queue[-1][0][2] + 1, 0] if queue else self.position[k]
                 epoch, j = self._key_after(pos)
                 key = (epoch, self.mine[k], j)
                 queue.append((key, self._submit(key)))
-                pos = [epoch, j + 1, 0]
 
     @staticmethod
     def _trim(piece: dict, used: int) -> dict:
