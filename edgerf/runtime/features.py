@@ -197,7 +197,7 @@ class ActivityMask:
         st, run, on = self._state, self._run, self._on
         smooth, steady, fast, slow, scale, theta = self.smooth, self.steady, self.fast, self.slow, self.scale, self.theta
         min_on, hold, exp = self.min_on, self.hold, math.exp
-        for e in np.asarray(logvar, np.float64).tolist():      # per frame in plain floats: 2x numpy scalars
+        for e in np.asarray(logvar, np.float64).tolist():      # plain floats, collected in lists: no per-frame numpy stores
             if st is None:
                 st = (e, e, 0.0, e)
             s, f, d, prev = st
