@@ -434,7 +434,8 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
             else:
                 n_chunks, chunk = chunks_per_epoch, _pieces(lanes, cfg, dist.device)
             first = start_chunk if epoch == start_epoch else 0
-            t_epoch, waited = time.perf_counter(), lanes.waited_s if lanes else 0.0
+            t_epoch = time.perf_counter()
+            waited, start_waited = (lanes.waited_s, lanes.start_wait_s) if lanes else (0.0, 0.0)
             with bar(f"epoch {epoch + 1}/{cfg.epochs}", (n_chunks - first) * cfg.bptt * cfg.batch, progress,
                      fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
                             "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:
@@ -451,12 +452,17 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
                                 "val_acc_f": vm["acc_f"], "val_false_alarm": vm["false_alarm"],
                                 "seconds": time.perf_counter() - t_epoch})
                 if lanes is not None:        # how long the loop waited for data (workers building pieces)
-                    history[-1]["data_wait"] = (lanes.waited_s - waited) / max(history[-1]["seconds"], 1e-9)
+                    seconds, start = max(history[-1]["seconds"], 1e-9), lanes.start_wait_s - start_waited
+                    history[-1]["data_wait"] = (lanes.waited_s - waited) / seconds
+                    # filling every lane before the first step is once per run, not per epoch
+                    history[-1]["data_wait_start_s"] = start
+                    history[-1]["data_wait_after_start"] = (lanes.waited_s - waited - start) / seconds
                 log(f"epoch {epoch + 1}/{cfg.epochs}  loss {history[-1]['loss']:.4f}  "
                     f"train acc_f {history[-1]['train_acc_f']:.3f}  val acc_p {vm['acc_p']:.3f}  "
                     f"val acc_f {vm['acc_f']:.3f}  val false_alarm {vm['false_alarm']:.4f}  "
                     f"({history[-1]['seconds']:.0f} s"
-                    + (f", {history[-1]['data_wait']:.1%} waiting for data)" if lanes else ")"))
+                    + (f", {history[-1]['data_wait']:.1%} waiting for data, "
+                       f"{history[-1]['data_wait_after_start']:.1%} after the first fill)" if lanes else ")"))
             if lanes is not None and state_file is not None and epoch + 1 < cfg.epochs:
                 maybe_save(epoch + 1, 0, state, (0.0, 0, 0), force=True)
     finally:

@@ -30,8 +30,8 @@ from edgerf.bench.report import markdown_table, merge_rows
 from edgerf.bench.rss import process_tree
 from edgerf.bench.studies import RESULTS
 
-COLUMNS = ["factor", "clips", "ranks", "lanes", "peak_anon_mib", "vs_1x", "steps_per_s", "data_wait", "epoch_s",
-           "wall_s", "run", "note"]
+COLUMNS = ["factor", "clips", "ranks", "lanes", "peak_anon_mib", "vs_1x", "steps_per_s", "data_wait",
+           "wait_after_fill", "epoch_s", "wall_s", "run", "note"]
 TRAIN = ["--task", "gsc", "--model", "gru", "--loss", "reset-free", "--epochs", "1", "--val-samples", "200",
          "--test-steps", "10000", "--background-hours", "0.01", "-q"]
 
@@ -122,7 +122,8 @@ def main(argv=None) -> int:
                 h = checkpoint.load(out).training["history"][0]
                 rows.append({"factor": factor, "clips": clips, "ranks": ranks, "lanes": lanes,
                              "peak_anon_mib": round(peak), "steps_per_s": round(h["lane_steps"] / h["seconds"]),
-                             "data_wait": h.get("data_wait"), "epoch_s": round(h["seconds"], 1),
+                             "data_wait": h.get("data_wait"),
+                             "wait_after_fill": h.get("data_wait_after_start"), "epoch_s": round(h["seconds"], 1),
                              "wall_s": round(wall, 1), "cache_build_s": round(cache_s, 1),
                              **({"note": a.note} if a.note else {})})
                 print(rows[-1], flush=True)
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
             f"{a.piece} --workers {a.workers}`) or whole-epoch (earlier versions' default). `peak_anon_mib`: peak "
             "anonymous resident memory (proportional: Pss_Anon) summed over every process of the run (launcher, ranks, workers), sampled "
             "every 0.1 s; the decoded-audio cache is memory-mapped file pages, not counted, and was built before "
-            "(`cache_build_s`). `data_wait`: share of the epoch the training loop waited for pieces. `epoch_s`: the "
+            "(`cache_build_s`). `data_wait`: share of the epoch the training loop waited for pieces; `wait_after_fill`: the same without the wait for every lane's first piece before the first step (once per run, not per epoch). `epoch_s`: the "
             "training loop's epoch (the whole-epoch path builds its lanes before it starts: outside `epoch_s`, "
             "inside `wall_s`, the whole run from start-up to the checkpoint written). The caches "
             f"of every factor took {cache_bytes / 1e6:.0f} MB on disk.\n\n" + markdown_table(rows, COLUMNS) + "\n")

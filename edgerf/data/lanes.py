@@ -10,8 +10,12 @@ plus the pieces workers have built ahead (``prefetch``): bounded by ``piece``, `
 and ``prefetch``, whatever the size of the data.
 
 Workers (``workers`` > 0) are processes that build pieces ahead into a bounded queue (the
-audio itself comes from the shared decoded-audio cache); ``waited_s`` is how long the
-training loop waited for them.
+audio itself comes from the shared decoded-audio cache). When the loop would wait, it
+builds pieces no worker has started yet itself, soonest needed first (it would be idle
+otherwise; at the start every lane needs its first piece at once). ``waited_s`` is how long
+the training loop waited for data (building included), ``start_wait_s`` the part of it spent
+filling the lanes for the first ``take``: a one-off cost per run that a short benchmark
+epoch would otherwise mistake for the steady state.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class Lanes:
         self.position = [list(p) for p in position] if position else [[0, 0, 0] for _ in self.mine]
         self._held: list[dict | None] = [None] * len(self.mine)
         self.waited_s = 0.0
+        self.start_wait_s = 0.0
+        self._started = False
         self._pool = None
         self._ahead: list[deque] = [deque() for _ in self.mine]      # per lane: (key, future) of pieces ahead
         if workers > 0:
@@ -131,9 +137,29 @@ class Lanes:
             self._top_up()                               # the other lanes' first pieces go in right behind
         _, fut = queue.popleft()
         t = time.perf_counter()
-        out = fut.result()
+        if not fut.done() and fut.cancel():          # no worker has started it: build it here
+            out = self._build(key)
+        else:
+            while not fut.done() and self._help(k):   # while a worker builds it, build what comes next
+                pass
+            out = fut.result()
         self.waited_s += time.perf_counter() - t
         return out
+
+    def _help(self, k: int) -> bool:
+        """Build here the piece no worker has started that the loop needs soonest after lane k's
+        (lanes are fetched in order, round by round); False when there is none."""
+        order = list(range(k + 1, len(self._ahead))) + list(range(k + 1))
+        for depth in range(self.prefetch):
+            for i in order:
+                if len(self._ahead[i]) > depth:
+                    key, fut = self._ahead[i][depth]
+                    if not fut.done() and fut.cancel():       # cancel succeeds only before a worker starts it
+                        built = cf.Future()
+                        built.set_result(self._build(key))
+                        self._ahead[i][depth] = (key, built)
+                        return True
+        return False
 
     def _submit(self, key):
         return self._pool.submit(_piece_in_worker, (self.seed, self.batch, self.piece, self.grace, *key))
@@ -162,6 +188,7 @@ class Lanes:
     def take(self, steps: int) -> dict[str, np.ndarray]:
         """The next ``steps`` steps of every lane, stacked [lanes, steps, ...]."""
         out = {key: [] for key in self.KEYS}
+        waited = self.waited_s
         for k in range(len(self.mine)):
             parts, need = {key: [] for key in self.KEYS}, steps
             while need:
@@ -177,6 +204,8 @@ class Lanes:
                 need -= n
             for key in self.KEYS:
                 out[key].append(np.concatenate(parts[key]))
+        if not self._started:
+            self._started, self.start_wait_s = True, self.waited_s - waited
         self._top_up()
         return {key: np.stack(v) for key, v in out.items()}
 
