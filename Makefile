@@ -67,7 +67,7 @@ results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.studies.gsc_mask
 	$(BIN)/python -m edgerf.bench.studies.int8_table --qat-epochs ssm=3,ssm-sel=3,lif=3
 	$(BIN)/python -m edgerf.bench.studies.arm_cost
-	$(BIN)/python -m edgerf.bench.studies.targets --steps 100000 --grid runs/sfmnist \
+	$(BIN)/python -m edgerf.bench.studies.targets --grid runs/sfmnist \
 		--targets litert,litert-nodelegate,litert-ref,tflm,numpy,ort
 	$(BIN)/python -m edgerf.bench.studies.small_budget
 	$(BIN)/python -m edgerf.bench.studies.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx

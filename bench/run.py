@@ -323,4 +323,5 @@ def _report(targets: list[Target], manifest: dict, cfg: BenchConfig, ref_desc: s
             "task": manifest["frame"].get("name"), "frame_period_s": period,
             "threshold": manifest["decision"]["threshold"],
             "reference": ref_desc, "data": data, "accuracy_steps": len(stream) if stream is not None else 0,
+            "accuracy_samples": len(stream.ends) if stream is not None else 0,
             "targets": rows}

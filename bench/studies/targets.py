@@ -1,15 +1,15 @@
 """Every artifact of the built-ins and of each family on every installed target:
 bench/results/targets.{md,json}.
 
-    python -m edgerf.bench.studies.targets [--steps 100000] [--models default-gru,kws-gru]
+    python -m edgerf.bench.studies.targets [--steps all] [--models default-gru,kws-gru]
                                            [--grid runs/sfmnist]
 
 ``--grid``: also each family's reset-free model as ``int8_table`` exported it
 (``<grid>/export-int8/<family>-reset-free.*``, checkpoint ``<grid>/<family>-reset-free.pt``).
 Each model's four artifacts (fp32 and int8, ONNX and TFLite) run through ``edgerf bench``
 on each target that runs their format (litert, litert-nodelegate, litert-ref, tflm, numpy;
-ort, onnx-ref), over one unreset test stream of the dataset (``--steps``), beside torch
-eager: precision, us/step (median of 5 windows; tflm and numpy host-emulated for a
+ort, onnx-ref), over one unreset test stream of the dataset (``--steps``; default the whole
+test split), beside torch eager: precision, us/step (median of 5 windows; tflm and numpy host-emulated for a
 microcontroller or a board without wheels), acc_p, false alarms, argmax agreement with
 torch, and for TFLite TFLite Micro's arena and the flash the file takes. Each int8 row also
 gives its acc_p change against the fp32 graph of its format on the same target, and what its
@@ -81,6 +81,13 @@ def _int8_columns(rows: list[dict], base) -> None:
         r["export_verdict"] = _verdict(base.parent / r["artifact"], r["target"])
 
 
+WHOLE_SPLIT = 1 << 30      # more steps than any test split: the stream is the whole split
+
+
+def _steps(text: str) -> int:
+    return WHOLE_SPLIT if text == "all" else int(text)
+
+
 def main(argv=None) -> int:
     from edgerf.bench.machine import machine_info
     from edgerf.bench.run import BenchConfig, run_bench
@@ -88,7 +95,9 @@ def main(argv=None) -> int:
     from edgerf.runtime.targets import TARGETS, installed
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--steps", type=_steps, default="all",
+                   help="test-stream steps per model; 'all' (default): the whole test split, every test "
+                        "sample once (a 0.5 pt acc_p change is within sampling noise on 10^5 steps)")
     p.add_argument("--models", default="default-gru,kws-gru", help="built-ins (comma-separated)")
     p.add_argument("--grid", help="a train_grid folder whose int8_table exports to add (e.g. runs/sfmnist)")
     p.add_argument("--targets", help="comma-separated targets (default: every installed one)")
@@ -106,12 +115,13 @@ def main(argv=None) -> int:
         _twin_verdicts(old["rows"])
         return _write(Path(a.out), old)
     targets = tuple(a.targets.split(",")) if a.targets else tuple(installed())
-    rows, records = [], []
+    rows, records, streams = [], [], {}
     for name, base, ckpt in _models(a.models, a.grid, a.families):
         arts = [base.with_name(base.name + s) for s in (".onnx", ".int8.onnx", ".tflite", ".int8.tflite")]
         cfg = BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False, targets=targets)
         rep = run_bench(arts, ckpt, cfg, progress=False, log=print).report
         records.append({"model": name, "report": rep})
+        streams[name] = {"steps": rep["accuracy_steps"], "samples": rep["accuracy_samples"]}
         model_rows = []
         for r in rep["targets"]:
             acc = r.get("accuracy", {})
@@ -139,9 +149,18 @@ def main(argv=None) -> int:
         old = json.loads(previous.read_text())
         rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
         commands = old.get("commands", [old["command"]]) + commands
+        streams = {m: v for m, v in old.get("streams", {}).items() if m not in streams} | streams
     _twin_verdicts(rows)
     return _write(Path(a.out), {"command": command, "commands": commands, "machine": m,
-                                "steps": a.steps, "targets": targets, "rows": rows})
+                                "steps": a.steps, "streams": streams, "targets": targets, "rows": rows})
+
+
+def _streams_text(result: dict) -> str:
+    """How long each model's test stream was (older results record only the requested steps)."""
+    streams = result.get("streams")
+    if not streams:
+        return f"({result['steps']:,} steps)"
+    return "(" + "; ".join(f"{m}: {v['steps']:,} steps, {v['samples']:,} samples" for m, v in streams.items()) + ")"
 
 
 def _write(out: Path, result: dict) -> int:
@@ -151,8 +170,9 @@ def _write(out: Path, result: dict) -> int:
     text = ("# Every artifact on every target\n\nProduced by " + " then ".join(f"`{c}`" for c in commands)
             + (" (the later run re-measured its models; the other rows are the earlier run's)"
                if len(commands) > 1 else "")
-            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of {result['steps']:,} steps of each "
-            "dataset (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
+            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of each dataset "
+            + _streams_text(result)
+            + " (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
             "windows through `StepModel.step`. `timing` host-emulated: tflm (TFLite Micro's kernels) and numpy "
             "(edgerf's numpy executor) run here on x86, standing for a microcontroller and a board with no "
             "interpreter wheel; their times are not those devices'. `agreement`: argmax agreement with torch fp32 "
