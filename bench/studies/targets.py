@@ -9,9 +9,9 @@ bench/results/targets.{md,json}.
 Each model's four artifacts (fp32 and int8, ONNX and TFLite) run through ``edgerf bench``
 on each target that runs their format (litert, litert-nodelegate, litert-ref, tflm, numpy;
 ort, onnx-ref), over one unreset test stream of the dataset (``--steps``; default the whole
-test split), beside torch eager: precision, us/step (median of 5 windows; tflm and numpy host-emulated for a
-microcontroller or a board without wheels), acc_p, false alarms, argmax agreement with
-torch, and for TFLite TFLite Micro's arena and the flash the file takes. Each int8 row also
+test split), beside torch eager: precision, us/step (median of 5 windows; tflm and numpy
+host-emulated for a microcontroller or a board without wheels), acc_p, false alarms, argmax
+agreement with torch, and for TFLite TFLite Micro's arena and the flash the file takes. Each int8 row also
 gives its acc_p change against the fp32 graph of its format on the same target, and what its
 export decided for that target (``within budget``, or the fallback and why).
 """
