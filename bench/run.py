@@ -179,7 +179,7 @@ def run_bench(artifacts: list[Path], ckpt: Path | None = None, cfg: BenchConfig 
         raise ArtifactError(f"none of --target {','.join(cfg.targets)} runs these artifacts "
                             f"({', '.join(sorted({a.suffix for a in artifacts}))}).")
     frames = stream.x if stream is not None else np.zeros((1, first["inputs"]["x"]["shape"][1]), np.float32)
-    # with several --target, a pair that cannot run (the numpy backend and an a16w8 graph, say)
+    # with several --target, a pair that cannot run (TFLite Micro and a LIF a16w8 graph, say)
     # is reported as such and the others still run; a single named target still refuses
     skipped = []
     if len(cfg.targets) > 1:

@@ -49,7 +49,7 @@ TARGETS = {t.name: t for t in (
            "TFLite Micro's reference kernels (what a microcontroller runs)", f'pip install "{TFLM_PIN}"',
            "tflite_micro", host_emulated=True),
     Target("numpy", ".tflite", "edgerf's own executor (edgerf.runtime.tflite_numpy), numpy only",
-           "TFLite Micro's reference integer arithmetic (int8); float32 numpy (fp32)", "numpy (always there)",
+           "TFLite Micro's reference integer arithmetic (int8, 16x8); float32 numpy (fp32)", "numpy (always there)",
            "numpy", host_emulated=True),
     Target("ort", ".onnx", "ONNX Runtime, InferenceSession(path) with default options",
            "CPU execution provider, default graph optimisations",

@@ -14,9 +14,10 @@ Three parts:
   and each op's parameter preparation (ADD in double, SUB in float like TFLite Micro's, per-
   channel FULLY_CONNECTED multipliers in double...).
 - ``compile_graph``: each operator becomes one closure over preallocated buffers. Element-wise
-  int8 ops are functions of at most two int8 inputs, so at load every possible input is run
-  through the arithmetic above once and the op becomes a table lookup (256 or 65,536
-  entries): exact by construction, and cheap per step.
+  int8 ops are functions of at most two int8 inputs, and int16 LOGISTIC, TANH and DEQUANTIZE
+  of one int16 input, so at load every possible input is run through the arithmetic above
+  once and the op becomes a table lookup (256 or 65,536 entries): exact by construction,
+  and cheap per step. int16 ADD, SUB and MUL (the 16x8 plans) compute per step.
 
 Every operator or tensor type outside this set is refused at load, by name.
 ``tests/test_numpy_backend.py`` checks it bit for bit against TFLite Micro.
@@ -335,39 +336,140 @@ def _qparams(t: dict) -> tuple[float, int]:
     return (float(t["scale"][0]), int(t["zero_point"][0])) if len(t["scale"]) else (0.0, 0)
 
 
+def _limits(t: dict) -> tuple[int, int]:
+    info = np.iinfo(DTYPES[t["type"]])
+    return int(info.min), int(info.max)
+
+
 def _activation_range(activation: str, t: dict) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8 outputs."""
+    """CalculateActivationRangeQuantized for int8 and int16 outputs."""
     scale, zp = _qparams(t)
+    lo, hi = _limits(t)
     if activation == "NONE":
-        return -128, 127
+        return lo, hi
     if activation == "RELU":
-        return max(-128, zp + round_half_away(0.0 / scale)), 127
+        return max(lo, zp + round_half_away(0.0 / scale)), hi
     raise ArtifactError(f"fused activation {activation} is not supported by the numpy backend")
+
+
+def binary_arithmetic(op: str, a: dict, b: dict, out: dict, activation: str):
+    """TFLite Micro's quantised ADD/SUB/MUL (int8 or int16, as ``out``): its preparation done
+    once; returns f(x1, x2) -> clamped outputs, on raw input values held in int64."""
+    (s1, z1), (s2, z2), (so, zo) = _qparams(a), _qparams(b), _qparams(out)
+    lo, hi = _activation_range(activation, out)
+    if op == "MUL":
+        m, sh = quantize_multiplier(float(np.float64(s1) * np.float64(s2) / np.float64(so)))
+        return lambda x1, x2: np.clip(multiply_by_quantized_multiplier((x1 - z1) * (x2 - z2), m, sh) + zo, lo, hi)
+    left = 15 if out["type"] == INT16 else 20        # the headroom left in int32 for each width
+    if op == "ADD" or out["type"] == INT16:      # TFLite Micro prepares ADD (and int16 SUB) in double...
+        twice = 2.0 * max(float(s1), float(s2))
+        r1, r2, ro = float(s1) / twice, float(s2) / twice, twice / ((1 << left) * float(so))
+    else:                      # ...and int8 SUB in float, then widens (both measured bit for bit)
+        twice32 = np.float32(2) * max(np.float32(s1), np.float32(s2))
+        r1, r2 = float(np.float32(s1) / twice32), float(np.float32(s2) / twice32)
+        ro = float(twice32 / (np.float32(1 << left) * np.float32(so)))
+    (m1, e1), (m2, e2), (mo, eo) = (quantize_multiplier(r) for r in (r1, r2, ro))
+    sign = 1 if op == "ADD" else -1
+
+    def f(x1, x2):
+        v1 = _smaller_than_one((x1 - z1) << left, m1, e1)
+        v2 = _smaller_than_one((x2 - z2) << left, m2, e2)
+        return np.clip(_smaller_than_one(_wrap32(v1 + sign * v2), mo, eo) + zo, lo, hi)
+    return f
 
 
 def int8_binary_table(op: str, a: dict, b: dict, out: dict, activation: str) -> np.ndarray:
     """TFLite Micro's int8 ADD/SUB/MUL for every pair of int8 inputs: table[x1 + 128, x2 + 128]."""
-    (s1, z1), (s2, z2), (so, zo) = _qparams(a), _qparams(b), _qparams(out)
-    lo, hi = _activation_range(activation, out)
-    x1 = np.arange(-128, 128, dtype=np.int64)[:, None] - z1
-    x2 = np.arange(-128, 128, dtype=np.int64)[None, :] - z2
-    if op == "MUL":
-        m, sh = quantize_multiplier(float(np.float64(s1) * np.float64(s2) / np.float64(so)))
-        raw = multiply_by_quantized_multiplier(x1 * x2, m, sh) + zo
-    else:
-        left = 20
-        if op == "ADD":            # TFLite Micro prepares ADD in double...
-            twice = 2.0 * max(float(s1), float(s2))
-            r1, r2, ro = float(s1) / twice, float(s2) / twice, twice / ((1 << left) * float(so))
-        else:                      # ...and SUB in float, then widens
-            twice32 = np.float32(2) * max(np.float32(s1), np.float32(s2))
-            r1, r2 = float(np.float32(s1) / twice32), float(np.float32(s2) / twice32)
-            ro = float(twice32 / (np.float32(1 << left) * np.float32(so)))
-        (m1, e1), (m2, e2), (mo, eo) = (quantize_multiplier(r) for r in (r1, r2, ro))
-        v1 = _smaller_than_one(x1 << left, m1, e1)
-        v2 = _smaller_than_one(x2 << left, m2, e2)
-        raw = _smaller_than_one(_wrap32(v1 + v2 if op == "ADD" else v1 - v2), mo, eo) + zo
-    return np.clip(raw, lo, hi).astype(np.int8)
+    x = np.arange(-128, 128, dtype=np.int64)
+    return binary_arithmetic(op, a, b, out, activation)(x[:, None], x[None, :]).astype(np.int8)
+
+
+# -- 16x8: int16 activations ------------------------------------------------------------------
+# The table TFLite's int16 LOGISTIC and TANH interpolate (tanh(x) = 2 sigmoid(2x) - 1):
+# sigmoid(i / 24) in 0.16 fixed point, i = 0..255, as TFLite ships it. Its values are data, not
+# a formula: 44 entries sit one above 65536 sigmoid(i / 24) rounded, so they are written out.
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535], np.int64)
+
+
+def _checked_log2(x: float) -> tuple[bool, int]:
+    """CheckedLog2, in float32 as TFLite computes it: (is a power of two, its rounded log2)."""
+    x_log2 = np.float32(math.log(np.float32(x))) * (np.float32(1.0) / np.float32(math.log(np.float32(2.0))))
+    rounded = np.float32(round_half_away(float(x_log2)))
+    return bool(abs(np.float32(x_log2 - rounded)) < np.float32(1e-3)), int(rounded)
+
+
+def _int16_lut_multiplier(scale: float, pot_shifts: tuple[int, ...]) -> tuple[int, int]:
+    """(input_multiplier, input_left_shift) of int16 LOGISTIC/TANH's preparation: a power-of-two
+    input scale keeps its shift; any other is rescaled to 1/(3 * 4096) by a 15-bit multiplier."""
+    pot, log2 = _checked_log2(scale)
+    left_shift = (15 - 3) + log2
+    if pot and left_shift in pot_shifts:
+        return 3 << left_shift, 0                    # the kernel's power-of-two case
+    multiplier, left_shift = float(np.float32(scale)) * 4096.0 * 3.0, 0
+    while multiplier <= 32767.0 / 2.0 and left_shift <= 30:
+        left_shift += 1
+        multiplier *= 2.0
+    return int(multiplier), left_shift
+
+
+def _int16_lut_input(scale: float, pot_shifts: tuple[int, ...]) -> np.ndarray:
+    """Every int16 input rescaled as the LOGISTIC/TANH kernels do, int64."""
+    multiplier, left_shift = _int16_lut_multiplier(scale, pot_shifts)
+    rnd = (1 << (left_shift - 1)) if left_shift > 0 else 0
+    return (np.arange(-32768, 32768, dtype=np.int64) * multiplier + rnd) >> left_shift
+
+
+def int16_logistic_table(scale: float) -> np.ndarray:
+    """TFLite Micro's int16 LOGISTIC for every int16 input (zero points 0, output scale 2^-15)."""
+    v = _int16_lut_input(scale, (0,))
+    a = np.abs(v)
+    uh = a >> 9
+    i = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[i], SIGMOID_TABLE_UINT16[i + 1]
+    result = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + (a & 0x1FF) * (ub - ua))
+    result = np.where(v >= 0, result + (1 << 9), (1 << 25) - result + (1 << 9) - 1) & 0xFFFFFFFF
+    return (result >> 10).astype(np.uint16).view(np.int16)
+
+
+def int16_tanh_table(scale: float) -> np.ndarray:
+    """TFLite Micro's int16 TANH for every int16 input (zero points 0, output scale 2^-15)."""
+    v = _int16_lut_input(scale, (0, 1))
+    a = np.abs(v)
+    uh = a >> 8
+    i = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE_UINT16[i], SIGMOID_TABLE_UINT16[i + 1]
+    result = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + (a & 0xFF) * (ub - ua))
+    result = np.where(v >= 0, result - (1 << 23) + (1 << 7), -result + (1 << 23) + (1 << 7) - 1)
+    return (result >> 8).astype(np.int16)
+
+
+def multiply_by_quantized_multiplier_int64(x: np.ndarray, multiplier, shift) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier for int64 accumulators (16x8 FULLY_CONNECTED): the
+    multiplier reduced to 16 bits, one rounding shift (the same in every TFLite build)."""
+    multiplier = np.asarray(multiplier, np.int64)
+    reduced = np.where(multiplier < 0x7FFF0000, (multiplier + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shift, np.int64)
+    return (np.asarray(x, np.int64) * reduced + (np.int64(1) << (total - 1))) >> total
 
 
 def int8_greater_equal_table(a: dict, b: dict) -> np.ndarray:
@@ -390,9 +492,6 @@ def compile_graph(model: dict):
         if t["type"] not in DTYPES:
             raise ArtifactError(f"tensor {t['name']!r} has type {TYPES.get(t['type'], t['type'])}, which the numpy "
                                 "backend does not run")
-        if t["type"] == INT16:
-            raise ArtifactError(f"tensor {t['name']!r} is int16 (an a16w8 plan): the numpy backend runs fp32 and "
-                                "full-int8 graphs only; use the fp32 or int8 artifact, or LiteRT")
     bufs = [t["const"] if t["const"] is not None else np.zeros(tuple(max(1, d) for d in t["shape"]),
                                                                DTYPES[t["type"]]) for t in tensors]
     # int8 FULLY_CONNECTED layers that read the same tensor run as one matmul and one
@@ -417,19 +516,21 @@ def _compile_op(op: dict, tensors: list[dict], bufs: list[np.ndarray]):
     t_out = tensors[o]
     types = {t["type"] for t in t_in if t is not None} | {t_out["type"]}
     out = bufs[o]
-    if kind == "QUANTIZE":
+    if kind == "QUANTIZE" and t_in[0]["type"] == FLOAT32 and t_out["type"] in (INT8, INT16):
         scale, zp = _qparams(t_out)
         scale32, x = np.float32(scale), bufs[ins[0]]
+        lo, hi = _limits(t_out)
 
         def quantize():
             v = x / scale32                                 # float32 division, as AffineQuantize
-            np.clip(np.trunc(v + np.copysign(np.float32(0.5), v)) + zp, -128, 127, out=v)
+            np.clip(np.trunc(v + np.copysign(np.float32(0.5), v)) + zp, lo, hi, out=v)
             out[...] = v
         return quantize
-    if kind == "DEQUANTIZE":
+    if kind == "DEQUANTIZE" and t_in[0]["type"] in (INT8, INT16):
         scale, zp = _qparams(t_in[0])
-        table = _by_raw_bytes(((np.arange(-128, 128) - zp) * np.float64(scale)).astype(np.float32))
-        x = bufs[ins[0]].view(np.uint8)
+        lo, hi = _limits(t_in[0])
+        table = _by_raw_bytes(((np.arange(lo, hi + 1) - zp) * np.float64(scale)).astype(np.float32))
+        x = _raw(bufs[ins[0]])
         return lambda: np.copyto(out, table[x])
     if kind == "FULLY_CONNECTED":
         return _fully_connected(t_in, t_out, act, bufs[ins[0]], bufs[ins[1]],
@@ -438,6 +539,10 @@ def _compile_op(op: dict, tensors: list[dict], bufs: list[np.ndarray]):
         table = _by_raw_bytes(int8_binary_table(kind, t_in[0], t_in[1], t_out, act))
         a, b = bufs[ins[0]].view(np.uint8), bufs[ins[1]].view(np.uint8)
         return lambda: np.copyto(out, table[a, b])
+    if kind in ("ADD", "SUB", "MUL") and types == {INT16}:
+        f = binary_arithmetic(kind, t_in[0], t_in[1], t_out, act)
+        a, b = bufs[ins[0]], bufs[ins[1]]
+        return lambda: np.copyto(out, f(a.astype(np.int64), b.astype(np.int64)), casting="unsafe")
     if kind in ("ADD", "SUB", "MUL") and types == {FLOAT32}:
         fn = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply}[kind]
         a, b = bufs[ins[0]], bufs[ins[1]]
@@ -449,6 +554,13 @@ def _compile_op(op: dict, tensors: list[dict], bufs: list[np.ndarray]):
         s, zp = _qparams(t_in[0])
         table = _by_raw_bytes(int8_logistic_table(s, zp) if kind == "LOGISTIC" else int8_tanh_table(s, zp))
         x = bufs[ins[0]].view(np.uint8)
+        return lambda: np.copyto(out, table[x])
+    if kind in ("LOGISTIC", "TANH") and types == {INT16}:
+        if _qparams(t_in[0])[1] or _qparams(t_out)[1]:
+            raise ArtifactError(f"int16 {kind} with a nonzero zero point (TFLite Micro refuses it too)")
+        s_in = _qparams(t_in[0])[0]
+        table = _by_raw_bytes(int16_logistic_table(s_in) if kind == "LOGISTIC" else int16_tanh_table(s_in))
+        x = _raw(bufs[ins[0]])
         return lambda: np.copyto(out, table[x])
     if kind == "LOGISTIC" and types == {FLOAT32}:
         x = bufs[ins[0]]
@@ -472,9 +584,14 @@ def _compile_op(op: dict, tensors: list[dict], bufs: list[np.ndarray]):
 
 
 def _by_raw_bytes(table: np.ndarray) -> np.ndarray:
-    """A table indexed by int8 values (-128..127 along each axis) re-indexed by their raw
-    bytes (0..255), so a step indexes it with a uint8 view of its int8 buffer, no conversion."""
-    return np.roll(table, 128, axis=tuple(range(table.ndim)))
+    """A table indexed by int8 (int16) values, -128..127 (-32768..32767) along each axis,
+    re-indexed by their raw bits, so a step indexes it with an unsigned view of its buffer
+    (``_raw``), no conversion."""
+    return np.roll(table, [n // 2 for n in table.shape], axis=tuple(range(table.ndim)))
+
+
+def _raw(buf: np.ndarray) -> np.ndarray:
+    return buf.view(np.uint8 if buf.dtype == np.int8 else np.uint16)
 
 
 def _logistic_f32(x: np.ndarray, out: np.ndarray) -> None:
@@ -504,7 +621,33 @@ def _fully_connected(t_in, t_out, act, x, w, bias, out):
             if relu:
                 np.maximum(out, 0, out=out)
         return fc_f32
+    t_w = t_in[1]
+    if t_in[0]["type"] == INT16 and t_w["type"] == INT8 and t_out["type"] == INT16:
+        if bias is not None and t_in[2]["type"] != INT64:
+            raise ArtifactError("a 16x8 FULLY_CONNECTED with a non-int64 bias is not implemented by the numpy backend")
+        (s_in, z_in), (s_out, z_out) = _qparams(t_in[0]), _qparams(t_out)
+        mult, shift = _fc_multipliers(s_in, t_w["scale"], s_out, len(w))
+        lo, hi = _activation_range(act, t_out)
+        wf = np.ascontiguousarray(w.astype(np.float64).T)
+        # acc = sum w * (x - z_in) + bias, exact in float64 (|acc| < 2^53 for any 16x8 layer edgerf makes)
+        const = (bias.astype(np.float64) if bias is not None else np.zeros(len(w))) - z_in * wf.sum(0)
+
+        def fc_16x8():
+            acc = (x.astype(np.float64) @ wf + const).astype(np.int64)
+            np.copyto(out, np.clip(multiply_by_quantized_multiplier_int64(acc, mult, shift) + z_out, lo, hi),
+                      casting="unsafe")
+        return fc_16x8
     raise ArtifactError("FULLY_CONNECTED with these tensor types is not implemented by the numpy backend")
+
+
+def _fc_multipliers(s_in: float, w_scales: np.ndarray, s_out: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """FULLY_CONNECTED's output multipliers and shifts, one per output channel."""
+    w_scales = w_scales.astype(np.float32)
+    if len(w_scales) > 1:            # per channel: the multipliers in double, from float scales
+        qs = [quantize_multiplier(float(s_in) * float(ws) / float(s_out)) for ws in w_scales]
+    else:                            # per tensor (GetQuantizedConvolutionMultipler)
+        qs = [quantize_multiplier(float(np.float64(s_in) * np.float64(w_scales[0]) / np.float64(s_out)))] * n
+    return np.array([m for m, _ in qs], np.int64), np.array([e for _, e in qs], np.int64)
 
 
 def _fc_int8_spec(op: dict, tensors: list[dict], bufs: list[np.ndarray]) -> dict | None:
@@ -520,17 +663,13 @@ def _fc_int8_spec(op: dict, tensors: list[dict], bufs: list[np.ndarray]) -> dict
         raise ArtifactError("an int8 FULLY_CONNECTED with a non-int32 bias is not implemented by the numpy backend")
     s_in, z_in = _qparams(t_in)
     s_out, z_out = _qparams(t_out)
-    w_scales = t_w["scale"].astype(np.float32)
-    if len(w_scales) > 1:            # per channel: the multipliers in double, from float scales
-        qs = [quantize_multiplier(float(s_in) * float(ws) / float(s_out)) for ws in w_scales]
-    else:                            # per tensor (GetQuantizedConvolutionMultipler)
-        qs = [quantize_multiplier(float(np.float64(s_in) * np.float64(w_scales[0]) / np.float64(s_out)))] * len(w)
-    lo, hi = _activation_range(op["activation"], t_out)
     n = len(w)
+    mult, shift = _fc_multipliers(s_in, t_w["scale"], s_out, n)
+    lo, hi = _activation_range(op["activation"], t_out)
     return {"w": w.astype(np.float64),
             # acc = sum w * (x - z_in) + bias: the zero point folded into a constant per channel
             "const": (bias.astype(np.float64) if bias is not None else np.zeros(n)) - z_in * w.astype(np.float64).sum(1),
-            "mult": np.array([m for m, _ in qs], np.int64), "shift": np.array([e for _, e in qs], np.int64),
+            "mult": mult, "shift": shift,
             "z_out": np.full(n, z_out, np.int64), "lo": np.full(n, lo, np.int64), "hi": np.full(n, hi, np.int64),
             "out": bufs[o]}
 
