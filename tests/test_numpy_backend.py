@@ -243,6 +243,11 @@ def test_what_it_does_not_implement_is_refused_by_name(tmp_path):
     y.name = "logits"
     g.outputs = [y]
     model = tn.read_model(emit(g, "int8", "ssm")[0])
+    for bad in (np.nan, np.inf, 0.0, -1e-3):            # a hostile file's scale: refused, never a traceback
+        broken = tn.read_model(emit(g, "int8", "ssm")[0])
+        broken["tensors"][broken["ops"][1]["inputs"][0]]["scale"] = np.array([bad], np.float32)
+        with pytest.raises(ArtifactError, match="finite positive scales"):
+            tn.compile_graph(broken)
     model["ops"][1]["op"] = "builtin operator 99"          # as read_model names an unknown code
     with pytest.raises(ArtifactError, match="builtin operator 99"):
         tn.compile_graph(model)

@@ -429,6 +429,9 @@ def _int16_lut_multiplier(scale: float, pot_shifts: tuple[int, ...]) -> tuple[in
     while multiplier <= 32767.0 / 2.0 and left_shift <= 30:
         left_shift += 1
         multiplier *= 2.0
+    if multiplier > 32767:                         # the kernel's 16-bit multiplier cannot hold it
+        raise ArtifactError(f"int16 LOGISTIC/TANH input scale {scale:g} is beyond TFLite Micro's kernel "
+                            "(at most 32767 / 12288)")
     return int(multiplier), left_shift
 
 
@@ -492,6 +495,10 @@ def compile_graph(model: dict):
         if t["type"] not in DTYPES:
             raise ArtifactError(f"tensor {t['name']!r} has type {TYPES.get(t['type'], t['type'])}, which the numpy "
                                 "backend does not run")
+        scale = np.asarray(t["scale"], np.float64)
+        if scale.size and not (np.isfinite(scale).all() and (scale > 0).all()):
+            raise ArtifactError(f"tensor {t['name']!r} has quantisation scale {scale[~(np.isfinite(scale) & (scale > 0))][0]}"
+                                ": a quantised tensor needs finite positive scales")
     bufs = [t["const"] if t["const"] is not None else np.zeros(tuple(max(1, d) for d in t["shape"]),
                                                                DTYPES[t["type"]]) for t in tensors]
     # int8 FULLY_CONNECTED layers that read the same tensor run as one matmul and one
