@@ -202,7 +202,7 @@ OP_KEYWORDS_PER_FALSE_ACCEPT = 30
 OP_WINDOWS = (3, 5, 8)
 OP_MERGES = (0, 6, 12)        # steps within which runs above threshold are one event (EventDetector)
 # At most this many val clips (all of them on Speech Commands' 4,890-clip test folder): the
-# stream is built whole, so on a big dataset every val clip would cost memory with the data
+# stream is held whole (its frames, ~30 KB a clip), so the cap bounds its memory on big data
 OP_VAL_SAMPLES = 2000
 OP_THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.5, 0.99, 50), 3))
 
