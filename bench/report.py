@@ -37,6 +37,8 @@ def merge_rows(old: list[dict], new: list[dict], key) -> list[dict]:
 
 
 def fmt(v) -> str:
+    if v is None:                     # not measured for this row
+        return ""
     if isinstance(v, float):
         return f"{v:.4f}" if abs(v) < 10 else f"{v:,.1f}"
     if isinstance(v, int):

@@ -415,6 +415,7 @@ class SpeechCommands(_Task):
         if segs:
             feed(self._under_bed(np.concatenate(segs), bounds, bg, rng))
         logmel, active = np.concatenate(logmels), np.concatenate(actives)
+        logmels.clear()
         centre = np.arange(len(logmel)) * self.hop + self.win // 2
         lab = np.full(len(logmel), NO_LABEL, np.int64)
         mask = np.zeros(len(logmel), bool)
@@ -429,8 +430,10 @@ class SpeechCommands(_Task):
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
             ids.append(i)
-        x = (logmel - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return _stacked(Stream(x.astype(np.float32), lab, mask, np.asarray(starts, np.int64),
+        x = logmel                       # normalised in place: one copy of the frames, not three
+        np.subtract(x, np.asarray(self.mean, np.float32), out=x)
+        np.divide(x, np.asarray(self.std, np.float32), out=x)
+        return _stacked(Stream(x, lab, mask, np.asarray(starts, np.int64),
                                np.asarray(ends, np.int64), np.asarray(ids, np.int64)), self.stack)
 
     def _under_bed(self, wav: np.ndarray, bounds: list, bg: list[np.ndarray], rng) -> np.ndarray:
