@@ -337,7 +337,8 @@ def _qparams(t: dict) -> tuple[float, int]:
 
 
 def _limits(t: dict) -> tuple[int, int]:
-    info = np.iinfo(DTYPES[t["type"]])
+    """The integer range of a tensor's type (int8 when the dict names none: the QAT twin's)."""
+    info = np.iinfo(DTYPES[t.get("type", INT8)])
     return int(info.min), int(info.max)
 
 
@@ -360,8 +361,9 @@ def binary_arithmetic(op: str, a: dict, b: dict, out: dict, activation: str):
     if op == "MUL":
         m, sh = quantize_multiplier(float(np.float64(s1) * np.float64(s2) / np.float64(so)))
         return lambda x1, x2: np.clip(multiply_by_quantized_multiplier((x1 - z1) * (x2 - z2), m, sh) + zo, lo, hi)
-    left = 15 if out["type"] == INT16 else 20        # the headroom left in int32 for each width
-    if op == "ADD" or out["type"] == INT16:      # TFLite Micro prepares ADD (and int16 SUB) in double...
+    int16 = out.get("type") == INT16
+    left = 15 if int16 else 20                       # the headroom left in int32 for each width
+    if op == "ADD" or int16:                       # TFLite Micro prepares ADD (and int16 SUB) in double...
         twice = 2.0 * max(float(s1), float(s2))
         r1, r2, ro = float(s1) / twice, float(s2) / twice, twice / ((1 << left) * float(so))
     else:                      # ...and int8 SUB in float, then widens (both measured bit for bit)
