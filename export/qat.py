@@ -79,8 +79,8 @@ def _exactly(ste: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
 
 
 def _tensor(q: tuple) -> dict:
-    """Quantisation params in the form ``edgerf.runtime.tflite_numpy``'s tables read."""
-    return {"scale": np.array([_f32(q[0])], np.float32), "zero_point": np.array([int(q[1])])}
+    """An int8 tensor's quantisation in the form ``edgerf.runtime.tflite_numpy`` reads."""
+    return {"type": tflm.INT8, "scale": np.array([_f32(q[0])], np.float32), "zero_point": np.array([int(q[1])])}
 
 
 def quantize_frame(x: torch.Tensor, q: tuple) -> torch.Tensor:

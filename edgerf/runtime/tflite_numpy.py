@@ -337,8 +337,7 @@ def _qparams(t: dict) -> tuple[float, int]:
 
 
 def _limits(t: dict) -> tuple[int, int]:
-    """The integer range of a tensor's type (int8 when the dict names none: the QAT twin's)."""
-    info = np.iinfo(DTYPES[t.get("type", INT8)])
+    info = np.iinfo(DTYPES[t["type"]])
     return int(info.min), int(info.max)
 
 
@@ -361,7 +360,7 @@ def binary_arithmetic(op: str, a: dict, b: dict, out: dict, activation: str):
     if op == "MUL":
         m, sh = quantize_multiplier(float(np.float64(s1) * np.float64(s2) / np.float64(so)))
         return lambda x1, x2: np.clip(multiply_by_quantized_multiplier((x1 - z1) * (x2 - z2), m, sh) + zo, lo, hi)
-    int16 = out.get("type") == INT16
+    int16 = out["type"] == INT16
     left = 15 if int16 else 20                       # the headroom left in int32 for each width
     if op == "ADD" or int16:                       # TFLite Micro prepares ADD (and int16 SUB) in double...
         twice = 2.0 * max(float(s1), float(s2))
