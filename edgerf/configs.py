@@ -107,6 +107,11 @@ class TrainConfig:
                                                 "gap and word, the word [min, max] dB over it (a noisy room; "
                                                 "default: no bed).", within=(-30, 60))
     bed_snr_max_db: float | None = option(None, "Audio tasks: see --bed-snr-min-db.", within=(-30, 60))
+    clean_mask: bool = option(False, "Audio tasks: read which steps of a training word are informative (the "
+                                     "activity mask) from the word as recorded, before the background that "
+                                     "augmentation (--mix-snr-*, --bed-snr-*) mixes under it: a word under noise "
+                                     "is still a word to learn. Default: from the audio the model hears.",
+                              "--clean-mask/--no-clean-mask")
     lane_piece: int | None = option(None, "Build the training lanes piece by piece, N samples a piece, so memory "
                                           "is set by N x --batch, not by the dataset (edgerf.data.lanes). Default: "
                                           "each epoch's lanes whole, as before.", within=(1, 1 << 20))
@@ -130,7 +135,11 @@ class TrainConfig:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name not in ("task", "model", "loss", "device") and v != f.default:
-                parts += [f"--{f.name.replace('_', '-')}", tail(v) if f.name in PATHS else str(v)]
+                flag = f"--{f.name.replace('_', '-')}"
+                if isinstance(v, bool):         # a switch: its spelling, no value
+                    parts.append(flag if v else flag.replace("--", "--no-", 1))
+                    continue
+                parts += [flag, tail(v) if f.name in PATHS else str(v)]
         return shlex.join(parts)
 
     def portable(self) -> dict:

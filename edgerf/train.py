@@ -378,6 +378,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
         if not hasattr(task, "with_bed_snr"):
             raise ValueError("--bed-snr-min-db/--bed-snr-max-db are for audio tasks (gsc)")
         task = task.with_bed_snr(cfg.bed_snr_min_db, cfg.bed_snr_max_db)
+    if cfg.clean_mask:
+        if not hasattr(task, "with_clean_mask"):
+            raise ValueError("--clean-mask is for audio tasks (gsc)")
+        task = task.with_clean_mask(True)
     mode = TRAINING_MODES[cfg.loss]
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)

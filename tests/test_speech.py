@@ -135,6 +135,31 @@ def test_a_bed_runs_under_gap_and_word_at_the_drawn_snr():
         task.with_bed_snr(5, None)
 
 
+@pytest.mark.parametrize("noise", ["bed", "mix"])
+def test_a_clean_mask_keeps_the_words_that_noise_hides_from_the_mask(noise):
+    """--clean-mask: the model hears the same noisy audio, but which steps are informative is
+    read from the words as recorded, so words under loud noise stay words to learn; without
+    the switch nothing changes."""
+    task = get_task("gsc")
+    task = task.with_bed_snr(0, 0) if noise == "bed" else task.with_mix_snr(0, 0)
+    clips, labels = task.split_arrays("train")
+    arrays = (clips[:40], labels[:40])
+    heard = task.stream("train", None, seed=1, arrays=arrays, augment=True)
+    clean = task.with_clean_mask(True).stream("train", None, seed=1, arrays=arrays, augment=True)
+    plain = get_task("gsc").stream("train", None, seed=1, arrays=arrays, augment=True)
+    plain_clean = get_task("gsc").with_clean_mask(True).stream("train", None, seed=1, arrays=arrays, augment=True)
+    assert np.array_equal(clean.x, heard.x)                       # the same audio in
+    assert clean.mask.sum() > 1.3 * heard.mask.sum() and len(clean.ends) >= len(heard.ends)
+    # the default augmentation's milder noise (up to half the background's own level) hides less
+    assert len(plain_clean.ends) >= len(plain.ends) and plain_clean.mask.sum() > plain.mask.sum()
+    if noise == "bed":        # the bed adds to that noise; the clean mask reads neither
+        assert np.array_equal(clean.mask, plain_clean.mask)
+    assert (clean.labels[clean.mask] >= 0).all() and (clean.labels[~clean.mask] == -1).all()
+    # evaluation streams are never augmented: the switch does not touch them
+    val = get_task("gsc").stream("val", 30, seed=2)
+    assert np.array_equal(get_task("gsc").with_clean_mask(True).stream("val", 30, seed=2).mask, val.mask)
+
+
 def test_tiny_gsc_training_run_through_the_cli(tmp_path):
     from edgerf.cli import app
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--model", "lif", "--hidden", "16", "--epochs", "1",

@@ -114,19 +114,22 @@ class SparseFilterbank:
 class LogMelStream:
     """PCM chunks (float in [-1, 1], any length) -> log-mel frames [n, N_MELS] and the
     per-frame waveform log-variance [n] (what the activity mask is computed from; None with
-    ``activity=False``, as a device needs no mask).
+    ``activity=False``, as a device needs no mask; with ``mel=False`` only the variance is
+    computed and the log-mel frames are [n, 0]).
 
     Frame t covers samples [t*HOP, t*HOP + WIN); leftover samples wait for the next chunk.
     """
 
     BLOCK = 2048       # frames computed at once (about 20 s of audio, ~30 MB of temporaries)
 
-    def __init__(self, activity: bool = True):
+    def __init__(self, activity: bool = True, mel: bool = True):
+        if not (activity or mel):
+            raise ValueError("a LogMelStream computes log-mel frames, the activity variance, or both")
         self._buf = np.zeros(0, np.float32)
         self._window = np.hanning(WIN + 2)[1:-1].astype(np.float32)   # periodic-style, no zero ends
         self._fb = mel_filterbank()
         self._mel = SparseFilterbank(self._fb)
-        self.activity = activity
+        self.activity, self.mel = activity, mel
 
     def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         pcm = np.asarray(pcm, np.float32).ravel()
@@ -137,11 +140,15 @@ class LogMelStream:
             return np.zeros((0, N_MELS), np.float32), (np.zeros(0, np.float32) if self.activity else None)
         # [n, WIN], a view (the ndarray constructor: as_strided costs 9 us a call, a frame's FFT 1.3)
         frames = np.ndarray((n, WIN), np.float32, buffer=buf, strides=(HOP * buf.itemsize, buf.itemsize))
-        logmel = np.empty((n, N_MELS), np.float32)
+        logmel = np.empty((n, N_MELS if self.mel else 0), np.float32)
         logvar = np.empty(n, np.float32) if self.activity else None
         # BLOCK frames at a time: a long recording's FFT at once took 1.5 GB (17 min of audio)
         for a in range(0, n, self.BLOCK):
             f = frames[a:a + self.BLOCK]
+            if logvar is not None:
+                logvar[a:a + len(f)] = np.log10(f.var(axis=1) + 1e-10)
+            if not self.mel:
+                continue
             # in float64: numpy's float64 FFT measured 2-4x faster here than its float32 path
             z = np.fft.rfft((f * self._window).astype(np.float64), N_FFT)                 # [b, N_FFT/2 + 1]
             sq = z.view(np.float64)                     # [b, 2 (N_FFT/2 + 1)]: re, im interleaved
@@ -149,8 +156,6 @@ class LogMelStream:
             mel = self._mel(sq[:, 0::2] + sq[:, 1::2])                                  # [b, N_MELS]
             mel += 1e-6
             logmel[a:a + len(f)] = np.log(mel, out=mel)
-            if logvar is not None:
-                logvar[a:a + len(f)] = np.log10(f.var(axis=1) + 1e-10)
         self._buf = buf[n * HOP:]
         return logmel, logvar
 
