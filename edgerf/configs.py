@@ -237,6 +237,9 @@ class ExportConfig:
     qat_samples: int | None = option(None, "Training samples per fine-tuning epoch (default: the whole training "
                                            "split).", within=(1, 1 << 31))
     budget: Budget = field(default_factory=Budget)
+    threads: int = option(1, "torch intra-op threads for the reference runs and fine-tuning (small recurrent "
+                             "models gain little from more, and more threads on a busy CPU slow every step).",
+                          within=(1, 1024))
     force: bool = option(False, "Overwrite existing artifacts.", "--force")
     name: str | None = option(None, "Artifact base name (default: the checkpoint's file stem).")
     data: str | None = option(None, DATA_HELP)

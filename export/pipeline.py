@@ -85,7 +85,12 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     """Export ``ckpt_path`` per ``cfg``; ``log`` receives one line per stage result, and with
     ``progress`` each long stage (reference, calibration, parity, each int8 plan tried) shows
     a bar on stderr."""
+    import torch
     t_start = time.perf_counter()
+    # a step of a small recurrent model is a few tiny matmuls: beside another export on 2
+    # cores, a keyword model's fp32 export took 10 s with one thread and had not finished
+    # after 8 minutes with torch's default of one per core
+    torch.set_num_threads(cfg.threads)
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
     for f in cfg.formats:

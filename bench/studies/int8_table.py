@@ -58,9 +58,25 @@ def full_int8(plan: dict) -> str:
             + (f" after {plan['qat']['epochs']} QAT epoch(s)" if plan.get("qat") else ""))
 
 
+def export_family(src: Path, folder: Path, qat_epochs: int = 0, qat_samples: int | None = None,
+                  reexport: bool = False) -> Path:
+    """``src`` (a grid checkpoint) copied into ``folder`` and exported there with ``--int8`` and
+    the default budget (and ``qat_epochs`` of int8 fine-tuning), unless that export exists;
+    returns the copied checkpoint."""
+    from edgerf.export.pipeline import ExportConfig, export_checkpoint
+    ckpt = folder / src.name
+    if reexport or not ckpt.exists() or not (folder / f"{src.stem}.int8.tflite").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, ckpt)
+        print(f"exporting {src.stem} --int8 (default budget"
+              + (f", {qat_epochs} fine-tuning epoch(s)" if qat_epochs else "") + f") into {folder} ...", flush=True)
+        export_checkpoint(ckpt, folder, ExportConfig(int8=True, force=True, qat_epochs=qat_epochs,
+                                                     qat_samples=qat_samples), log=print)
+    return ckpt
+
+
 def main(argv=None) -> int:
     from edgerf.bench.run import BenchConfig, run_bench
-    from edgerf.export.pipeline import ExportConfig, export_checkpoint
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, default=Path("runs/sfmnist"))
@@ -86,14 +102,7 @@ def main(argv=None) -> int:
         if not src.exists():
             print(f"{src} missing; train it with `make grid` first. Skipping {fam}.")
             continue
-        d = a.runs / "export-int8"
-        ckpt = d / src.name
-        if a.reexport or not ckpt.exists() or not (d / f"{src.stem}.int8.tflite").exists():
-            d.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, ckpt)
-            print(f"exporting {fam} --int8 (default budget) ...", flush=True)
-            export_checkpoint(ckpt, d, ExportConfig(int8=True, force=True, qat_epochs=qat.get(fam, 0),
-                                                            qat_samples=qat_samples.get(fam)), log=print)
+        ckpt = export_family(src, a.runs / "export-int8", qat.get(fam, 0), qat_samples.get(fam), a.reexport)
         run = run_bench([], ckpt, BenchConfig(steps=a.steps, seconds=a.seconds, windows=5, rss=False),
                         progress=False, log=print)
         rep, frames = run.report, run.stream.x[:2000]

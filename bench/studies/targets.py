@@ -4,8 +4,10 @@ bench/results/targets.{md,json}.
     python -m edgerf.bench.studies.targets [--steps all] [--models default-gru,kws-gru]
                                            [--grid runs/sfmnist]
 
-``--grid``: also each family's reset-free model as ``int8_table`` exported it
-(``<grid>/export-int8/<family>-reset-free.*``, checkpoint ``<grid>/<family>-reset-free.pt``).
+``--grid``: also each family's reset-free model (checkpoint ``<grid>/<family>-reset-free.pt``)
+as ``edgerf export --int8`` makes it by default, no fine-tuning (into ``<grid>/export-default/``,
+exported first where missing): what a user's export gives on each target. (``int8_table``'s
+exports, fine-tuned where it is told to, are in ``<grid>/export-int8/``.)
 Each model's four artifacts (fp32 and int8, ONNX and TFLite) run through ``edgerf bench``
 on each target that runs their format (litert, litert-nodelegate, litert-ref, tflm, numpy;
 ort, onnx-ref), over one unreset test stream of the dataset (``--steps``; default the whole
@@ -37,10 +39,16 @@ def _models(names: str, grid: str | None, families: str) -> list[tuple[str, Path
     from edgerf.models import BUILTIN_DIR, builtin_checkpoint
     out = [(n, BUILTIN_DIR / n, builtin_checkpoint(n)) for n in names.split(",") if n]
     if grid:
+        from edgerf.bench.studies.int8_table import export_family
         g = Path(grid)
-        out += [(f"{f} (grid)", g / "export-int8" / f"{f}-reset-free", g / f"{f}-reset-free.pt")
-                for f in families.split(",") if (g / f"{f}-reset-free.pt").exists()]
+        for f in families.split(","):
+            if (g / f"{f}-reset-free.pt").exists():
+                ckpt = export_family(g / f"{f}-reset-free.pt", g / EXPORTS)
+                out.append((f"{f} (grid)", ckpt.with_suffix(""), ckpt))
     return out
+
+
+EXPORTS = "export-default"      # the grid's exports this study runs: `edgerf export --int8`, nothing else
 
 
 NOT_JUDGED = "not judged at export"
@@ -99,7 +107,8 @@ def main(argv=None) -> int:
                    help="test-stream steps per model; 'all' (default): the whole test split, every test "
                         "sample once (a 0.5 pt acc_p change is within sampling noise on 10^5 steps)")
     p.add_argument("--models", default="default-gru,kws-gru", help="built-ins (comma-separated)")
-    p.add_argument("--grid", help="a train_grid folder whose int8_table exports to add (e.g. runs/sfmnist)")
+    p.add_argument("--grid", help="a train_grid folder whose reset-free models to add, exported with the "
+                                  "default --int8 where not yet (e.g. runs/sfmnist)")
     p.add_argument("--targets", help="comma-separated targets (default: every installed one)")
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--families", default=",".join(FAMILIES), help="with --grid: which families")
@@ -179,7 +188,9 @@ def _write(out: Path, result: dict) -> int:
             "on informative steps. `arena_bytes`: TFLite Micro's recording allocator on this 64-bit host "
             "(overstates a 32-bit MCU); `flash_bytes`: the file as stored. `int8_drop_pt`: acc_p of the fp32 "
             "graph of the same format on the same target minus the int8 graph's, in points; `export_verdict`: what "
-            "the int8 export decided for that target (its manifest's `targets`).\n\n"
+            "the int8 export decided for that target (its manifest's `targets`). The built-ins run as shipped; "
+            "each `(grid)` model is its `make grid` checkpoint exported by `edgerf export CKPT --int8` (the "
+            "default budget, no int8 fine-tuning).\n\n"
             + markdown_table(rows, COLUMNS) + "\n")
     out.with_suffix(".md").write_text(text)
     print(text)
