@@ -380,7 +380,8 @@ class SpeechCommands(_Task):
         # the bytes): a 2,000-clip evaluation stream held ~0.5 GB of audio. Only the bed under
         # each sample needs the whole waveform first.
         clean = augment and self.clean_mask         # the mask from the audio before augmentation's noise
-        segs, front, vad, logmels, actives = [], LogMelStream(activity=not clean), ActivityMask(theta=self.threshold), [], []
+        segs, logmels, actives = [], [], []
+        front, vad = LogMelStream(activity=not clean), ActivityMask(theta=self.threshold)
         recorded = LogMelStream(mel=False) if clean else None
 
         def feed(audio: np.ndarray, reference: np.ndarray | None = None) -> None:

@@ -65,16 +65,23 @@ def _verdict(artifact, target: str) -> str:
 
 def _twin_verdicts(rows: list[dict]) -> None:
     """A target the export left out as bit-identical to one it judged (``SAME_AS``: numpy is
-    TFLite Micro's arithmetic) takes that one's verdict, saying so."""
+    TFLite Micro's integer arithmetic) takes that one's verdict, saying so. A ``-gemm`` plan
+    keeps its recurrence in float, where the two are not bit-identical (numpy's float32 is
+    not TFLite Micro's float kernels): the row says whose verdict it carries and that."""
     from edgerf.runtime.targets import SAME_AS
+
+    def derived(v) -> bool:           # a verdict carried over from a twin (re-derived on --render)
+        return v == NOT_JUDGED or " (as " in v or " (judged on " in v
     judged = {(r["model"], r["artifact"], r["target"]): r["export_verdict"] for r in rows
-              if r.get("export_verdict") and r["export_verdict"] != NOT_JUDGED and " (as " not in r["export_verdict"]}
+              if r.get("export_verdict") and not derived(r["export_verdict"])}
     for r in rows:
-        if r.get("export_verdict") == NOT_JUDGED:
+        if r.get("export_verdict") and derived(r["export_verdict"]):
             twin = next((t for (m, a, t) in judged if (m, a) == (r["model"], r["artifact"])
                          and frozenset({t, r["target"]}) in SAME_AS), None)
             if twin is not None:
-                r["export_verdict"] = f"{judged[(r['model'], r['artifact'], twin)]} (as {twin}: bit-identical)"
+                how = ("judged on " + twin + "; not bit-identical to it: a float recurrence"
+                       if str(r.get("precision", "")).endswith("-gemm") else f"as {twin}: bit-identical")
+                r["export_verdict"] = f"{judged[(r['model'], r['artifact'], twin)]} ({how})"
 
 
 def _int8_columns(rows: list[dict], base) -> None:
