@@ -85,6 +85,25 @@ def test_log_mel_matches_a_direct_computation_and_streams_in_chunks():
     np.testing.assert_allclose(np.concatenate(parts), lm, atol=1e-5)
 
 
+def test_log_mel_is_bit_for_bit_the_float64_formula_whatever_the_chunking():
+    """Training caches these features and the device recomputes them: any change in how they
+    are computed (buffers, FFT padding, operation order) must leave every bit as it was, or
+    recorded training commands stop reproducing their results."""
+    from edgerf.runtime.features import SparseFilterbank
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 0.2, 24000), np.zeros(3000), rng.normal(0, 1e-4, 9000)]).astype(np.float32)
+    n = 1 + (len(x) - WIN) // HOP
+    frames = np.stack([x[t * HOP: t * HOP + WIN] for t in range(n)])
+    window = np.hanning(WIN + 2)[1:-1].astype(np.float32)
+    spec = np.fft.rfft((frames * window).astype(np.float64), N_FFT)
+    power = spec.real * spec.real + spec.imag * spec.imag
+    expected = np.log(SparseFilterbank(mel_filterbank())(power) + 1e-6).astype(np.float32)
+    for cuts in ([], [1, 333, 5000, 5001, 12345, 30000], list(range(1600, len(x), 1600))):
+        s = LogMelStream(activity=False)
+        got = np.concatenate([s.feed(c)[0] for c in np.split(x, cuts)])
+        assert got.tobytes() == expected.tobytes(), f"chunks cut at {cuts[:6]}"
+
+
 def test_activity_mask_on_a_synthetic_signal():
     rng = np.random.default_rng(1)
     sr = 16000

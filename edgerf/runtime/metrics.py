@@ -16,10 +16,17 @@ import math
 import numpy as np
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+def softmax(logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Class probabilities of logits [..., C]; ``out`` (which may be ``logits`` itself) takes
+    them in place, the same numbers without three temporaries."""
+    if out is None:
+        z = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+    np.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
 
 
 def stream_metrics(logits: np.ndarray, labels: np.ndarray, mask: np.ndarray,

@@ -82,7 +82,8 @@ class Spotter:
         if not logits:
             return []
         t1 = clock() if clock else 0.0
-        probs = softmax(np.stack(logits))
+        probs = np.array(logits)          # a chunk's few rows: np.stack took twice as long
+        softmax(probs, out=probs)
         t2 = clock() if clock else 0.0
         if self.keep is not None:
             self.keep(frames, probs)
