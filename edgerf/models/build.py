@@ -93,6 +93,11 @@ speaker-hash train split); these clips come from its test split.
 # float: TFLite Micro's float kernels, an 18.9 KB arena, and not bit-exact in numpy), so it
 # ships under a 1 pt / 0.1 pt budget, recorded in its manifest.
 BUDGETS = {"kws-gru": {"max_acc_p_drop": 0.01, "max_false_alarm_rise": 0.001}}
+# Fine-tuning through the int8 twin where not the default (none). default-gru: without it,
+# full int8 passed its export budget on 3,282 val samples (+0.06..+0.40 pt) yet lost
+# +0.51..+0.61 pt over the whole test split on every TFLite target; one epoch of its 16,000
+# training samples (~8 min here) brings the val drop to -0.27..-0.12 pt on those targets.
+QAT = {"default-gru": {"qat_epochs": 1, "qat_samples": 16_000}}
 # Steps of the evaluation bundle shipped beside each built-in where not the default: a
 # keyword step is 160 float16 features (4 stacked frames), so 10,000 steps made 3.2 MB.
 BUNDLE_STEPS = {"kws-gru": 5_000}
@@ -115,7 +120,8 @@ def main(argv=None) -> int:
     for name in a.only or BUILTINS:
         print(f"exporting {name} ...", flush=True)
         cfg = ExportConfig(int8=True, force=True, data=a.data, budget=Budget(**BUDGETS.get(name, {})),
-                           bundle_steps=BUNDLE_STEPS.get(name, ExportConfig.bundle_steps))
+                           bundle_steps=BUNDLE_STEPS.get(name, ExportConfig.bundle_steps),
+                           **QAT.get(name, {}))
         export_checkpoint(BUILTIN_DIR / f"{name}.pt", BUILTIN_DIR, cfg, log=print)
     if not a.only or "kws-gru" in a.only:
         meta = build_demo_recording(a.data)
