@@ -70,6 +70,7 @@ results: $(STAMP)
 	$(BIN)/python -m edgerf.bench.studies.targets --grid runs/sfmnist \
 		--targets litert,litert-nodelegate,litert-ref,tflm,numpy,ort
 	$(BIN)/python -m edgerf.bench.studies.small_budget
+	$(BIN)/python -m edgerf.bench.studies.ort_tail
 	$(BIN)/python -m edgerf.bench.studies.runtime_overhead $(INT8).int8.tflite $(INT8).tflite $(INT8).int8.onnx $(INT8).onnx
 	$(BIN)/edgerf bench $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt --report bench/results/bench-gru128-cpu --force
 	$(BIN)/edgerf bench --device arm64 $(GRU128) --ckpt runs/sfmnist/gru-reset-free.pt \
