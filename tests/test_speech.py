@@ -104,6 +104,21 @@ def test_log_mel_is_bit_for_bit_the_float64_formula_whatever_the_chunking():
         assert got.tobytes() == expected.tobytes(), f"chunks cut at {cuts[:6]}"
 
 
+def test_the_devices_front_end_gives_the_training_frames_bit_for_bit():
+    """The device computes the mel product densely through BLAS, training as a sparse sum
+    (DENSE_MEL_FRAMES): on real audio at three levels, fed in live 100 ms chunks and at once,
+    the float32 frames the model sees are the same bits."""
+    from edgerf.models import DEMO_RECORDING
+    pcm = speech.read_wav(DEMO_RECORDING)
+    for gain in (0.03, 1.0, 3.0):
+        x = (pcm * gain).astype(np.float32)
+        expected = LogMelStream(activity=False).feed(x)[0]
+        for cuts in (range(1600, len(x), 1600), []):
+            dense = LogMelStream(activity=False, dense_mel=True)
+            got = np.concatenate([dense.feed(c)[0] for c in np.split(x, list(cuts))])
+            assert got.tobytes() == expected.tobytes(), f"gain {gain}"
+
+
 def test_activity_mask_on_a_synthetic_signal():
     rng = np.random.default_rng(1)
     sr = 16000

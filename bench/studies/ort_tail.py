@@ -27,18 +27,15 @@ from edgerf.runtime.manifest import INPUT
 COLUMNS = ["plan", "session", "window", "steps", "median_us", "p90_us", "p99_us", "max_us", "p99_over_median"]
 
 
-def closed_loop_feeds(session, manifest: dict, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """The inputs the graph meets when its state is fed back over ``frames``: calibration data."""
-    names = [o.name for o in session.get_outputs()]
-    state = {s["input"]: np.zeros((1, s["shape"][1]), np.float32) for s in manifest["states"]}
-    feeds = {INPUT: [], **{k: [] for k in state}}
-    for x in frames:
-        step = {INPUT: x[None], **state}
-        for k, v in step.items():
-            feeds[k].append(v)
-        out = session.run(None, step)
-        state = {s["input"]: out[names.index(s["output"])] for s in manifest["states"]}
-    return {k: np.concatenate(v) for k, v in feeds.items()}
+def closed_loop_feeds(path: Path, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs the graph meets when its state is fed back over ``frames`` (calibration
+    data): each frame with the state before it (zeros first)."""
+    from edgerf.runtime import StepModel
+    model = StepModel.load(path)
+    _, states = model.run(frames, states=True)
+    return {INPUT: frames,
+            **{s["input"]: np.concatenate([np.zeros((1, t.shape[1]), np.float32), t[:-1]])
+               for s, t in zip(model.manifest["states"], states)}}
 
 
 def time_session(session, manifest: dict, frames: np.ndarray, windows: int, seconds: float) -> list[dict]:
@@ -80,7 +77,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {"fp32": src}
-        feeds = closed_loop_feeds(ort_session(src), manifest, frames[:a.calibration_steps])
+        feeds = closed_loop_feeds(src, frames[:a.calibration_steps])
         for plan in a.plans.split(","):
             graphs[plan] = Path(tmp) / f"{a.model}.{plan}.onnx"
             quantize(src, graphs[plan], feeds, plan)

@@ -19,10 +19,9 @@ import numpy as np
 def softmax(logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Class probabilities of logits [..., C]; ``out`` (which may be ``logits`` itself) takes
     them in place, the same numbers without three temporaries."""
+    logits = np.asarray(logits)
     if out is None:
-        z = logits - logits.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
+        out = np.empty(logits.shape, np.result_type(logits, 1.0))
     np.subtract(logits, logits.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
