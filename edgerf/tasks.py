@@ -25,7 +25,7 @@ from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
 from edgerf.runtime.stream import NO_LABEL
 from edgerf.runtime.errors import DataError
-from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, active_rms, normalise_rows
+from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, active_rms, normalise_rows, standardise
 
 SPLITS = ("train", "val", "test")
 # What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
@@ -453,9 +453,7 @@ class SpeechCommands(_Task):
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
             ids.append(i)
-        x = logmel                       # normalised in place: one copy of the frames, not three
-        np.subtract(x, np.asarray(self.mean, np.float32), out=x)
-        np.divide(x, np.asarray(self.std, np.float32), out=x)
+        x = standardise(logmel, self.mean, self.std)
         return _stacked(Stream(x, lab, mask, np.asarray(starts, np.int64),
                                np.asarray(ends, np.int64), np.asarray(ids, np.int64)), self.stack)
 
