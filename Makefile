@@ -41,7 +41,8 @@ fuzz: $(STAMP)
 ## The 4 x 3 training grids behind bench/results/{sfmnist,gsc}_train.md (about an hour each,
 ## 2 cores), run as `edgerf sweep` trials: on Ray Tune (installed by setup), else a process pool;
 ## then the speech recipe (40 ms steps, a ReLU frontend, 60 epochs: gsc_stack4_frontend1_train.md)
-## and its GRU with the gated readout over three seeds (gsc_stack4_frontend1_gated_train.md).
+## and with the gated readout: its GRU over three seeds, the other families over one
+## (gsc_stack4_frontend1_gated_train.md).
 SPEECH := --task gsc --frame-stack 4 --frontend 1 --epochs 60
 grid: $(STAMP)
 	$(BIN)/python -m edgerf.bench.studies.train_grid --task sfmnist
@@ -50,6 +51,8 @@ grid: $(STAMP)
 	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --models rnn,ssm,ssm-sel,lif --losses reset-free
 	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --readout gated --seeds 0,1,2 --models gru \
 		--losses reset-free,periodic-reset
+	$(BIN)/python -m edgerf.bench.studies.train_grid $(SPEECH) --readout gated --models rnn,ssm,ssm-sel,lif \
+		--losses reset-free
 
 ## aarch64 emulation for `edgerf bench --device arm64` (once; needs apt and root).
 arm64: $(STAMP)

@@ -107,6 +107,50 @@ def test_corrupted_state_is_restored_from_snapshot(exported, test_stream):
     assert rt.state["l0_h"].max() <= hi + (hi - lo)
 
 
+@pytest.mark.parametrize("name", ["kws-gru", "default-gru"])
+@pytest.mark.parametrize("suffix", [".int8.tflite", ".tflite", ".int8.onnx", ".onnx"])
+def test_step_many_is_step_frame_by_frame_on_every_target(name, suffix):
+    """The chunk path (frames checked once a chunk, the backend's own loop) gives step's
+    logits, next states and step count bit for bit on every installed target, the watchdog
+    checking inside chunks at step's steps."""
+    from pathlib import Path
+
+    from edgerf.models import BUILTIN_DIR
+    from edgerf.runtime.targets import installed
+    with np.load(BUILTIN_DIR / f"{name}.bundle.npz") as z:
+        x = np.ascontiguousarray(z["x"][:150], np.float32)
+    chunks = np.split(x, np.cumsum([1, 2, 5, 7, 13, 40]))          # 1..82 frames, across checks
+    for target in installed(Path(suffix).suffix):
+        ref = StepModel.load(BUILTIN_DIR / f"{name}{suffix}", target=target, check_every=8)
+        got = StepModel.load(BUILTIN_DIR / f"{name}{suffix}", target=target, check_every=8)
+        want = ref.run(x)
+        parts = [got.step_many(c) for c in chunks]
+        assert all(stepped is None for _, stepped in parts)
+        np.testing.assert_array_equal(np.concatenate([lg for lg, _ in parts]), want, err_msg=target)
+        for k, v in ref.state.items():
+            np.testing.assert_array_equal(got.state[k], v, err_msg=target)
+        assert got.steps == ref.steps == len(x) and got.health == ref.health
+
+
+def test_step_many_with_a_bad_frame_raises_or_skips_as_step_does():
+    from edgerf.models import BUILTIN_DIR
+    path = BUILTIN_DIR / "default-gru.onnx"
+    with np.load(BUILTIN_DIR / "default-gru.bundle.npz") as z:
+        x = np.array(z["x"][:10], np.float32)
+    x[4] = np.nan
+    skip = StepModel.load(path, on_bad_frame="skip")
+    logits, stepped = skip.step_many(x)
+    assert stepped.tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9] and skip.steps == 9 and skip.health["bad_frames"] == 1
+    np.testing.assert_array_equal(logits, StepModel.load(path).run(x[stepped]))
+    raising = StepModel.load(path)
+    with pytest.raises(FrameError, match="NaN"):
+        raising.step_many(x)
+    assert raising.steps == 4                  # the frames before the bad one stepped, as with step
+    with pytest.raises(FrameError, match="shape"):
+        raising.step_many(np.zeros((3, raising.features + 1), np.float32))
+    assert raising.steps == 4
+
+
 def test_state_save_load_round_trip_and_refusals(exported, test_stream, tmp_path):
     _, d = exported["gru"]
     a = StepModel.load(d / "gru.onnx")

@@ -179,6 +179,7 @@ class TFLiteBackend:
             self._set, self._get, self._invoke = it.set_tensor, it.get_tensor, it.invoke
         if self._xq is not None or self._out["dtype"] != np.float32:
             self.step = self._step_quantised     # an artifact with integer frames/logits at its boundary
+            self.step_many = None                # (not one edgerf exports): StepModel steps it frame by frame
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Float frame in, float logits out (quantised inside the graph when it is integer):
@@ -202,6 +203,17 @@ class TFLiteBackend:
             return raw
         scale, zp = self._out["quantization"]
         return (raw - np.float32(zp)) * np.float32(scale)
+
+    def step_many(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """Float frames [T, D] -> logits into ``out`` [T, C], stepped in order (batch 1): per
+        frame the interpreter's own calls and nothing else."""
+        set_, get, invoke, xi, oi, links = self._set, self._get, self._invoke, self._xi, self._oi, self._links
+        for k in range(len(xs)):
+            set_(xi, xs[k:k + 1])
+            invoke()
+            for i, o in links:
+                set_(i, get(o))
+            out[k] = get(oi)[0]
 
     def carried_states(self) -> list[tuple | None]:
         """Per state, (integer dtype, scale, zero point) of the tensor fed back between steps,

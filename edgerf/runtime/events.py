@@ -16,6 +16,11 @@ import numpy as np
 FILLER_CLASSES = ("_unknown_",)
 
 
+def _max(a: np.ndarray) -> float:
+    """The largest element: ndarray.max without its Python wrapper (called on every chunk)."""
+    return float(np.maximum.reduce(a, axis=None))
+
+
 @dataclass(frozen=True)
 class Event:
     label: int          # class index
@@ -48,7 +53,7 @@ class EventDetector:
         self.keywords = None if keywords is None else set(keywords)
         # the last ``window`` steps, oldest first; before the first step: uniform
         self._recent = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
-        self._recent_max = float(self._recent.max())
+        self._recent_max = _max(self._recent)
         self._t = -1
         self._open: list | None = None   # [label, start, last, peak]
         self.merge = max(0, int(merge))
@@ -71,7 +76,7 @@ class EventDetector:
         # below ``quiet`` a step cannot open a run (a margin over float rounding of the moving mean)
         quiet = self.threshold - 1e-6
         if self._open is None and self._pending is None and self._recent_max < quiet:
-            top = float(probs.max())
+            top = _max(probs)
             if top < quiet:
                 # the quiet stream, most of it: each smoothed value is a mean of values all
                 # under the threshold, so no run opens; only the window moves on
@@ -80,12 +85,12 @@ class EventDetector:
                 self._t += n
                 return []
         padded = np.concatenate([self._recent, probs])
-        csum = np.concatenate([[np.zeros(padded.shape[1])], np.cumsum(padded, axis=0, dtype=np.float64)])
-        smooth = (csum[w + 1:] - csum[1:n + 1]) / w                     # mean of the w steps ending at each
+        csum = np.cumsum(padded, axis=0, dtype=np.float64)
+        smooth = (csum[w:] - csum[:n]) / w                              # mean of the w steps ending at each
         self._recent = padded[-w:]
-        self._recent_max = float(self._recent.max())
+        self._recent_max = _max(self._recent)
         label = smooth.argmax(1)
-        peak = smooth[np.arange(n), label]
+        peak = smooth.max(1)
         on = peak >= self.threshold
         watch = on.copy()
         watch[1:] |= on[:-1]

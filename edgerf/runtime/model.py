@@ -99,6 +99,7 @@ class StepModel:
         self.watched = any(not _integer_state_within(c, b) for c, b in zip(backend.carried_states(), self._bounds))
         self._featurizer = None
         self._backend_step, self._fresh = backend.step, backend.fresh    # the hot path, looked up once
+        self._backend_step_many = getattr(backend, "step_many", None) or self._step_each
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
@@ -189,6 +190,41 @@ class StepModel:
         if self._fresh:               # the backend handed out a new array: no copy needed
             return logits[0] if one else logits
         return logits[0].copy() if one else logits.copy()
+
+    def step_many(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames [T, D] of one stream (batch 1), in order -> ``(logits [n, C], stepped)``: what
+        T calls of ``step`` give, at a chunk's cost: the frames are checked once as a block,
+        the backend steps them in a loop of its own (LiteRT: nothing but the interpreter's
+        calls per frame) into one logits array, and the watchdog checks after the same steps
+        as ``step``'s. ``stepped``: None when every frame took a step, else the
+        indices of those that did (a chunk with a bad frame goes frame by frame, so a bad
+        frame raises or is skipped exactly as in ``step``). ``logits`` is a new array."""
+        frames = np.asarray(frames)
+        n = len(frames)
+        clean = (self.batch == 1 and frames.dtype == _F32 and frames.shape == (n, self.features)
+                 and math.isfinite(np.vdot(frames, frames)))
+        if not clean:
+            rows = [self.step(f) for f in frames]
+            stepped = [k for k, r in enumerate(rows) if r is not None]
+            out = np.array([rows[k] for k in stepped], np.float32).reshape(len(stepped), len(self.classes))
+            return out, (None if len(stepped) == n else np.asarray(stepped, np.int64))
+        frames = np.ascontiguousarray(frames)
+        out = np.empty((n, len(self.classes)), np.float32)
+        t = 0
+        while t < n:
+            # up to the watchdog's next check, so it reads the state after the same steps as step's
+            k = n - t if not self.watched else min(n - t, self.check_every - self.steps % self.check_every)
+            self._backend_step_many(frames[t:t + k], out[t:t + k])
+            self.steps, t = self.steps + k, t + k
+            if self.watched and self.steps % self.check_every == 0:
+                self._check_and_snapshot()
+        return out, None
+
+    def _step_each(self, frames: np.ndarray, out: np.ndarray) -> None:
+        """A backend without a chunk loop of its own: its step, frame by frame."""
+        step = self._backend_step
+        for k in range(len(frames)):
+            out[k] = step(frames[k])[0]
 
     def _as_float32(self, frame) -> np.ndarray | None:
         try:

@@ -9,8 +9,9 @@ done per chunk rather than per 10 ms hop.
 
 Per chunk: the front end turns every sample that fills a frame into frames at once (one
 FFT call for the chunk), the model steps frame by frame (its state carries over, as it
-must), the softmax runs once over the chunk's logits and the detector smooths and
-thresholds the chunk as one array. Only the recurrence is per step. The same events come
+must; ``StepModel.step_many`` checks and quantises the chunk once), the softmax runs once
+over the chunk's logits and the detector smooths and thresholds the chunk as one array.
+Only the recurrence is per step. The same events come
 out for any chunking (tests/test_spotter.py); ``seconds`` says where the time went.
 """
 
@@ -45,7 +46,7 @@ def steady_heap() -> bool:
 class Spotter:
     def __init__(self, model, threshold: float | None = None, window: int | None = None, all_classes: bool = False,
                  keep=None, timed: bool = False, merge: int | None = None):
-        """``model``: a StepModel (or anything with its step/featurize/classes/keywords).
+        """``model``: a StepModel (or anything with its step_many/featurize/classes/keywords).
         ``threshold``, ``window``, ``merge``: default the manifest's operating point. ``all_classes``: also events
         of filler classes such as ``_unknown_``. ``keep(frames, probs)``: called with each
         chunk's stepped frames and probabilities (for plots). ``timed``: add the process
@@ -75,15 +76,13 @@ class Spotter:
             frames = frames[None]
         clock = self._clock
         t0 = clock() if clock else 0.0
-        logits = list(map(self.model.step, frames))
-        if any(lg is None for lg in logits):          # skipped frames took no step
-            stepped = [k for k, lg in enumerate(logits) if lg is not None]
-            frames, logits = frames[stepped], [logits[k] for k in stepped]
-        if not logits:
+        probs, stepped = self.model.step_many(frames)
+        if stepped is not None:                       # skipped frames took no step
+            frames = frames[stepped]
+        if not len(probs):
             return []
         t1 = clock() if clock else 0.0
-        probs = np.array(logits)          # a chunk's few rows: np.stack took twice as long
-        softmax(probs, out=probs)
+        softmax(probs, out=probs)                     # the chunk's logits, a new array: in place
         t2 = clock() if clock else 0.0
         if self.keep is not None:
             self.keep(frames, probs)
