@@ -9,10 +9,10 @@ done per chunk rather than per 10 ms hop.
 
 Per chunk: the front end turns every sample that fills a frame into frames at once (one
 FFT call for the chunk), the model steps frame by frame (its state carries over, as it
-must; ``StepModel.step_many`` checks and quantises the chunk once), the softmax runs once
-over the chunk's logits and the detector smooths and thresholds the chunk as one array.
-Only the recurrence is per step. The same events come
-out for any chunking (tests/test_spotter.py); ``seconds`` says where the time went.
+must; ``StepModel.step_many`` checks the chunk once), the softmax runs once over the
+chunk's logits and the detector smooths and thresholds the chunk as one array. Only the
+recurrence is per step. The same events come out for any chunking (tests/test_spotter.py);
+``seconds`` says where the time went.
 """
 
 from __future__ import annotations
