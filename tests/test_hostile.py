@@ -210,7 +210,12 @@ def test_frames_are_checked_as_the_graph_sees_them(builtin, name):
                 np.ones(28, complex), None, np.ones((2, 28))):
         with pytest.raises(FrameError):
             m.step(bad)
+    assert m.health["bad_frames"] == 8                       # each refusal counted once
+    for bad in ("abc", None, [[1.0] * 28, [1.0]], np.ones((3, 27)), np.full((3, 28), np.nan), np.ones((2, 28, 1))):
+        with pytest.raises(FrameError):
+            m.step_many(bad)                                  # a chunk: refused as its first bad frame is
     np.testing.assert_array_equal(m.get_state()["l0_h"], before["l0_h"])
+    assert m.steps == 0
     a = m.step(np.arange(28, dtype=np.int64) % 3)
     m.set_state(before)
     b = m.step((np.arange(28) % 3).astype(np.float64))
@@ -219,6 +224,8 @@ def test_frames_are_checked_as_the_graph_sees_them(builtin, name):
     for bad in (np.full(28, 1e300), "abc", [[1.0] * 28, [1.0]], None, np.ones(5)):
         assert skip.step(bad) is None
     assert skip.health["bad_frames"] == 5 and skip.steps == 0
+    logits, stepped = skip.step_many([[1.0] * 28, [1.0]])
+    assert logits.shape == (0, 10) and len(stepped) == 0 and skip.steps == 0
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -199,7 +199,13 @@ class StepModel:
         as ``step``'s. ``stepped``: None when every frame took a step, else the
         indices of those that did (a chunk with a bad frame goes frame by frame, so a bad
         frame raises or is skipped exactly as in ``step``). ``logits`` is a new array."""
-        frames = np.asarray(frames)
+        try:
+            frames = np.asarray(frames)
+        except (TypeError, ValueError) as e:          # ragged rows: no step at all
+            self._bad(f"frames are not an array [T, D] of numbers ({str(e)[:80]})")
+            return np.empty((0, len(self.classes)), np.float32), np.empty(0, np.int64)
+        if frames.ndim < 2:           # one frame [D] (or a scalar, refused below as a frame)
+            frames = frames.reshape(1, -1)
         n = len(frames)
         clean = (self.batch == 1 and frames.dtype == _F32 and frames.shape == (n, self.features)
                  and math.isfinite(np.vdot(frames, frames)))
@@ -229,12 +235,13 @@ class StepModel:
     def _as_float32(self, frame) -> np.ndarray | None:
         try:
             arr = np.asarray(frame)
-            if arr.dtype.kind not in "fiu":
-                return self._bad(f"frame has dtype {arr.dtype}; frames are real numbers")
-            with np.errstate(over="ignore", invalid="ignore"):
-                return np.ascontiguousarray(arr, np.float32)
+            if arr.dtype.kind in "fiu":
+                with np.errstate(over="ignore", invalid="ignore"):
+                    return np.ascontiguousarray(arr, np.float32)
         except (TypeError, ValueError) as e:
             return self._bad(f"frame is not an array of numbers ({str(e)[:80]})")
+        # outside the try: the refusal (a FrameError, a ValueError) is not counted twice
+        return self._bad(f"frame has dtype {arr.dtype}; frames are real numbers")
 
     @staticmethod
     def probs(logits: np.ndarray) -> np.ndarray:
