@@ -149,6 +149,8 @@ def test_step_many_with_a_bad_frame_raises_or_skips_as_step_does():
     with pytest.raises(FrameError, match="shape"):
         raising.step_many(np.zeros((3, raising.features + 1), np.float32))
     assert raising.steps == 4
+    with pytest.raises(ValueError, match="one stream"):
+        StepModel.load(path, batch=2).step_many(np.zeros((3, 28), np.float32))
 
 
 def test_state_save_load_round_trip_and_refusals(exported, test_stream, tmp_path):

@@ -199,6 +199,9 @@ class StepModel:
         as ``step``'s. ``stepped``: None when every frame took a step, else the
         indices of those that did (a chunk with a bad frame goes frame by frame, so a bad
         frame raises or is skipped exactly as in ``step``). ``logits`` is a new array."""
+        if self.batch != 1:
+            raise ValueError(f"step_many steps one stream; this model steps {self.batch} at once: use step "
+                             "with frames [B, D].")
         try:
             frames = np.asarray(frames)
         except (TypeError, ValueError) as e:          # ragged rows: no step at all
@@ -207,8 +210,7 @@ class StepModel:
         if frames.ndim < 2:           # one frame [D] (or a scalar, refused below as a frame)
             frames = frames.reshape(1, -1)
         n = len(frames)
-        clean = (self.batch == 1 and frames.dtype == _F32 and frames.shape == (n, self.features)
-                 and math.isfinite(np.vdot(frames, frames)))
+        clean = frames.dtype == _F32 and frames.shape == (n, self.features) and math.isfinite(np.vdot(frames, frames))
         if not clean:
             rows = [self.step(f) for f in frames]
             stepped = [k for k, r in enumerate(rows) if r is not None]
