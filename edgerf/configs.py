@@ -107,6 +107,10 @@ class TrainConfig:
                                                 "gap and word, the word [min, max] dB over it (a noisy room; "
                                                 "default: no bed).", within=(-30, 60))
     bed_snr_max_db: float | None = option(None, "Audio tasks: see --bed-snr-min-db.", within=(-30, 60))
+    speed_min: float | None = option(None, "Audio tasks: play each training word at a speed drawn from [min, max] "
+                                           "(resampled: tempo and pitch move together, as between speakers; "
+                                           "default: as recorded).", within=(0.5, 2.0))
+    speed_max: float | None = option(None, "Audio tasks: see --speed-min.", within=(0.5, 2.0))
     clean_mask: bool = option(False, "Audio tasks: read which steps of a training word are informative (the "
                                      "activity mask) from the word as recorded, before the background that "
                                      "augmentation (--mix-snr-*, --bed-snr-*) mixes under it: a word under noise "

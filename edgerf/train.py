@@ -378,6 +378,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
         if not hasattr(task, "with_bed_snr"):
             raise ValueError("--bed-snr-min-db/--bed-snr-max-db are for audio tasks (gsc)")
         task = task.with_bed_snr(cfg.bed_snr_min_db, cfg.bed_snr_max_db)
+    if cfg.speed_min is not None or cfg.speed_max is not None:
+        if not hasattr(task, "with_speed"):
+            raise ValueError("--speed-min/--speed-max are for audio tasks (gsc)")
+        task = task.with_speed(cfg.speed_min, cfg.speed_max)
     if cfg.clean_mask:
         if not hasattr(task, "with_clean_mask"):
             raise ValueError("--clean-mask is for audio tasks (gsc)")

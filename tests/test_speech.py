@@ -169,6 +169,32 @@ def test_a_bed_runs_under_gap_and_word_at_the_drawn_snr():
         task.with_bed_snr(5, None)
 
 
+def test_speed_perturbation_moves_tempo_and_pitch_of_training_words_only():
+    """--speed-min/--speed-max: a training word played faster is shorter and its spectrum
+    higher, by the drawn factor; evaluation streams and other recipes' draws are untouched."""
+    from edgerf.tasks import played_at
+    t = np.arange(16_000) / 16_000
+    tone = np.sin(2 * np.pi * 1_000 * t).astype(np.float32)
+    fast = played_at(tone, 1.25)
+    assert len(fast) == 12_800 and fast.dtype == np.float32
+    peak = np.fft.rfftfreq(len(fast), 1 / 16_000)[np.abs(np.fft.rfft(fast)).argmax()]
+    assert peak == pytest.approx(1_250, abs=2)
+    assert np.array_equal(played_at(tone, 1.0), tone)
+    task = get_task("gsc")
+    clips, labels = task.split_arrays("train")
+    arrays = (clips[:40], labels[:40])
+    plain = task.stream("train", None, seed=1, arrays=arrays, augment=True)
+    assert task.with_speed(None, None) is task
+    assert np.array_equal(task.with_speed(1.0, 1.0).stream("train", None, seed=1, arrays=arrays, augment=True).x[:50],
+                          plain.x[:50])                    # the first gap: drawn before the first word
+    quick = task.with_speed(1.2, 1.2).stream("train", None, seed=1, arrays=arrays, augment=True)
+    assert len(quick) < len(plain)
+    val = task.stream("val", 20, seed=2)
+    assert np.array_equal(task.with_speed(0.8, 1.2).stream("val", 20, seed=2).x, val.x)
+    with pytest.raises(ValueError, match="speed range"):
+        task.with_speed(1.2, 0.9)
+
+
 @pytest.mark.parametrize("noise", ["bed", "mix"])
 def test_a_clean_mask_keeps_the_words_that_noise_hides_from_the_mask(noise):
     """--clean-mask: the model hears the same noisy audio, but which steps are informative is
