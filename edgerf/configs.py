@@ -59,8 +59,12 @@ class TrainConfig:
     model: str = option("gru", "Model family.")
     loss: str = option("reset-free", "reset-free (the paper), periodic-reset or ce (baselines).")
     grace: int = option(0, "reset-free: the first N noise steps after each sample carry no loss (labels "
-                           "whose end the model cannot see). 0: the paper's loss. On speech it did not "
-                           "raise acc_p and tripled per-step false alarms (docs/results.md).", within=(0, 1 << 10))
+                           "whose end the model cannot see), or the KL term times --end-weight. 0: the paper's "
+                           "loss. As a grace on speech it did not raise acc_p and tripled per-step false alarms "
+                           "(docs/results.md).", within=(0, 1 << 10))
+    end_weight: float = option(0.0, "reset-free, with --grace N: weight of the KL term on those N steps (0: a "
+                                    "grace, no loss; above 1: the output asked to clear sooner at a sample's end, "
+                                    "where a model's false alarms linger).", within=(0, 1000))
     # GRU-128 fits a Pi's cache and reaches ~0.88 acc_p on Sequential Fashion-MNIST
     hidden: int = option(128, "Width of the recurrent layers.", within=(1, 1 << 14))
     layers: int = option(1, "Stacked recurrent layers.", within=(1, 64))

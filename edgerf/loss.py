@@ -2,12 +2,14 @@
 
 Per step t with class probabilities p_t = softmax(logits_t):
 
-    reset-free:  l_t = m_t * CE(p_t, y_t) + (1 - m_t) * (1 - g_t) * KL(U || p_t)
+    reset-free:  l_t = m_t * CE(p_t, y_t) + (1 - m_t) * (1 + (w - 1) * g_t) * KL(U || p_t)
     ce:          l_t = m_t * CE(p_t, y_t)
 
-g_t (grace, default none) marks noise steps that carry no loss: the first few after a
-sample, where the model cannot see when the activity mask's hangover ended (``edgerf
-train --grace``). Without it, g_t = 0: the paper's loss.
+g_t (default none) marks the first few noise steps after each sample (``edgerf train
+--grace``), whose KL term is weighted w (``--end-weight``). w = 0, a grace: no loss where
+the model cannot see when the activity mask's hangover ended. w > 1: the output asked to
+clear sooner at a sample's end, where a model's false alarms linger. Without g_t: the
+paper's loss.
 
 KL(U || p) = sum_c (1/C) * (log(1/C) - log p_c) = -log C - mean_c log p_c, zero
 exactly when p is uniform. Averaging: the reset-free loss is the mean of l_t over
@@ -51,14 +53,15 @@ def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
 
 
 def stream_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
-                loss: str = "reset-free", grace: torch.Tensor | None = None) -> torch.Tensor:
+                loss: str = "reset-free", grace: torch.Tensor | None = None,
+                end_weight: float = 0.0) -> torch.Tensor:
     """logits [B, T, C], labels [B, T] (any value where mask is False), mask [B, T] bool,
-    grace [B, T] bool or None (noise steps without the KL term)."""
+    grace [B, T] bool or None (noise steps whose KL term is weighted ``end_weight``)."""
     ce = F.cross_entropy(logits.flatten(0, -2), labels.clamp(min=0).flatten(),
                          reduction="none").view(mask.shape)        # [B, T]
     m = mask.to(logits.dtype)
     if loss == "reset-free":
-        noise = 1 - m if grace is None else (1 - m) * (~grace).to(logits.dtype)
+        noise = 1 - m if grace is None else (1 - m) * (1 + (end_weight - 1) * grace.to(logits.dtype))
         return (m * ce + noise * kl_uniform(logits)).mean()
     if loss == "ce":
         return (m * ce).sum() / m.sum().clamp(min=1)

@@ -82,7 +82,7 @@ def _epoch(net, model, opt, sched, chunk, n_chunks: int, state, mode, cfg: Train
         b = chunk(c)
         logits, state = net(b["x"], state, b["resets"] if mode.oracle_reset else None)
         state = tuple(s.detach() for s in state)
-        loss = stream_loss(logits, b["labels"], b["mask"], mode.loss, b.get("grace"))
+        loss = stream_loss(logits, b["labels"], b["mask"], mode.loss, b.get("grace"), cfg.end_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -360,6 +360,9 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
            resume: bool = False) -> Checkpoint | None:
     if cfg.loss not in TRAINING_MODES:
         raise ValueError(f"unknown loss {cfg.loss!r}; known: {', '.join(TRAINING_MODES)}")
+    if cfg.end_weight and not (cfg.grace and cfg.loss == "reset-free"):
+        raise ValueError("--end-weight weights the KL term on the first --grace N noise steps after each sample: "
+                         "give --grace N (N >= 1) with --loss reset-free")
     task = get_task(cfg.task).bind(cfg.data, cfg.background).resolve(cfg.words).with_gaps(
         cfg.gap_kind, cfg.gap_min, cfg.gap_max)
     if cfg.frame_stack is not None:

@@ -58,6 +58,30 @@ def test_grace_removes_the_kl_term_only_where_granted():
     assert stream_loss(logits, labels, mask, "ce", grace).item() == stream_loss(logits, labels, mask, "ce").item()
 
 
+def test_end_weight_scales_the_kl_term_on_the_granted_steps_only():
+    """--end-weight w: the steps --grace marks keep their KL term times w (0 is the grace),
+    every other step as in the paper's loss."""
+    torch.manual_seed(0)
+    logits = torch.randn(1, 4, 3)
+    labels = torch.tensor([[1, 0, 0, 0]])
+    mask = torch.tensor([[True, False, False, False]])
+    marked = torch.tensor([[False, True, False, False]])
+    ce = torch.nn.functional.cross_entropy(logits[0, :1], labels[0, :1]).item()
+    kl = kl_uniform(logits[0]).tolist()
+    assert stream_loss(logits, labels, mask, "reset-free", marked, end_weight=4.0).item() == pytest.approx(
+        (ce + 4 * kl[1] + kl[2] + kl[3]) / 4, abs=1e-6)
+    assert stream_loss(logits, labels, mask, "reset-free", marked, end_weight=1.0).item() == pytest.approx(
+        stream_loss(logits, labels, mask, "reset-free").item(), abs=1e-7)
+
+
+def test_end_weight_without_the_steps_it_weights_is_refused():
+    from edgerf.configs import TrainConfig
+    from edgerf.train import train
+    for cfg in (TrainConfig(end_weight=4.0), TrainConfig(end_weight=4.0, grace=3, loss="ce")):
+        with pytest.raises(ValueError, match="--end-weight.*--grace N"):
+            train(cfg, progress=False)
+
+
 def test_grace_covers_the_noise_steps_right_after_each_sample():
     import numpy as np
 
