@@ -294,7 +294,8 @@ def fine_tune(model, task, train_config: dict, epochs: int, lr: float, samples: 
         twin.train()            # evaluate() left it in eval mode: spikes would lose their surrogate gradient
         lanes = _epoch_lanes(task, arrays, batch, list(range(batch)), rng)
         L = min(len(s) for s in lanes)
-        b, n_chunks = _batch(lanes, mode.oracle_reset, L, "cpu"), L // cfg.bptt
+        # the recipe's own loss: its --grace steps and their --end-weight too
+        b, n_chunks = _batch(lanes, mode.oracle_reset, L, "cpu", cfg.grace), L // cfg.bptt
         with bar(f"int8 fine-tuning {epoch + 1}/{epochs}", n_chunks * cfg.bptt * batch, progress,
                  fields="loss {task.fields[loss]:.3f} acc_f {task.fields[acc]:.3f} "
                         "{task.fields[rate]:,.0f} steps/s", loss=float("nan"), acc=0.0, rate=0.0) as pb:

@@ -160,3 +160,27 @@ def test_qat_options_are_checked():
         ExportConfig(qat_epochs=1)
     with pytest.raises(ValueError, match="--qat-lr"):
         ExportConfig(int8=True, qat_epochs=1, qat_lr=0)
+
+
+def test_fine_tuning_trains_with_the_recipes_own_loss(sfmnist, monkeypatch):
+    """The int8 fine-tuning goes on with the checkpoint's loss: its --grace steps are marked
+    for --end-weight (the shipped default-gru weights them twice), not dropped."""
+    from edgerf import train as train_module
+    from edgerf.checkpoint import load as load_ckpt
+    from edgerf.tasks import get_task
+
+    ck = load_ckpt(builtin_checkpoint("default-gru"))
+    recipe = ck.training["config"]
+    assert recipe["grace"] == 3 and recipe["end_weight"] == 2.0
+    seen = []
+
+    def first_chunk(net, model, opt, sched, chunk, n_chunks, state, mode, cfg, pb, *a, **k):
+        seen.append((cfg.grace, cfg.end_weight, chunk(0)))
+        return state, 0.0, 0, 1
+    monkeypatch.setattr(train_module, "_epoch", first_chunk)
+    qat.fine_tune(ck.model, get_task(ck.task), recipe, epochs=1, lr=1e-4, samples=64,
+                  calibration_steps=500, val_samples=20)
+    grace, weight, b = seen[0]
+    assert (grace, weight) == (3, 2.0) and "grace" in b
+    marked = b["grace"].numpy()
+    assert marked.any() and not (marked & b["mask"].numpy()).any()      # gap steps only
