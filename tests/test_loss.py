@@ -41,26 +41,11 @@ def test_training_modes_table():
         stream_loss(torch.zeros(1, 1, 2), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), "mse")
 
 
-def test_grace_removes_the_kl_term_only_where_granted():
-    """Granted noise steps carry no loss; every other step keeps its term, and the mean
-    stays over all steps (grace lowers the loss, never reweights the rest)."""
-    torch.manual_seed(0)
-    logits = torch.randn(1, 4, 3)
-    labels = torch.tensor([[1, 0, 0, 0]])
-    mask = torch.tensor([[True, False, False, False]])
-    grace = torch.tensor([[False, True, False, False]])
-    ce = torch.nn.functional.cross_entropy(logits[0, :1], labels[0, :1]).item()
-    kl = kl_uniform(logits[0]).tolist()
-    assert stream_loss(logits, labels, mask, "reset-free", grace).item() == pytest.approx(
-        (ce + kl[2] + kl[3]) / 4, abs=1e-6)
-    assert stream_loss(logits, labels, mask, "reset-free", torch.zeros_like(grace)).item() == pytest.approx(
-        stream_loss(logits, labels, mask, "reset-free").item())
-    assert stream_loss(logits, labels, mask, "ce", grace).item() == stream_loss(logits, labels, mask, "ce").item()
-
-
-def test_end_weight_scales_the_kl_term_on_the_granted_steps_only():
-    """--end-weight w: the steps --grace marks keep their KL term times w (0 is the grace),
-    every other step as in the paper's loss."""
+@pytest.mark.parametrize("weight", [0.0, 1.0, 4.0])
+def test_the_marked_steps_after_a_sample_take_the_kl_term_times_the_end_weight(weight):
+    """--grace marks noise steps; their KL term is weighted --end-weight: 0 (the default) is
+    the grace, no loss there; 1 is the paper's loss; every other step keeps its term, and
+    the mean stays over all steps."""
     torch.manual_seed(0)
     logits = torch.randn(1, 4, 3)
     labels = torch.tensor([[1, 0, 0, 0]])
@@ -68,10 +53,12 @@ def test_end_weight_scales_the_kl_term_on_the_granted_steps_only():
     marked = torch.tensor([[False, True, False, False]])
     ce = torch.nn.functional.cross_entropy(logits[0, :1], labels[0, :1]).item()
     kl = kl_uniform(logits[0]).tolist()
-    assert stream_loss(logits, labels, mask, "reset-free", marked, end_weight=4.0).item() == pytest.approx(
-        (ce + 4 * kl[1] + kl[2] + kl[3]) / 4, abs=1e-6)
-    assert stream_loss(logits, labels, mask, "reset-free", marked, end_weight=1.0).item() == pytest.approx(
-        stream_loss(logits, labels, mask, "reset-free").item(), abs=1e-7)
+    assert stream_loss(logits, labels, mask, "reset-free", marked, end_weight=weight).item() == pytest.approx(
+        (ce + weight * kl[1] + kl[2] + kl[3]) / 4, abs=1e-6)
+    assert stream_loss(logits, labels, mask, "reset-free", torch.zeros_like(marked), end_weight=weight).item() == \
+        pytest.approx(stream_loss(logits, labels, mask, "reset-free").item())
+    assert stream_loss(logits, labels, mask, "ce", marked, end_weight=weight).item() == \
+        stream_loss(logits, labels, mask, "ce").item()
 
 
 def test_end_weight_without_the_steps_it_weights_is_refused():

@@ -164,7 +164,8 @@ def main(argv=None) -> int:
         # the other models' rows stay as that run measured them, and the file names both runs
         old = json.loads(previous.read_text())
         rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
-        commands = old.get("commands", [old["command"]]) + commands
+        # a run repeated for the same models replaced every row the earlier one left
+        commands = [c for c in old.get("commands", [old["command"]]) if c != command] + commands
         streams = {m: v for m, v in old.get("streams", {}).items() if m not in streams} | streams
     _twin_verdicts(rows)
     return _write(Path(a.out), {"command": command, "commands": commands, "machine": m,
