@@ -115,6 +115,9 @@ class TrainConfig:
                                            "(resampled: tempo and pitch move together, as between speakers; "
                                            "default: as recorded).", within=(0.5, 2.0))
     speed_max: float | None = option(None, "Audio tasks: see --speed-min.", within=(0.5, 2.0))
+    freq_mask: int | None = option(None, "Audio tasks: hide a band of up to N adjacent mel channels of each "
+                                         "training word, drawn afresh per word (SpecAugment's frequency mask; "
+                                         "default: none).", within=(1, 39))
     clean_mask: bool = option(False, "Audio tasks: read which steps of a training word are informative (the "
                                      "activity mask) from the word as recorded, before the background that "
                                      "augmentation (--mix-snr-*, --bed-snr-*) mixes under it: a word under noise "

@@ -225,6 +225,7 @@ class SpeechCommands(_Task):
                                          # the word U(lo, hi) dB over it (with_bed_snr)
     clean_mask: bool = False             # training streams: the mask from the words as recorded (with_clean_mask)
     speed: tuple | None = None           # augmentation: each training word played U(lo, hi) times as fast (with_speed)
+    freq_mask: int | None = None         # augmentation: up to N adjacent mel channels of each training word hidden
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
     split_mode: str = "speaker"          # speaker-hash split, or per file for few speakers
@@ -274,6 +275,16 @@ class SpeechCommands(_Task):
         if not 0.5 <= lo <= hi <= 2.0:
             raise ValueError(f"speed range must satisfy 0.5 <= min <= max <= 2.0, not {lo}..{hi}")
         return replace(self, speed=(lo, hi))
+
+    def with_freq_mask(self, n: int | None) -> "SpeechCommands":
+        """The task whose training words each have a band of up to ``n`` adjacent mel channels
+        set to the data's mean (SpecAugment's frequency mask, drawn per word; None: none): a
+        word must be told from what is left, as when a room or a microphone takes a band away."""
+        if n is None:
+            return self
+        if not 1 <= int(n) < N_MELS:
+            raise ValueError(f"--freq-mask must be 1..{N_MELS - 1} mel channels, not {n}")
+        return replace(self, freq_mask=int(n))
 
     def with_clean_mask(self, on: bool) -> "SpeechCommands":
         """The task whose training streams read the activity mask (which steps of a word are
@@ -470,6 +481,12 @@ class SpeechCommands(_Task):
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
             ids.append(i)
         x = standardise(logmel, self.mean, self.std)
+        if augment and self.freq_mask is not None:     # drawn last: every other draw stays as it was
+            for lo, hi, _, _ in bounds:
+                f0, f1 = np.searchsorted(centre, [lo, hi])
+                width = rng.integers(0, self.freq_mask + 1)
+                band = rng.integers(0, N_MELS - width + 1)
+                x[f0:f1, band:band + width] = 0.0       # standardised: 0 is the data's mean
         return _stacked(Stream(x, lab, mask, np.asarray(starts, np.int64),
                                np.asarray(ends, np.int64), np.asarray(ids, np.int64)), self.stack)
 

@@ -195,6 +195,30 @@ def test_speed_perturbation_moves_tempo_and_pitch_of_training_words_only():
         task.with_speed(1.2, 0.9)
 
 
+def test_a_frequency_mask_hides_one_band_of_each_training_word_only():
+    """--freq-mask N: within each training word one band of at most N adjacent mel channels
+    is the data's mean (0 once standardised); gaps, labels, the mask, every other draw and
+    evaluation streams are untouched."""
+    task = get_task("gsc")
+    clips, labels = task.split_arrays("train")
+    arrays = (clips[:30], labels[:30])
+    plain = task.stream("train", None, seed=3, arrays=arrays, augment=True)
+    masked = task.with_freq_mask(6).stream("train", None, seed=3, arrays=arrays, augment=True)
+    assert np.array_equal(masked.mask, plain.mask) and np.array_equal(masked.labels, plain.labels)
+    changed = masked.x != plain.x
+    assert not changed[:plain.starts[0]].any()              # the first gap
+    assert (masked.x[changed] == 0).all()
+    columns = changed.any(axis=0)
+    assert 0 < columns.sum()
+    for f0, f1 in zip(plain.starts, plain.ends):
+        band = np.flatnonzero(changed[f0:f1 + 1].any(axis=0))
+        assert len(band) <= 6 and (len(band) == 0 or band[-1] - band[0] == len(band) - 1)
+    assert task.with_freq_mask(None) is task
+    assert np.array_equal(task.with_freq_mask(6).stream("val", 10, seed=2).x, task.stream("val", 10, seed=2).x)
+    with pytest.raises(ValueError, match="freq-mask"):
+        task.with_freq_mask(40)
+
+
 @pytest.mark.parametrize("noise", ["bed", "mix"])
 def test_a_clean_mask_keeps_the_words_that_noise_hides_from_the_mask(noise):
     """--clean-mask: the model hears the same noisy audio, but which steps are informative is
