@@ -159,6 +159,30 @@ def test_int8_export_on_a_trained_model(tmp_path):
     assert params["l0_h"]["qdtype"] == "int8" and 0 < params["l0_h"]["scale"] < 0.02
 
 
+def test_a_plan_and_the_fp32_graph_are_timed_in_turn(monkeypatch):
+    """Which of two graphs is faster (the name a built-in resolves to rests on it) must not
+    flip when the machine's load changes while they are timed: the plan and fp32 take turns
+    in blocks, so a load that falls half way, which timed one after the other made the slower
+    graph look faster, falls on both alike."""
+    import time
+    from edgerf.export import pipeline
+    clock, calls = [0], [0]
+
+    class Graph:                          # a step that costs base * the machine's load, in ns
+        def __init__(self, base):
+            self.base = base
+
+        def step(self, frame):
+            calls[0] += 1
+            load = 3 if calls[0] <= pipeline.SPEED_STEPS else 1
+            clock[0] += self.base * load
+
+    monkeypatch.setattr(time, "perf_counter_ns", lambda: clock[0])
+    plan, fp32 = pipeline._us_per_step((Graph(10_000), Graph(12_000)), np.zeros((pipeline.SPEED_STEPS + 50, 4)))
+    assert calls[0] == 2 * pipeline.SPEED_STEPS
+    assert plan < fp32 and plan / fp32 == pytest.approx(10 / 12)
+
+
 def test_parity_gate_names_the_diverging_tensor(tmp_path, sfmnist, monkeypatch):
     ck = _ckpt(tmp_path, "gru", sfmnist)
     real = onnx_export.to_onnx
