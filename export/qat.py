@@ -176,7 +176,7 @@ class TwinBuilder:
             return out
         table = self._table(spec, lambda: tflm.int8_binary_table(kind, *map(_tensor, spec.inputs), _tensor(spec.output),
                                                                  "NONE"))
-        codes = [torch.as_tensor(np.clip(np.round(t.value.numpy() / q[0]) + q[1], -128, 127)).long()  # as emitted
+        codes = [torch.as_tensor(np.clip(np.round(t.value.detach().cpu().numpy() / q[0]) + q[1], -128, 127)).long()  # as emitted
                  if isinstance(t, _Const) else _codes(t, q) for t, q in zip((a, b), spec.inputs)]
         return _exactly(_fq(out, spec.output), _values(table[codes[0] + 128, codes[1] + 128], spec.output))
 
