@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerf.bench.report import result_file
 from edgerf.runtime.errors import EdgerfError
 
 DEBS = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "python3-numpy", "libblas3",
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     report = {"rows": rows, "keyword_events_armhf": guest_events.splitlines(),
               "keyword_events_identical_to_x86": guest_events == host_events and bool(guest_events)}
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    result_file(a.out, ".json").write_text(json.dumps(report, indent=1) + "\n")
     lines = ["# The built-ins on 32-bit ARM (armv7), numpy alone", "",
              f"Produced by `python -m edgerf.bench.armhf --steps {a.steps}` (`make armhf` first): Debian bookworm's "
              "armhf python3 and python3-numpy under qemu-arm (user mode), no pip wheel, the runtime's numpy backend "
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
     lines += ["", f"Keyword example (`examples/keyword_loop.py` on `kws-demo.wav`): {len(guest_events.splitlines())} "
               f"events on armv7, identical to x86: {report['keyword_events_identical_to_x86']}.", ""]
     lines += ["    " + e for e in guest_events.splitlines()]
-    a.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_file(a.out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -51,3 +51,13 @@ def markdown_table(records: list[dict], columns: list[str]) -> str:
     for r in records:
         lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def result_file(out, ext: str) -> Path:
+    """The file ``ext`` (".json", ".md", ".png") of a result's ``--out`` stem. The stem may
+    hold dots (``runs/kws/a.val``), which ``with_suffix`` would cut off; a stem given with
+    one of the result extensions loses it."""
+    stem = Path(out)
+    if stem.suffix in (".json", ".jsonl", ".md", ".png"):
+        stem = stem.with_suffix("")
+    return stem.with_name(stem.name + ext)

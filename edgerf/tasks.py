@@ -469,9 +469,9 @@ class SpeechCommands(_Task):
         centre = np.arange(len(logmel)) * self.hop + self.win // 2
         lab = np.full(len(logmel), NO_LABEL, np.int64)
         mask = np.zeros(len(logmel), bool)
+        spans = np.searchsorted(centre, np.asarray([b[:2] for b in bounds], np.int64).reshape(-1, 2))
         starts, ends, ids = [], [], []
-        for lo, hi, y, i in bounds:
-            f0, f1 = np.searchsorted(centre, [lo, hi])
+        for (f0, f1), (_, _, y, i) in zip(spans, bounds):
             inside = active[f0:f1]
             if not inside.any():
                 continue
@@ -482,8 +482,7 @@ class SpeechCommands(_Task):
             ids.append(i)
         x = standardise(logmel, self.mean, self.std)
         if augment and self.freq_mask is not None:     # drawn last: every other draw stays as it was
-            for lo, hi, _, _ in bounds:
-                f0, f1 = np.searchsorted(centre, [lo, hi])
+            for f0, f1 in spans:
                 width = rng.integers(0, self.freq_mask + 1)
                 band = rng.integers(0, N_MELS - width + 1)
                 x[f0:f1, band:band + width] = 0.0       # standardised: 0 is the data's mean

@@ -1,6 +1,7 @@
 """edgerf bench: latency maths, report schema, reference fallbacks, bad input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,11 @@ def test_a_partial_rerun_replaces_only_the_rows_it_measured():
                                                           {"m": "d", "v": 9}]
     fam = merge_family_rows([{"family": "lif"}, {"family": "rnn", "v": 1}], [{"family": "rnn", "v": 2}])
     assert fam == [{"family": "rnn", "v": 2}, {"family": "lif"}]
+
+
+def test_a_result_stem_keeps_its_dots():
+    """`--out runs/kws/a.val` writes a.val.json and a.val.md, not a.json over another run's."""
+    from edgerf.bench.report import result_file
+    assert result_file("runs/kws/a.val", ".json") == Path("runs/kws/a.val.json")
+    assert result_file(Path("results/int8"), ".md") == Path("results/int8.md")
+    assert result_file("results/int8.md", ".json") == Path("results/int8.json")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table, merge_family_rows
+from edgerf.bench.report import markdown_table, merge_family_rows, result_file
 from edgerf.bench.studies import RESULTS
 
 MARK_OFFSET = 0xED6EF00D          # insn_count.c's MARK_OFFSET
@@ -185,10 +185,10 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
     machine = (f"native {platform.machine()}" if native else
                f"qemu-aarch64 7.2 user mode, QEMU_CPU=neoverse-n1, on {platform.machine()}")
-    old = json.loads(a.out.with_suffix(".json").read_text()) if a.out.with_suffix(".json").exists() else {}
+    old = json.loads(result_file(a.out, ".json").read_text()) if result_file(a.out, ".json").exists() else {}
     if old.get("machine") == machine:          # a run over some families keeps the others' rows
         rows = merge_family_rows(old["rows"], rows)
-    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine, "steps": a.steps, "rows": rows},
+    write_text(result_file(a.out, ".json"), json.dumps({"machine": machine, "steps": a.steps, "rows": rows},
                                                       indent=1) + "\n")
     md = (f"# aarch64 cost per step, fp32 against int8 ({machine})\n\n"
           f"Produced by `python -m edgerf.bench.studies.arm_cost --steps {a.steps}` from the exports of "
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
           f"`insns_vs_fp32`: against the same runtime's fp32 graph. " +
           ("`us_per_step`: median wall time on this board.\n\n" if native else
            "Under emulation no time is reported (it would measure qemu).\n\n") + markdown_table(rows, COLUMNS))
-    write_text(a.out.with_suffix(".md"), md)
+    write_text(result_file(a.out, ".md"), md)
     print(md)
     from edgerf.bench.studies import int8_table
     if not native and a.out.parent == RESULTS and (RESULTS / "int8.json").exists():

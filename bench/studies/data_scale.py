@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from edgerf.bench.report import markdown_table, merge_rows
+from edgerf.bench.report import markdown_table, merge_rows, result_file
 from edgerf.bench.rss import process_tree
 from edgerf.bench.studies import RESULTS
 
@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     command = ("python -m edgerf.bench.studies.data_scale " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     out = Path(a.out)
     commands = [command]
-    if a.merge and out.with_suffix(".json").exists():
-        old = json.loads(out.with_suffix(".json").read_text())
+    if a.merge and result_file(out, ".json").exists():
+        old = json.loads(result_file(out, ".json").read_text())
         commands = old.get("commands", [old["command"]]) + commands
         for r in old["rows"]:
             r.setdefault("run", 1)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     for r in rows:
         r["vs_1x"] = round(r["peak_anon_mib"] / base[r["ranks"]], 2) if r["lanes"] == "pieces" and r["ranks"] in base \
             else None
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "commands": commands, "machine": m,
+    result_file(out, ".json").write_text(json.dumps({"command": command, "commands": commands, "machine": m,
                                                     "rows": rows, "cache_bytes": cache_bytes}, indent=1) + "\n")
     runs = " ".join(f"run {k + 1}: `{c}`;" for k, c in enumerate(commands)) if len(commands) > 1 else f"`{command}`"
     text = (f"# Training memory against dataset size\n\nProduced by {runs} on {m['cpu']} ({m['arch']}, "
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
             "training loop's epoch (the whole-epoch path builds its lanes before it starts: outside `epoch_s`, "
             "inside `wall_s`, the whole run from start-up to the checkpoint written). The caches "
             f"of every factor took {cache_bytes / 1e6:.0f} MB on disk.\n\n" + markdown_table(rows, COLUMNS) + "\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from edgerf.bench.report import result_file
 from edgerf.bench.studies import RESULTS
 
 OFFSETS = (-8, -4, -2, -1, 0, 1, 2, 4)
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
         if cfg and set(cfg) <= known:           # a checkpoint of this version: its own train command
             trained.append(f"- {path.stem}: `{TrainConfig(**cfg).command()}`")
     out = a.out or RESULTS / f"{a.checkpoints[0].parent.name}_timing"
-    write_text(out.with_suffix(".json"), json.dumps({"split": a.split, "seed": a.seed, "rows": rows}, indent=1) + "\n")
+    write_text(result_file(out, ".json"), json.dumps({"split": a.split, "seed": a.seed, "rows": rows}, indent=1) + "\n")
     cmd = "python -m edgerf.bench.studies.decision_timing " + " ".join(str(c) for c in a.checkpoints) + \
         f" --split {a.split} --samples {a.samples}"
     md = (f"# Decision timing ({a.split} split, unreset stream)\n\n"
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
           markdown_table(rows, ["checkpoint", "model", "loss", "eval", "grace", "seed", "samples",
                                 *(f"at_{k:+d}" for k in OFFSETS), "at_peak", "false_alarm"]) +
           ("\n\nHow each checkpoint was trained:\n\n" + "\n".join(trained) + "\n" if trained else ""))
-    write_text(out.with_suffix(".md"), md)
+    write_text(result_file(out, ".md"), md)
     print(md)
     return 0
 

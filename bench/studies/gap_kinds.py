@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 
 COLUMNS = ["model", "gap_kind", "trained_on", "acc_p", "vs_gaussian_pt", "false_alarm", "false_alarms",
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             print(rows[-1], flush=True)
     command = "python -m edgerf.bench.studies.gap_kinds " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "steps": a.steps, "rows": rows},
+    result_file(out, ".json").write_text(json.dumps({"command": command.strip(), "steps": a.steps, "rows": rows},
                                                    indent=1) + "\n")
     trained = "\n".join(f"- {p.name}: `{checkpoint.load(p).training.get('command')}`" for p in a.checkpoints)
     text = (f"# Every kind of quiet\n\nProduced by `{command.strip()}` (torch, fp32). Each row: one unreset test "
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             f"{LAG} steps after a sample's last informative step). `trained_on`: whether the model's training streams had this "
             "kind of gap (`left out`: never seen).\n\n" + markdown_table(rows, COLUMNS)
             + f"\n\nHow each model was trained:\n\n{trained}\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

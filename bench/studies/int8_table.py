@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table, merge_family_rows
+from edgerf.bench.report import markdown_table, merge_family_rows, result_file
 from edgerf.bench.studies import RESULTS
 
 COLUMNS = ["family", "target", "precision", "full_int8", "size_kib", "acc_p", "false_alarm", "agreement",
@@ -129,11 +129,11 @@ def main(argv=None) -> int:
     from edgerf.runtime.atomic import write_text
     from edgerf.bench.machine import machine_info
     done = {r["family"] for r in rows}
-    if a.out.with_suffix(".json").exists():     # a run over some families keeps the others' rows
-        old = json.loads(a.out.with_suffix(".json").read_text())
+    if result_file(a.out, ".json").exists():     # a run over some families keeps the others' rows
+        old = json.loads(result_file(a.out, ".json").read_text())
         rows = merge_family_rows(old["rows"], rows)
         plans = {**{k: v for k, v in old.get("plans", {}).items() if k.split()[0] not in done}, **plans}
-    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "steps": a.steps, "rows": rows,
+    write_text(result_file(a.out, ".json"), json.dumps({"machine": machine_info(), "steps": a.steps, "rows": rows,
                                                        "plans": plans}, indent=1, default=str) + "\n")
     print(render(a.out))
     return 0
@@ -144,7 +144,7 @@ def render(out: Path = RESULTS / "int8") -> str:
     artifact when that file exists (``python -m edgerf.bench.studies.arm_cost`` re-renders it)."""
     from edgerf.runtime.atomic import write_text
 
-    data = json.loads(out.with_suffix(".json").read_text())
+    data = json.loads(result_file(out, ".json").read_text())
     arm_path = out.with_name("arm_cost.json")
     arm = {(r["family"], r["target"]): r for r in json.loads(arm_path.read_text())["rows"]} \
         if arm_path.exists() else {}
@@ -169,7 +169,7 @@ def render(out: Path = RESULTS / "int8") -> str:
           f"figures are in int8.json. `arm64_kinsns`: thousands of aarch64 instructions per `StepModel.step` "
           f"(qemu, neoverse-n1, counted by `python -m edgerf.bench.studies.arm_cost`, see arm_cost.md), "
           f"`arm64_vs_fp32` against the same runtime's fp32 graph.\n\n" + markdown_table(rows, COLUMNS))
-    write_text(out.with_suffix(".md"), md)
+    write_text(result_file(out, ".md"), md)
     return md
 
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from edgerf.bench.levels import COLUMNS, plot, sweep
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 
 
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     m = machine_info()
     command = "python -m edgerf.bench.studies.kws_levels " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "machine": m, "steps": a.steps,
+    result_file(out, ".json").write_text(json.dumps({"command": command.strip(), "machine": m, "steps": a.steps,
                                                     "rows": rows}, indent=1) + "\n")
-    plot(rows, out.with_suffix(".png"))
+    plot(rows, result_file(out, ".png"))
     text = (f"# Keyword models at other speech levels and SNRs\n\nProduced by `{command.strip()}`. Each row: one "
             f"unreset test stream of about {a.steps:,} steps (test-split speakers; the same clips and gaps for every "
             "row), events at each model's operating point. `gain`: every word scaled by `db`, gaps of real "
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             "(active RMS of the word over the bed's RMS). `samples`: words with an informative step (the "
             "activity mask needs a word about 9 dB over its floor; acc_p counts only those). Plot: "
             f"{out.with_suffix('.png').name}.\n\n" + markdown_table(rows, COLUMNS) + "\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerf.bench.report import result_file
 from edgerf.bench.studies import RESULTS
 
 RIVAL = "okay_nabu"
@@ -157,7 +158,7 @@ def main(argv=None) -> int:
                                                                                          "keywords", "background")},
            "model": a.model, "rival": RIVAL, "command_line": cli, "in_process": inproc,
            "ratio_command_line": ratio_cli, "ratio_in_process": ratio_in, "ratio_in_process_per_pass": pass_ratios}
-    Path(a.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    result_file(a.out, ".json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     e, w = cli["edgerf"], cli["microWakeWord"]
     ie, iw = inproc["edgerf"], inproc["microWakeWord"]
     text = f"""# Audio to keyword events: edgerf beside microWakeWord
@@ -192,7 +193,7 @@ timed within seconds of each other) median {statistics.median(pass_ratios):.3f},
 [{pass_ratios[0]:.3f}, {pass_ratios[-1]:.3f}]. edgerf stepped its model {ie['model_steps']:,} times
 ({ie['model_steps'] / truth['seconds']:.0f} per second of audio) and reported {ie['events']} events.
 """
-    Path(a.out).with_suffix(".md").write_text(text)
+    result_file(a.out, ".md").write_text(text)
     print(text)
     return 0
 

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 
 COLUMNS = ["recording", "snr_db", "seconds", "keywords", "found", "found_rate", "false_accepts",
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             print({k: v for k, v in rows[-1].items() if k != "false"}, flush=True)
     command = "python -m edgerf.bench.studies.kws_recordings " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "model": a.model, "rows": rows},
+    result_file(out, ".json").write_text(json.dumps({"command": command.strip(), "model": a.model, "rows": rows},
                                                    indent=1) + "\n")
     text = (f"# `{a.model}` on recordings of speakers it never heard\n\nProduced by `{command.strip()}`. Each "
             f"recording: `python -m edgerf.data.recordings` with the options shown ({a.split}-split speakers; 70% "
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             f"run through `edgerf stream {a.model} REC.wav` at the manifest's operating point. A keyword is found "
             "when an event of its class overlaps it (its end + 0.5 s; 0.3 s on the demo); every other event is a "
             "false accept.\n\n" + markdown_table(rows, COLUMNS) + "\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from edgerf.bench.report import result_file
 from edgerf.bench.studies import RESULTS
 
 
@@ -109,13 +110,13 @@ def main(argv=None) -> int:
                              "nodes": sum(ops.values()),
                              "ops": " ".join(f"{k}:{v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1]))})
                 print(json.dumps(rows[-1]), flush=True)
-    write_text(a.out.with_suffix(".json"), json.dumps({"machine": machine_info(), "rows": rows}, indent=1) + "\n")
+    write_text(result_file(a.out, ".json"), json.dumps({"machine": machine_info(), "rows": rows}, indent=1) + "\n")
     md = (f"# ONNX Runtime: int8 forms of the step graph against fp32\n\nProduced by "
           f"`python -m edgerf.bench.studies.onnx_int8_forms` on {machine_info()['cpu']}, one thread, batch 1, "
           f"{a.steps:,} closed-loop steps x 3, median of `session.run`. Hidden 128, reset-free checkpoints of "
           f"the Sequential Fashion-MNIST grid.\n\n" + markdown_table(rows, ["family", "form", "us_per_step",
                                                                           "vs_fp32", "nodes", "ops"]))
-    write_text(a.out.with_suffix(".md"), md)
+    write_text(result_file(a.out, ".md"), md)
     print(md)
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 from edgerf.runtime.manifest import INPUT
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     command = "python -m edgerf.bench.studies.ort_tail " + " ".join(argv if argv is not None else sys.argv[1:])
     m = machine_info()
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "machine": m,
+    result_file(out, ".json").write_text(json.dumps({"command": command.strip(), "machine": m,
                                                     "onnxruntime": ort.__version__, "rows": rows}, indent=1) + "\n")
     text = (f"# ONNX Runtime's latency tail\n\nProduced by `{command.strip()}` on {m['cpu']} ({m['arch']}), "
             f"onnxruntime {ort.__version__}, one intra-op thread. `{a.model}`'s fp32 graph and the same graph in "
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
             f"state fed back: {a.windows} windows of {a.seconds:g} s after 0.5 s of warm-up, each call timed on "
             f"its own.\n\nThe highest p99 of any window is **{worst:.1f} times** its median.\n\n"
             + markdown_table(rows, COLUMNS))
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

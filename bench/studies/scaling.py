@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from edgerf.bench.report import result_file
 from edgerf.bench.studies import RESULTS
 
 DDP_RUN = ["--task", "sfmnist", "--model", "gru", "--hidden", "128", "--epochs", "1", "--batch", "64",
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
            "ddp": ddp, "sweep": sweeps, "projection": rows}
     from edgerf.runtime.atomic import write_text
     from edgerf.bench.report import markdown_table
-    write_text(a.out.with_suffix(".json"), json.dumps(rec, indent=1) + "\n")
+    write_text(result_file(a.out, ".json"), json.dumps(rec, indent=1) + "\n")
     md = f"""# Scaling out: DDP ranks and sweep engines on {os.cpu_count()} cores
 
 Produced by `python -m edgerf.bench.studies.scaling` (also `make scaling`).
@@ -114,7 +115,7 @@ computes 1/N of the lanes, and a ring all-reduce moves 2(N-1)/N x {base['allredu
 below compute until the lanes per rank get few (64 lanes: at most 64 ranks).
 
 {markdown_table(rows, ["machines", "compute_ms", "allreduce_ms_1gbe", "speedup"])}"""
-    write_text(a.out.with_suffix(".md"), md)
+    write_text(result_file(a.out, ".md"), md)
     print(md)
     return 0
 

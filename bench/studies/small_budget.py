@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 
 POOL_SEED = 31_000      # contexts: seeds POOL_SEED + k
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
             "int8_drop_pt": round(float((o["ref"][o["present"]].mean() - o["plan"][o["present"]].mean()) * 100), 3)}
     command = "python -m edgerf.bench.studies.small_budget " + " ".join(argv if argv is not None else sys.argv[1:])
     out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "machine": machine_info(),
+    result_file(out, ".json").write_text(json.dumps({"command": command.strip(), "machine": machine_info(),
                                                     "target": o["target"], "artifacts": o["artifacts"], "pool": pool,
                                                     "export_contexts": c, "rows": rows}, indent=1) + "\n")
     text = (f"# The int8 budget on small val splits\n\nProduced by `{command.strip()}`: {a.splits:,} splits of "
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
             "paired 95% interval within 1 pt); `detectable_drop_pt`: the median over splits of "
             "the smallest true drop that check fails 90% of the time (`Budget.power`). How plans are made: the "
             "module's docstring.\n\n" + markdown_table(rows, list(rows[0])) + "\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 

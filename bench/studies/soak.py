@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.bench.report import markdown_table, write_records
+from edgerf.bench.report import markdown_table, write_records, result_file
 from edgerf.bench.run import artifact_kind, discover
 from edgerf.runtime.manifest import ARTIFACT_SUFFIXES
 from edgerf.runtime.metrics import stream_metrics
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             summary.append(summarise(ckpt.stem, loss, art, precision, recs))
     cmd = "python -m edgerf.bench.studies.soak " + " ".join(str(c) for c in a.checkpoints) + \
         ("" if a.steps == 1_000_000 else f" --steps {a.steps}")
-    write_records(a.out.with_suffix(".jsonl"), windows)
+    write_records(result_file(a.out, ".jsonl"), windows)
     md = [f"# Soak: {a.steps:,} unreset steps per artifact", "",
           f"Produced by `{cmd}`. Each artifact runs through `edgerf.runtime.StepModel` (watchdog on) over one "
           f"stream never reset: real test images, a fresh order and fresh noise gaps every {a.window:,} steps. "
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
           "(all artifacts share one process, so RSS includes the ones before). Per-window records: soak.jsonl.",
           "", markdown_table(summary, COLUMNS)]
     from edgerf.runtime.atomic import write_text
-    write_text(a.out.with_suffix(".md"), "\n".join(md))
+    write_text(result_file(a.out, ".md"), "\n".join(md))
     print("\n".join(md))
     return 0
 

@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgerf.bench.report import markdown_table, merge_rows
+from edgerf.bench.report import markdown_table, merge_rows, result_file
 from edgerf.bench.studies import RESULTS
 
 
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                    help="measure nothing: rewrite the .md (and the verdicts) from the previous .json")
     p.add_argument("--out", default=str(RESULTS / "targets"))
     a = p.parse_args(argv)
-    previous = Path(a.out).with_suffix(".json")
+    previous = result_file(a.out, ".json")
     if a.render:
         old = json.loads(previous.read_text())
         _twin_verdicts(old["rows"])
@@ -182,7 +182,7 @@ def _streams_text(result: dict) -> str:
 
 def _write(out: Path, result: dict) -> int:
     """targets.json and targets.md from one result."""
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    result_file(out, ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     commands, m, rows = result.get("commands", [result["command"]]), result["machine"], result["rows"]
     text = ("# Every artifact on every target\n\nProduced by " + " then ".join(f"`{c}`" for c in commands)
             + (" (the later run re-measured its models; the other rows are the earlier run's)"
@@ -200,7 +200,7 @@ def _write(out: Path, result: dict) -> int:
             "each `(grid)` model is its `make grid` checkpoint exported by `edgerf export CKPT --int8` (the "
             "default budget, no int8 fine-tuning).\n\n"
             + markdown_table(rows, COLUMNS) + "\n")
-    out.with_suffix(".md").write_text(text)
+    result_file(out, ".md").write_text(text)
     print(text)
     return 0
 
