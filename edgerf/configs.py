@@ -115,6 +115,11 @@ class TrainConfig:
                                            "(resampled: tempo and pitch move together, as between speakers; "
                                            "default: as recorded).", within=(0.5, 2.0))
     speed_max: float | None = option(None, "Audio tasks: see --speed-min.", within=(0.5, 2.0))
+    warp_min: float | None = option(None, "Audio tasks: stretch each training word's spectrum along frequency by a "
+                                          "factor drawn from [min, max] at the same tempo (vocal tract length "
+                                          "perturbation: formants of a longer or shorter vocal tract; default: "
+                                          "none).", within=(0.7, 1.4))
+    warp_max: float | None = option(None, "Audio tasks: see --warp-min.", within=(0.7, 1.4))
     freq_mask: int | None = option(None, "Audio tasks: hide a band of up to N adjacent mel channels of each "
                                          "training word, drawn afresh per word (SpecAugment's frequency mask; "
                                          "default: none).", within=(1, 39))

@@ -25,7 +25,8 @@ from edgerf.data import fashion, speech
 from edgerf.data.source import DataSource, locate
 from edgerf.runtime.stream import NO_LABEL
 from edgerf.runtime.errors import DataError
-from edgerf.runtime.features import N_MELS, ActivityMask, LogMelStream, active_rms, normalise_rows, standardise
+from edgerf.runtime.features import (N_MELS, ActivityMask, LogMelStream, active_rms, hz_to_mel, mel_edges,
+                                     normalise_rows, standardise)
 
 SPLITS = ("train", "val", "test")
 # What fills the gaps between samples (``gap_kind``; a comma-separated mix draws one kind per
@@ -225,6 +226,7 @@ class SpeechCommands(_Task):
                                          # the word U(lo, hi) dB over it (with_bed_snr)
     clean_mask: bool = False             # training streams: the mask from the words as recorded (with_clean_mask)
     speed: tuple | None = None           # augmentation: each training word played U(lo, hi) times as fast (with_speed)
+    warp: tuple | None = None            # augmentation: each training word's spectrum stretched U(lo, hi) (with_warp)
     freq_mask: int | None = None         # augmentation: up to N adjacent mel channels of each training word hidden
     threshold: float = 0.9               # mask theta and decision threshold
     classes: tuple[str, ...] = field(default=speech.WORDS + (speech.UNKNOWN,))
@@ -275,6 +277,19 @@ class SpeechCommands(_Task):
         if not 0.5 <= lo <= hi <= 2.0:
             raise ValueError(f"speed range must satisfy 0.5 <= min <= max <= 2.0, not {lo}..{hi}")
         return replace(self, speed=(lo, hi))
+
+    def with_warp(self, lo: float | None, hi: float | None) -> "SpeechCommands":
+        """The task whose training words each have their spectrum stretched along frequency by
+        a factor drawn from U(lo, hi) (None: as recorded) at the same tempo: vocal tract length
+        perturbation (Jaitly and Hinton, 2013), the formants of a shorter (above 1) or longer
+        vocal tract. ``with_speed`` moves formants and tempo together; this moves them apart."""
+        if lo is None and hi is None:
+            return self
+        lo = 1.0 if lo is None else float(lo)
+        hi = 1.0 if hi is None else float(hi)
+        if not 0.7 <= lo <= hi <= 1.4:
+            raise ValueError(f"warp range must satisfy 0.7 <= min <= max <= 1.4, not {lo}..{hi}")
+        return replace(self, warp=(lo, hi))
 
     def with_freq_mask(self, n: int | None) -> "SpeechCommands":
         """The task whose training words each have a band of up to ``n`` adjacent mel channels
@@ -480,6 +495,9 @@ class SpeechCommands(_Task):
             starts.append(f0)
             ends.append(f0 + int(np.flatnonzero(inside)[-1]))
             ids.append(i)
+        if augment and self.warp is not None:          # drawn after the audio's: those stay as they were
+            for f0, f1 in spans:
+                logmel[f0:f1] = warped(logmel[f0:f1], rng.uniform(*self.warp))
         x = standardise(logmel, self.mean, self.std)
         if augment and self.freq_mask is not None:     # drawn last: every other draw stays as it was
             for f0, f1 in spans:
@@ -572,6 +590,19 @@ def played_at(clip: np.ndarray, speed: float) -> np.ndarray:
     faster, what lay above 8 kHz / speed folds back, where speech holds little energy)."""
     n = max(1, int(len(clip) / speed))
     return np.interp(np.arange(n) * speed, np.arange(len(clip)), clip).astype(np.float32)
+
+
+def warped(logmel: np.ndarray, alpha: float) -> np.ndarray:
+    """Log-mel frames ``[T, N_MELS]`` of the same sound with its spectrum stretched along
+    frequency, f -> alpha f: each channel takes the value the frames had at its centre
+    frequency / alpha, interpolated between channel centres (held at the outermost channel
+    beyond them). Interpolating band energies is approximate where filters widen; as an
+    augmentation it only has to move formants as a vocal tract of another length would."""
+    centres = mel_edges()[1:-1]
+    pos = np.interp(hz_to_mel(centres / alpha), hz_to_mel(centres), np.arange(len(centres)))
+    i0 = np.minimum(pos.astype(np.int64), len(centres) - 2)
+    w = (pos - i0).astype(np.float32)
+    return logmel[:, i0] * (1 - w) + logmel[:, i0 + 1] * w
 
 
 def _stacked(s: Stream, k: int) -> Stream:

@@ -385,6 +385,10 @@ def _train(cfg: TrainConfig, dist: Dist, progress: bool, log, state_file=None,
         if not hasattr(task, "with_speed"):
             raise ValueError("--speed-min/--speed-max are for audio tasks (gsc)")
         task = task.with_speed(cfg.speed_min, cfg.speed_max)
+    if cfg.warp_min is not None or cfg.warp_max is not None:
+        if not hasattr(task, "with_warp"):
+            raise ValueError("--warp-min/--warp-max are for audio tasks (gsc)")
+        task = task.with_warp(cfg.warp_min, cfg.warp_max)
     if cfg.freq_mask is not None:
         if not hasattr(task, "with_freq_mask"):
             raise ValueError("--freq-mask is for audio tasks (gsc)")

@@ -72,7 +72,8 @@ def test_the_recorded_command_reproduces_the_config(tmp_path, monkeypatch):
                       gap_kind="silence,gaussian", gap_min=0.1, gap_max=0.2, frame_stack=3, frontend=2,
                       grace=2, end_weight=3.0, readout="gated", gain_min_db=-20.0, gain_max_db=10.0,
                       mix_snr_min_db=0.0, mix_snr_max_db=20.0, bed_snr_min_db=5.0, bed_snr_max_db=30.0,
-                      speed_min=0.9, speed_max=1.1, freq_mask=8, clean_mask=True, lane_piece=32, workers=1, save_every=5.0)
+                      speed_min=0.9, speed_max=1.1, warp_min=0.9,
+                      warp_max=1.1, freq_mask=8, clean_mask=True, lane_piece=32, workers=1, save_every=5.0)
     assert all(getattr(cfg, f.name) != f.default for f in dataclasses.fields(cfg))
     seen = []
 

@@ -219,6 +219,32 @@ def test_a_frequency_mask_hides_one_band_of_each_training_word_only():
         task.with_freq_mask(40)
 
 
+def test_a_warp_moves_each_training_words_spectrum_only():
+    """--warp-min/--warp-max: each training word's frames are its own spectrum stretched along
+    frequency (a factor of 1 changes nothing); gaps, labels, the mask, every other draw and
+    evaluation streams are untouched."""
+    from edgerf.tasks import warped
+    task = get_task("gsc")
+    clips, labels = task.split_arrays("train")
+    arrays = (clips[:30], labels[:30])
+    plain = task.stream("train", None, seed=3, arrays=arrays, augment=True)
+    assert np.array_equal(task.with_warp(1.0, 1.0).stream("train", None, seed=3, arrays=arrays, augment=True).x,
+                          plain.x)
+    warp = task.with_warp(0.85, 1.15).stream("train", None, seed=3, arrays=arrays, augment=True)
+    assert np.array_equal(warp.mask, plain.mask) and np.array_equal(warp.labels, plain.labels)
+    changed = (warp.x != plain.x).any(axis=1)
+    assert not changed[:plain.starts[0]].any() and changed[plain.starts].all()
+    # a formant moves up the channels under a factor above 1, down under one below
+    peak = np.zeros((1, 40), np.float32)
+    peak[0, 20] = 1.0
+    assert np.argmax(warped(peak, 1.15)[0]) > 20 > np.argmax(warped(peak, 0.85)[0])
+    assert np.array_equal(warped(peak, 1.0), peak)
+    assert task.with_warp(None, None) is task
+    assert np.array_equal(task.with_warp(0.9, 1.1).stream("val", 10, seed=2).x, task.stream("val", 10, seed=2).x)
+    with pytest.raises(ValueError, match="warp range"):
+        task.with_warp(1.2, 1.1)
+
+
 @pytest.mark.parametrize("noise", ["bed", "mix"])
 def test_a_clean_mask_keeps_the_words_that_noise_hides_from_the_mask(noise):
     """--clean-mask: the model hears the same noisy audio, but which steps are informative is

@@ -70,14 +70,21 @@ F_MIN, F_MAX = 20.0, 7_600.0
 _RFFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"      # rfft(out=) arrived in numpy 2.0
 
 
-def _mel(f):
+def hz_to_mel(f):
+    """HTK mel scale."""
     return 2595.0 * np.log10(1.0 + np.asarray(f, np.float64) / 700.0)
+
+
+def mel_edges(n_mels: int = N_MELS, f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
+    """The n_mels + 2 edge frequencies (Hz) of the triangular filters: filter i rises from
+    edge i to its centre, edge i + 1, and falls to edge i + 2."""
+    return 700.0 * (10 ** (np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2) / 2595.0) - 1.0)
 
 
 def mel_filterbank(n_mels: int = N_MELS, n_fft: int = N_FFT, sr: int = SAMPLE_RATE,
                    f_min: float = F_MIN, f_max: float = F_MAX) -> np.ndarray:
     """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1]."""
-    edges = 700.0 * (10 ** (np.linspace(_mel(f_min), _mel(f_max), n_mels + 2) / 2595.0) - 1.0)
+    edges = mel_edges(n_mels, f_min, f_max)
     freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     fb = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
