@@ -206,3 +206,23 @@ def test_a_result_stem_keeps_its_dots():
     assert result_file("runs/kws/a.val", ".json") == Path("runs/kws/a.val.json")
     assert result_file(Path("results/int8"), ".md") == Path("results/int8.md")
     assert result_file("results/int8.md", ".json") == Path("results/int8.json")
+
+
+def test_a_merged_targets_result_names_the_machine_of_each_run(tmp_path):
+    """`targets --merge` keeps the other models' rows as measured and says which machine
+    measured them: a re-run on another host does not relabel the earlier rows."""
+    from edgerf.bench.studies.targets import _write, merged
+    xeon, epyc = {"cpu": "Xeon", "arch": "x86_64"}, {"cpu": "EPYC", "arch": "x86_64"}
+    row = {"model": "a", "artifact": "a.tflite", "target": "litert", "precision": "fp32"}
+    old = {"command": "targets --models a", "machine": xeon, "steps": 10, "rows": [row],
+           "streams": {"a": {"steps": 10, "samples": 1}}}
+    new = {"command": "targets --models b --merge", "commands": ["targets --models b --merge"], "machine": epyc,
+           "machines": {"targets --models b --merge": epyc}, "steps": 10, "rows": [row | {"model": "b"}],
+           "streams": {"b": {"steps": 20, "samples": 2}}}
+    result = merged(old, new)
+    assert [r["model"] for r in result["rows"]] == ["a", "b"] and set(result["streams"]) == {"a", "b"}
+    _write(tmp_path / "targets", result)
+    head = (tmp_path / "targets.md").read_text().splitlines()[2]
+    assert "`targets --models a` on Xeon (x86_64) then `targets --models b --merge` on EPYC (x86_64)" in head
+    again = merged(result, new)        # the same run repeated: named once
+    assert again["commands"] == ["targets --models a", "targets --models b --merge"]

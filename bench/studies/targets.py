@@ -159,17 +159,25 @@ def main(argv=None) -> int:
         rows += model_rows
     m = machine_info()
     command = ("python -m edgerf.bench.studies.targets " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    commands = [command]
+    result = {"command": command, "commands": [command], "machine": m, "machines": {command: m},
+              "steps": a.steps, "streams": streams, "targets": targets, "rows": rows}
     if a.merge and previous.exists():
-        # the other models' rows stay as that run measured them, and the file names both runs
-        old = json.loads(previous.read_text())
-        rows = merge_rows(old["rows"], rows, key=lambda r: r["model"])
-        # a run repeated for the same models replaced every row the earlier one left
-        commands = [c for c in old.get("commands", [old["command"]]) if c != command] + commands
-        streams = {m: v for m, v in old.get("streams", {}).items() if m not in streams} | streams
-    _twin_verdicts(rows)
-    return _write(Path(a.out), {"command": command, "commands": commands, "machine": m,
-                                "steps": a.steps, "streams": streams, "targets": targets, "rows": rows})
+        result = merged(json.loads(previous.read_text()), result)
+    _twin_verdicts(result["rows"])
+    return _write(Path(a.out), result)
+
+
+def merged(old: dict, new: dict) -> dict:
+    """``new``, a run over some models, over ``old``: the other models' rows stay as that run
+    measured them, and the result names every run it still holds with the machine that ran
+    it (a run repeated for the same models replaces the earlier one's mention)."""
+    command = new["command"]
+    kept = [c for c in old.get("commands", [old["command"]]) if c != command]
+    return new | {"rows": merge_rows(old["rows"], new["rows"], key=lambda r: r["model"]),
+                  "commands": kept + [command],
+                  "machines": {c: old.get("machines", {}).get(c, old["machine"]) for c in kept} | new["machines"],
+                  "streams": {m: v for m, v in old.get("streams", {}).items() if m not in new["streams"]}
+                  | new["streams"]}
 
 
 def _streams_text(result: dict) -> str:
@@ -183,11 +191,16 @@ def _streams_text(result: dict) -> str:
 def _write(out: Path, result: dict) -> int:
     """targets.json and targets.md from one result."""
     result_file(out, ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    commands, m, rows = result.get("commands", [result["command"]]), result["machine"], result["rows"]
-    text = ("# Every artifact on every target\n\nProduced by " + " then ".join(f"`{c}`" for c in commands)
+    commands, rows = result.get("commands", [result["command"]]), result["rows"]
+    machines = result.get("machines", {})
+
+    def on(c: str) -> str:
+        m = machines.get(c, result["machine"])
+        return f"`{c}` on {m['cpu']} ({m['arch']})"
+    text = ("# Every artifact on every target\n\nProduced by " + " then ".join(map(on, commands))
             + (" (the later run re-measured its models; the other rows are the earlier run's)"
                if len(commands) > 1 else "")
-            + f" on {m['cpu']} ({m['arch']}), one thread, over one unreset test stream of each dataset "
+            + ", one thread, over one unreset test stream of each dataset "
             + _streams_text(result)
             + " (fresh, seeded; the same for every row of a model), state fed back. `us_step`: median of 5 "
             "windows through `StepModel.step`. `timing` host-emulated: tflm (TFLite Micro's kernels) and numpy "
