@@ -280,7 +280,7 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(_model_line(m["model"], m["model"]["classes"]))
     typer.echo(f"frame: {m['frame'].get('frame_kind')} x {m['frame'].get('features')} features, "
                f"period {m['frame'].get('period_s')}; decision threshold {m['decision']['threshold']}")
-    _keyword_lines(m["decision"].get("operating_point"), m["source"].get("test") or [])
+    _test_lines(m["decision"].get("operating_point"), m["source"].get("test") or [])
     mcu = m.get("microcontroller")
     if mcu:
         typer.echo("TFLite Micro: " + (f"runs; arena {mcu['arena_bytes']:,} bytes ({mcu['arena_note']}), flash "
@@ -321,8 +321,14 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
 
 
-def _keyword_lines(op: dict | None, records: list[dict]) -> None:
-    """An audio model's operating point and its false accepts, each with what it rests on."""
+def _test_lines(op: dict | None, records: list[dict]) -> None:
+    """The test figures training recorded (torch fp32) and, for an audio model, its operating
+    point and its false accepts, each with what it rests on."""
+    nan = float("nan")
+    for r in records:
+        typer.echo(f"test ({r.get('eval')}, torch fp32, {r.get('steps', 0):,} steps, {r.get('samples', 0):,} "
+                   f"samples): acc_p {r.get('acc_p', nan):.4f}, acc_f {r.get('acc_f', nan):.4f}, "
+                   f"false alarms {r.get('false_alarm', nan):.2%}")
     if op:
         typer.echo(f"operating point: window {op.get('window', 3)} steps, merge {op.get('merge', 0)} steps, threshold "
                    f"{op['threshold']:.2f}, chosen on {op['chosen_on']} ({op['rule']}): "
@@ -351,10 +357,7 @@ def _inspect_checkpoint(path: Path) -> None:
     typer.echo(f"task: {ck.task.get('name')}, frame {ck.task.get('frame_kind')} x {ck.task.get('features')}")
     typer.echo(f"trained with: {ck.training.get('command', 'not recorded')}")
     typer.echo(f"trained on: {describe(ck.training.get('data'))}")
-    for r in ck.results.get("test", []):
-        typer.echo(f"test ({r.get('eval')}, {r.get('steps', 0):,} steps): acc_p {r.get('acc_p', float('nan')):.4f}  "
-                   f"acc_f {r.get('acc_f', float('nan')):.4f}  false_alarm {r.get('false_alarm', float('nan')):.4f}")
-    _keyword_lines(ck.decision, ck.results.get("test", []))
+    _test_lines(ck.decision, ck.results.get("test", []))
     typer.echo(f"versions: {', '.join(f'{k} {v}' for k, v in ck.versions.items())}")
 
 

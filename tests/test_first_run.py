@@ -288,3 +288,14 @@ def test_every_option_help_is_printed_as_written(monkeypatch):
                 assert "".join(text.split()) in out, f"edgerf {name} --help lost part of {param.name}'s help"
                 checked += 1
     assert checked > 50
+
+
+def test_inspect_states_the_keyword_models_test_figures_and_operating_point():
+    """`edgerf inspect kws-gru` says what the model scored on speakers it never heard, where it
+    decides, and what its false-accept figure rests on (duration and 95% upper bound)."""
+    r = CliRunner().invoke(app, ["inspect", "kws-gru"])
+    assert r.exit_code == 0, r.output
+    test = json.loads((BUILTIN_DIR / "kws-gru.int8.tflite.json").read_text())["source"]["test"][0]
+    assert f"acc_p {test['acc_p']:.4f}" in r.output and "test (no-reset, torch fp32" in r.output
+    assert "operating point: window" in r.output and "chosen on val" in r.output
+    assert f"{test['background_fa']['seconds']:.0f} s of distinct audio" in r.output and "95% upper bound" in r.output
