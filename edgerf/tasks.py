@@ -270,26 +270,16 @@ class SpeechCommands(_Task):
         (None: as it is): resampled, so tempo and pitch move together, as between speakers
         with shorter or longer vocal tracts (Kaldi's speed perturbation, 0.9-1.1 there). The
         test split's speakers are never heard in training; this widens the voices that are."""
-        if lo is None and hi is None:
-            return self
-        lo = 1.0 if lo is None else float(lo)
-        hi = 1.0 if hi is None else float(hi)
-        if not 0.5 <= lo <= hi <= 2.0:
-            raise ValueError(f"speed range must satisfy 0.5 <= min <= max <= 2.0, not {lo}..{hi}")
-        return replace(self, speed=(lo, hi))
+        factors = _factor_range(lo, hi, 0.5, 2.0, "speed")
+        return self if factors is None else replace(self, speed=factors)
 
     def with_warp(self, lo: float | None, hi: float | None) -> "SpeechCommands":
         """The task whose training words each have their spectrum stretched along frequency by
         a factor drawn from U(lo, hi) (None: as recorded) at the same tempo: vocal tract length
         perturbation (Jaitly and Hinton, 2013), the formants of a shorter (above 1) or longer
         vocal tract. ``with_speed`` moves formants and tempo together; this moves them apart."""
-        if lo is None and hi is None:
-            return self
-        lo = 1.0 if lo is None else float(lo)
-        hi = 1.0 if hi is None else float(hi)
-        if not 0.7 <= lo <= hi <= 1.4:
-            raise ValueError(f"warp range must satisfy 0.7 <= min <= max <= 1.4, not {lo}..{hi}")
-        return replace(self, warp=(lo, hi))
+        factors = _factor_range(lo, hi, 0.7, 1.4, "warp")
+        return self if factors is None else replace(self, warp=factors)
 
     def with_freq_mask(self, n: int | None) -> "SpeechCommands":
         """The task whose training words each have a band of up to ``n`` adjacent mel channels
@@ -583,6 +573,18 @@ def _snr_range(lo: float | None, hi: float | None, flag: str) -> tuple[float, fl
         raise ValueError(f"--{flag}-snr-min-db and --{flag}-snr-max-db go together, -30 <= min <= max <= 60, not "
                          f"{lo}..{hi}")
     return float(lo), float(hi)
+
+
+def _factor_range(lo: float | None, hi: float | None, low: float, high: float,
+                  what: str) -> tuple[float, float] | None:
+    """(lo, hi) of a factor drawn per training word (a missing end is 1: as recorded), None
+    when neither is given."""
+    if lo is None and hi is None:
+        return None
+    lo, hi = 1.0 if lo is None else float(lo), 1.0 if hi is None else float(hi)
+    if not low <= lo <= hi <= high:
+        raise ValueError(f"{what} range must satisfy {low} <= min <= max <= {high}, not {lo}..{hi}")
+    return lo, hi
 
 
 def played_at(clip: np.ndarray, speed: float) -> np.ndarray:
