@@ -22,10 +22,12 @@ def test_keyword_loop_finds_the_demo_words_from_chunked_audio():
     r = _run("keyword_loop.py", "--chunk-ms", "30")
     assert r.returncode == 0, r.stderr
     found = [json.loads(line) for line in r.stdout.splitlines()]
-    placed = {w["word"]: w["start_s"] for w in truth["words"]}
-    hits = [f for f in found if f["word"] in placed and abs(f["start_s"] - placed[f["word"]]) < 1.0]
-    # the words in place; the shipped model's one false accept on this recording ("on" heard at the
-    # start of "no", docs/results.md) is the most it may add
+    placed = {w["word"]: (w["start_s"], w["end_s"]) for w in truth["words"]}
+    hits = [f for f in found if f["word"] in placed
+            and placed[f["word"]][0] - 0.3 <= f["start_s"] <= placed[f["word"]][1] + 0.3]
+    # the words in place (an event starting within its word's clip, as the recordings' scorer
+    # counts them); the shipped model's one false accept on this recording ("on" heard in "no",
+    # docs/results.md) is the most it may add
     assert len(hits) >= 6 and len(found) - len(hits) <= 1
 
 
