@@ -89,7 +89,9 @@ class Graph:
         return self._op("MUL", [a, b], a.value * b.value, name)
 
     def sigmoid(self, a, name="sigmoid"):
-        out = self._op("LOGISTIC", [a], 1 / (1 + np.exp(-a.value)), name)
+        with np.errstate(over="ignore"):            # exp(-x) overflows to inf for x << 0: the logistic is 0 there
+            value = 1 / (1 + np.exp(-a.value))
+        out = self._op("LOGISTIC", [a], value, name)
         out.fixed = {"int8": (1 / 256, -128), "int16": (1 / 32768, 0)}   # TFLite's required output params
         return out
 

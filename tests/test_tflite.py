@@ -99,3 +99,15 @@ def test_integer_plans_run_for_every_family(family, sfmnist, test_stream):
     data, io = tflite.emit(g, "int8", family)
     assert io["x"]["dtype"] == "float32" and io["logits"]["dtype"] == "float32"
     assert all(io[f"{n}_in"]["dtype"] == "int8" for n in model.state_names)
+
+
+def test_a_saturated_logistic_traces_without_warnings():
+    """A gate driven far negative during calibration (exp(-x) overflows to inf) traces to 0
+    quietly: an export prints no RuntimeWarning from the graph's own float trace."""
+    import warnings
+    g = tflite.Graph()
+    x = g.input("x", np.array([[-1000.0, -20.0, 0.0, 20.0, 1000.0]], np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = g.sigmoid(x)
+    np.testing.assert_allclose(y.value, [[0.0, 2.06e-9, 0.5, 1.0, 1.0]], rtol=1e-2, atol=0)

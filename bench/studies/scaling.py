@@ -24,7 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from edgerf.bench.report import result_file
+
+from edgerf.bench.report import markdown_table, result_file
 from edgerf.bench.studies import RESULTS
 
 DDP_RUN = ["--task", "sfmnist", "--model", "gru", "--hidden", "128", "--epochs", "1", "--batch", "64",
@@ -81,7 +82,6 @@ def main(argv=None) -> int:
     rec = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
            "ddp": ddp, "sweep": sweeps, "projection": rows}
     from edgerf.runtime.atomic import write_text
-    from edgerf.bench.report import markdown_table
     write_text(result_file(a.out, ".json"), json.dumps(rec, indent=1) + "\n")
     md = f"""# Scaling out: DDP ranks and sweep engines on {os.cpu_count()} cores
 
