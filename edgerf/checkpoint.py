@@ -21,7 +21,7 @@ from edgerf import __version__
 from edgerf.runtime.atomic import write_bytes
 from edgerf.cells import ModelConfig, RecurrentClassifier
 from edgerf.runtime.errors import CheckpointError
-from edgerf.runtime.files import FileRefused, open_regular
+from edgerf.runtime.files import FileRefused, open_regular, zip_errors
 from edgerf.runtime.manifest import file_sha256
 from edgerf.tasks import get_task
 
@@ -114,7 +114,7 @@ def _check_unpacked(f, path: Path) -> None:
     try:
         with zipfile.ZipFile(f) as z:
             unpacked = sum(i.file_size for i in z.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except zip_errors() as e:
         raise CheckpointError(f"{path} is not an edgerf checkpoint (truncated, empty or not a torch zip file: "
                               f"{str(e)[:60]}). Pass a "
                               ".pt file written by `edgerf train`.") from e

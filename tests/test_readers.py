@@ -144,3 +144,46 @@ def test_a_redeflated_checkpoint_is_refused_before_torch_loads_it(tmp_path):
     assert (tmp_path / "bomb.pt").stat().st_size < 2 << 20
     r = _edgerf("inspect", tmp_path / "bomb.pt")
     assert r.returncode == 2 and "unpacks to" in r.stderr
+
+
+def _zip_version_raised(data: bytes) -> bytes:
+    """The zip with every central-directory entry claiming it needs zip version 6.4 to extract,
+    which the standard library's zipfile does not implement (it raises NotImplementedError)."""
+    out = bytearray(data)
+    at = out.find(b"PK\x01\x02")
+    assert at >= 0
+    while at >= 0:
+        out[at + 6:at + 8] = (64).to_bytes(2, "little")
+        at = out.find(b"PK\x01\x02", at + 4)
+    return bytes(out)
+
+
+def test_zips_that_zipfile_cannot_read_are_refused_with_a_message(tmp_path):
+    """A checkpoint or an .npz whose zip the standard library cannot read (a zip version it
+    does not implement, a damaged deflate stream) is refused as not ours, not a traceback."""
+    import zipfile
+
+    from edgerf import checkpoint
+    from edgerf.runtime.errors import CheckpointError
+    from edgerf.runtime.files import read_npz
+
+    (tmp_path / "v64.pt").write_bytes(_zip_version_raised((BUILTIN_DIR / "default-gru.pt").read_bytes()))
+    with pytest.raises(CheckpointError, match="not an edgerf checkpoint"):
+        checkpoint.load(tmp_path / "v64.pt")
+    r = _edgerf("inspect", tmp_path / "v64.pt")
+    assert r.returncode == 2 and "not an edgerf checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+    (tmp_path / "v64.npz").write_bytes(_zip_version_raised((BUILTIN_DIR / "default-gru.bundle.npz").read_bytes()))
+    with pytest.raises(FileRefused, match="not a readable .npz"):
+        read_npz(tmp_path / "v64.npz", 1 << 26, "a test file")
+
+    np.savez_compressed(tmp_path / "z.npz", a=np.arange(400_000, dtype=np.float32))
+    with zipfile.ZipFile(tmp_path / "z.npz") as z:
+        info = z.infolist()[0]
+    raw = bytearray((tmp_path / "z.npz").read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    middle = start + info.compress_size // 2                   # past the array's header: read by np.load
+    raw[middle:middle + 40] = b"\xff" * 40                       # zlib: "invalid block type"
+    (tmp_path / "z.npz").write_bytes(bytes(raw))
+    with pytest.raises(FileRefused, match="not a readable .npz"):
+        read_npz(tmp_path / "z.npz", 1 << 26, "a test file")

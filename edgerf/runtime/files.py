@@ -24,6 +24,17 @@ class FileRefused(EdgerfError):
     """A path that is not a readable regular file of a plausible size."""
 
 
+def zip_errors() -> tuple[type[Exception], ...]:
+    """What reading a damaged or foreign zip (an .npz, a torch checkpoint) raises: beyond
+    BadZipFile, a header naming a zip version the standard library does not implement raises
+    NotImplementedError, an encrypted member RuntimeError, a damaged deflate stream
+    zlib.error, a directory naming a member that is not there KeyError. (zipfile is imported
+    when a zip is read: the runtime's import stays light.)"""
+    import zipfile
+    import zlib
+    return (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError)
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int, what: str):
     """A binary file object for ``path``: a regular file of at most ``max_bytes``."""
     path = Path(path)
@@ -154,5 +165,5 @@ def read_npz(path: str | os.PathLike, max_bytes: int, what: str) -> dict:
                 return {k: arrays[k] for k in arrays.files}
         except FileRefused:
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError) as e:
+        except zip_errors() as e:
             raise FileRefused(f"{path} is not a readable .npz ({str(e)[:100]}).") from e
