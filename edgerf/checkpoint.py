@@ -125,8 +125,13 @@ def _check_unpacked(f, path: Path) -> None:
 
 
 def _torch_load(f, path: Path) -> dict:
+    import warnings
     try:
-        return torch.load(f, map_location="cpu", weights_only=True)
+        # a damaged file can make torch warn first (an unknown pickle protocol: "please file an
+        # issue"); what the user needs is the one refusal below
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated/foreign files
         # torch's own message may advise weights_only=False, i.e. running the file's
         # code: never pass that on; say what the file is not, and what to do instead.

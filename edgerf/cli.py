@@ -382,15 +382,30 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
 
     frame = m.manifest["frame"]
     if source is None and frame.get("frame_kind") == "log-mel" and not float_frames:
+        from edgerf.runtime.audio import stream_wav_header
         stdin = sys.stdin.buffer
         read = getattr(stdin, "read1", stdin.read)      # what has arrived, not a full buffer: events stay live
-        carry = b""
+        rate = int(frame.get("sample_rate", 16000))
+        carry, start = b"", None                        # start: where the samples begin, once known
         while chunk := read(PCM_CHUNK_BYTES):
             data = carry + chunk
+            if start is None:                           # arecord writes a WAV header unless given -t raw
+                start = stream_wav_header(data, rate)
+                if start is None:
+                    carry = data
+                    continue
+                data = data[start:]
             n = len(data) - len(data) % 2
             carry = data[n:]
             if n:
                 yield "audio", np.frombuffer(data[:n], "<i2").astype(np.float32) / np.float32(32768.0)
+        if start is None and carry.startswith(b"RIFF") and carry[8:12] == b"WAVE":
+            raise EdgerfError("stdin ended inside a WAV header, before any audio.")
+        if start is None and len(carry) > 1:            # a few raw bytes, too few to tell from a header
+            yield "audio", np.frombuffer(carry[:len(carry) // 2 * 2], "<i2").astype(np.float32) / np.float32(32768.0)
+        if len(carry) % 2:
+            raise EdgerfError("stdin ended inside a 16-bit sample (one stray byte): the audio on stdin is raw "
+                            f"16-bit mono PCM (arecord -f S16_LE -r {rate} -c 1) or a WAV stream of it.")
         return
     if source is not None and source.suffix == ".wav":
         if frame.get("frame_kind") != "log-mel":
@@ -432,8 +447,9 @@ def stream(
                                           "default-gru, kws-gru (runs its int8 TFLite)."),
     source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
-                                           "uint8: raw pixel rows), or - for stdin: raw 16-bit mono PCM at the "
-                                           "model's rate for audio models (arecord -f S16_LE -r 16000 -c 1 | "
+                                           "uint8: raw pixel rows), or - for stdin: 16-bit mono PCM at the "
+                                           "model's rate for audio models, raw or with the WAV header arecord "
+                                           "writes (checked) (arecord -f S16_LE -r 16000 -c 1 | "
                                            "edgerf stream kws-gru -), float32 frames otherwise. Default for "
                                            "kws-gru: its built-in demo recording."),
     state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "

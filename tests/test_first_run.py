@@ -274,6 +274,44 @@ def test_live_pcm_on_stdin_in_any_chunk_sizes_gives_the_file_s_events(tmp_path):
     assert out.decode() == want and len(want.splitlines()) >= 5
 
 
+def test_a_wav_stream_on_stdin_is_checked_and_read_past_its_header(tmp_path):
+    """`arecord` writes a WAV header unless told `-t raw`: piped in, its format is checked
+    against the model (a wrong rate or channel count is refused, saying what to record) and
+    the samples after it give the file's events; raw PCM that ends inside a sample is an
+    error after the events it held."""
+    import wave
+
+    import numpy as np
+
+    from edgerf.runtime.audio import stream_wav_header
+    from edgerf.runtime.errors import DataError
+
+    wav = DEMO_RECORDING.read_bytes()
+    with wave.open(str(DEMO_RECORDING), "rb") as w:
+        pcm = w.readframes(w.getnframes())
+    start = len(wav) - len(pcm)
+    # the header split anywhere: undecided until the data chunk's header has arrived
+    assert [stream_wav_header(wav[:k], 16000) for k in range(start)] == [None] * start
+    assert stream_wav_header(wav[:start], 16000) == start and stream_wav_header(pcm[:100], 16000) == 0
+    with pytest.raises(DataError, match="44100 Hz"):
+        stream_wav_header(wav[:start].replace((16000).to_bytes(4, "little"), (44100).to_bytes(4, "little"), 1), 16000)
+
+    want = CliRunner().invoke(app, ["stream", "kws-gru", str(DEMO_RECORDING)]).stdout
+    r = CliRunner().invoke(app, ["stream", "kws-gru", "-"], input=wav)
+    assert r.exit_code == 0, r.output
+    assert r.stdout == want and len(want.splitlines()) >= 5
+
+    with wave.open(str(tmp_path / "stereo.wav"), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.zeros(32000, "<i2").tobytes())
+    r = CliRunner().invoke(app, ["stream", "kws-gru", "-"], input=(tmp_path / "stereo.wav").read_bytes())
+    assert r.exit_code == 2 and "2 channel(s)" in r.output and "-c 1" in r.output
+
+    r = CliRunner().invoke(app, ["stream", "kws-gru", "-"], input=pcm + b"\x01")
+    assert r.exit_code == 2 and "stray byte" in r.output
+    assert r.stdout.splitlines()[:-1] == want.splitlines()[:-1]
+
+
 def test_every_option_help_is_printed_as_written(monkeypatch):
     """Help is printed, never interpreted: '[min, max]' once vanished as a markup tag."""
     import typer.main

@@ -30,8 +30,8 @@ def open_wav_file(path: Path, max_bytes: int = MAX_WAV_BYTES):
 
 
 def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> np.ndarray:
-    """Mono 16-bit PCM at ``rate`` -> float32 in [-1, 1]; anything else is a DataError naming the
-    file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
+    """16-bit PCM at ``rate`` -> float32 in [-1, 1] (several channels: their mean); anything else
+    is a DataError naming the file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
     against its size before the samples are read."""
     with open_wav_file(path, max_bytes) as f:
         size = os.fstat(f.fileno()).st_size
@@ -57,6 +57,45 @@ def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> 
         raise DataError(f"{path}: truncated WAV ({len(raw)} bytes of audio, header says {n * ch * 2}).")
     x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
     return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
+
+
+# A WAV header on stdin (``arecord`` writes one unless told ``-t raw``) is at most this long
+# before its data chunk; a stream that is still "header" beyond it is not one.
+MAX_STREAM_HEADER_BYTES = 1 << 16
+
+
+def stream_wav_header(head: bytes, rate: int) -> int | None:
+    """Where the samples start in a stream that opens with ``head``: 0 for raw PCM (no RIFF
+    header), the offset past the ``data`` chunk's header for a WAV stream whose format is
+    16-bit mono PCM at ``rate``, None while ``head`` is too short to tell. A WAV stream of
+    another format is a DataError saying what it holds. A streamed WAV's sizes are
+    placeholders (its writer does not know the length), so they are not checked."""
+    if not head.startswith(b"RIFF"[:len(head)]) or (len(head) >= 12 and head[8:12] != b"WAVE"):
+        return 0
+    at, fmt = 12, None
+    while len(head) >= at + 8:
+        kind, size = head[at:at + 4], struct.unpack_from("<I", head, at + 4)[0]
+        if kind == b"data":
+            if fmt is None:
+                raise DataError("stdin: a WAV stream whose data comes before its format chunk.")
+            return at + 8
+        if kind == b"fmt ":
+            if len(head) < at + 8 + 16:
+                return None
+            code, channels, got_rate, _, _, bits = struct.unpack_from("<HHIIHH", head, at + 8)
+            if code == 0xFFFE and size >= 40 and len(head) >= at + 8 + 26:      # WAVE_FORMAT_EXTENSIBLE: its subformat
+                code = struct.unpack_from("<H", head, at + 8 + 24)[0]
+            if (code, channels, got_rate, bits) != (1, 1, rate, 16):
+                raise DataError(f"stdin: a WAV stream of {bits}-bit {'PCM' if code == 1 else f'format {code}'}, "
+                                f"{channels} channel(s) at {got_rate} Hz; this model takes 16-bit mono PCM at "
+                                f"{rate} Hz (arecord -f S16_LE -r {rate} -c 1).")
+            fmt = True
+        at += 8 + size + (size & 1)
+        if at > MAX_STREAM_HEADER_BYTES:
+            break
+    if len(head) > MAX_STREAM_HEADER_BYTES:
+        raise DataError(f"stdin: a WAV header with no data chunk in its first {MAX_STREAM_HEADER_BYTES:,} bytes.")
+    return None
 
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int = 16_000) -> None:
