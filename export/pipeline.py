@@ -18,7 +18,7 @@ import numpy as np
 
 from edgerf.runtime import bundle, manifest
 from edgerf.runtime.events import FILLER_CLASSES
-from edgerf.runtime.atomic import clean_stale, temp_prefix
+from edgerf.runtime.atomic import clean_stale, temp_prefix, write_target
 from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.configs import ExportConfig
 from edgerf.data.source import differs
@@ -98,7 +98,8 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
             raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else ckpt_path.parent
     base = cfg.name or ckpt_path.stem
-    targets = output_files(ckpt_path, out_dir, cfg)[:-1]          # the index is written last, apart
+    # a device or a directory where a file goes is refused now, before any work
+    *targets, _index = [write_target(t) for t in output_files(ckpt_path, out_dir, cfg)]    # the index: last, apart
     clash = [str(t) for t in targets if t.exists()]
     if clash and not cfg.force:
         raise ArtifactError(f"{', '.join(clash)} already exist; pass --force to overwrite.")

@@ -386,3 +386,36 @@ def test_train_killed_leaves_no_checkpoint_or_the_old_one(tmp_path):
     assert r.returncode == 0, r.stderr
     checkpoint.load(out)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_a_write_never_replaces_a_device_a_fifo_or_a_directory(tmp_path):
+    """Every write renames a new file onto its name: what is there must be a file or nothing.
+    A FIFO, a directory, a symlink to a device are refused and left as they were (as root,
+    `--state /dev/null` once replaced /dev/null with a regular file)."""
+    import stat
+
+    from edgerf.models import DEMO_RECORDING
+    from edgerf.runtime.atomic import write_bytes
+
+    fifo, folder, link = tmp_path / "kws.state.npz", tmp_path / "dir.npz", tmp_path / "null.npz"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    link.symlink_to(os.devnull)
+    for p in (fifo, folder, link):
+        with pytest.raises(ArtifactError, match="not a file"):
+            write_bytes(p, b"x")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and folder.is_dir() and stat.S_ISCHR(os.stat(link).st_mode)
+    write_bytes(tmp_path / "new.bin", b"x")                      # a new file, or a file, is written as ever
+    write_bytes(tmp_path / "new.bin", b"y")
+    assert (tmp_path / "new.bin").read_bytes() == b"y"
+
+    r = CliRunner().invoke(app, ["stream", "kws-gru", str(DEMO_RECORDING), "--state", str(fifo)])
+    assert r.exit_code == 2 and "is a FIFO, not a file" in r.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "default-gru.onnx").mkdir()
+    r = CliRunner().invoke(app, ["export", str(BUILTIN_DIR / "default-gru.pt"), "-o", str(out), "--force"])
+    assert r.exit_code == 2 and "is a directory, not a file" in r.output
+    assert "parity" not in r.output and sorted(p.name for p in out.iterdir()) == ["default-gru.onnx"]    # no work done

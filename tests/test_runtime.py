@@ -203,6 +203,15 @@ def test_features_equal_training_features(exported, sfmnist):
     np.testing.assert_array_equal(rt.featurize(images[0]), sfmnist.normalise(images[0]))
 
 
+@pytest.mark.parametrize("bad", [{"window": 0}, {"window": -3}, {"window": 2.5}, {"window": True},
+                                 {"merge": -1}, {"min_steps": 0}, {"threshold": 1.0}])
+def test_event_detector_refuses_what_it_cannot_mean(bad):
+    """A smoothing window of no steps, a negative merge, no minimum run: refused, not clamped."""
+    args = {"threshold": 0.8, "window": 3, "min_steps": 1, "merge": 0} | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        EventDetector(["a", "b"], **args)
+
+
 def test_event_detector():
     det = EventDetector(["a", "b", "c"], threshold=0.8, window=2)
     u = np.full(3, 1 / 3)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edgerf.runtime.errors import ArtifactError
+from edgerf.runtime.files import special_kind
 
 
 def _pid_alive(pid: int) -> bool:
@@ -51,15 +52,34 @@ def clean_stale(folder: Path, name: str) -> int:
     return removed
 
 
+def write_target(path: str | os.PathLike) -> Path:
+    """``path``, checked as a place to write: a write renames a new file onto its name, so what
+    is there (or what a symlink there points to) must be a regular file or nothing. A device,
+    a FIFO, a socket or a directory is refused (ArtifactError), never replaced: as root,
+    ``--state /dev/null`` once replaced /dev/null itself with a regular file."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as e:
+        raise ArtifactError(f"cannot write {path}: {e.strerror or e}.") from e
+    if kind := special_kind(st.st_mode):
+        raise ArtifactError(f"{path} is {kind}, not a file; edgerf writes regular files only. Give the path of a "
+                            "file to write.")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temp file lives in the same directory so the final ``os.replace`` is atomic.
     On any exception the temp file is removed and ``path`` is untouched; a temp file
-    left by a killed writer is removed by the next write of the same file.
+    left by a killed writer is removed by the next write of the same file. ``path`` is
+    checked first (``write_target``).
     """
-    path = Path(path)
+    path = write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         clean_stale(path.parent, path.name)

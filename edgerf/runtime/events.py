@@ -49,14 +49,17 @@ class EventDetector:
                  keywords: list[str] | None = None, merge: int = 0):
         if not 0.0 < threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
-        self.classes, self.threshold, self.min_steps = list(classes), threshold, min_steps
+        for name, value, least in (("window", window, 1), ("merge", merge, 0), ("min_steps", min_steps, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+                raise ValueError(f"{name} must be a whole number of steps, at least {least} (got {value!r})")
+        self.classes, self.threshold, self.min_steps = list(classes), threshold, int(min_steps)
         self.keywords = None if keywords is None else set(keywords)
         # the last ``window`` steps, oldest first; before the first step: uniform
-        self._recent = np.full((max(1, window), len(classes)), 1.0 / len(classes), np.float32)
+        self._recent = np.full((int(window), len(classes)), 1.0 / len(classes), np.float32)
         self._recent_max = _max(self._recent)
         self._t = -1
         self._open: list | None = None   # [label, start, last, peak]
-        self.merge = max(0, int(merge))
+        self.merge = int(merge)
         self._pending: list | None = None   # a closed run that a run within ``merge`` steps may join
 
     def update(self, probs: np.ndarray) -> Event | None:

@@ -35,6 +35,16 @@ def zip_errors() -> tuple[type[Exception], ...]:
     return (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError, NotImplementedError, RuntimeError)
 
 
+def special_kind(mode: int) -> str | None:
+    """What a file of ``st_mode`` ``mode`` is when it is not a regular file ("a directory", "a
+    FIFO", "a device", "a socket"); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int, what: str):
     """A binary file object for ``path``: a regular file of at most ``max_bytes``."""
     path = Path(path)
@@ -46,10 +56,7 @@ def open_regular(path: str | os.PathLike, max_bytes: int, what: str):
         raise FileRefused(f"{path}: cannot open {what} ({e.strerror or e}).") from e
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        if kind := special_kind(st.st_mode):
             raise FileRefused(f"{path} is {kind}, not a file; {what} must be a regular file.")
         if st.st_size > max_bytes:
             raise FileRefused(f"{path} is {st.st_size:,} bytes, more than {what} can be ({max_bytes:,}); "
