@@ -127,8 +127,22 @@ def _need_host(command: str) -> None:
                           "Install the host extra: pip install 'edgerf[host]'."))
 
 
-def _refuse_overwrite(path: Path, force: bool) -> None:
-    if path.exists() and not force and (path.is_file() or any(path.iterdir())):
+def _refuse_overwrite(path: Path, force: bool, folder: bool = False) -> None:
+    """Before any work: refuse an output ``path`` that exists unless ``force`` (a ``folder``
+    output: one with something in it), and, force or not, one that cannot be written at all
+    (a device or a FIFO; a directory where a file goes)."""
+    from edgerf.runtime.atomic import write_target
+    from edgerf.runtime.files import special_kind
+
+    if folder and path.exists():
+        if not path.is_dir():
+            _fail(EdgerfError(f"{path} is {special_kind(path.stat().st_mode) or 'a file'}, not a folder; give a "
+                              "folder to write into (it is made if missing)."))
+        if not force and any(path.iterdir()):
+            _fail(EdgerfError(f"{path} is not empty; pass --force to write into it."))
+        return
+    write_target(path)
+    if path.exists() and not force:
         _fail(EdgerfError(f"{path} exists; pass --force to overwrite it."))
 
 
@@ -208,6 +222,8 @@ def export(
     if report is not None and report.resolve() in {f.resolve() for f in output_files(checkpoint, output, cfg)}:
         raise typer.BadParameter(f"{report} is a file this export writes; give the report another path.",
                                  param_hint="--report")
+    if report is not None:
+        atomic.write_target(report)          # a folder or a device there: refused before the export, not after
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     rep = export_checkpoint(checkpoint, output, cfg, log=log, progress=not quiet)
     if report:
@@ -562,7 +578,7 @@ def bench(
 
     log = (lambda s: None) if quiet else (lambda s: typer.echo(s, err=True))
     if report:
-        _refuse_overwrite(report, force)
+        _refuse_overwrite(report, force, folder=True)
     cfg = _config(BenchConfig, options)
     if setup:
         if cfg.device != "arm64":

@@ -419,3 +419,23 @@ def test_a_write_never_replaces_a_device_a_fifo_or_a_directory(tmp_path):
     r = CliRunner().invoke(app, ["export", str(BUILTIN_DIR / "default-gru.pt"), "-o", str(out), "--force"])
     assert r.exit_code == 2 and "is a directory, not a file" in r.output
     assert "parity" not in r.output and sorted(p.name for p in out.iterdir()) == ["default-gru.onnx"]    # no work done
+
+
+@pytest.mark.parametrize("args,says", [
+    (["train", "-o", "{fifo}"], "is a FIFO, not a file"),
+    (["train", "-o", "{folder}"], "is a directory, not a file"),
+    (["plot", str(BUILTIN_DIR / "default-gru.pt"), "-o", "{fifo}", "--force"], "is a FIFO, not a file"),
+    (["bench", "--report", "{fifo}"], "is a FIFO, not a folder"),
+    (["bench", "--report", "{file}", "--force"], "is a file, not a folder"),
+])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, args, says):
+    """Where a command writes, a FIFO, a device or the wrong kind of path is refused up front
+    with exit 2 (`train -o FIFO` once ended in a NotADirectoryError traceback)."""
+    paths = {"fifo": tmp_path / "out.fifo", "folder": tmp_path / "folder", "file": tmp_path / "file.txt"}
+    os.mkfifo(paths["fifo"])
+    paths["folder"].mkdir()
+    (paths["folder"] / "x").write_text("x")
+    paths["file"].write_text("x")
+    r = CliRunner().invoke(app, [a.format(**paths) for a in args])
+    assert r.exit_code == 2 and says in r.output, r.output
+    assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
