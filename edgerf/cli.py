@@ -437,6 +437,9 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
         arr = read_npy(source, MAX_FRAMES_BYTES, "a frames file")
         if arr.ndim != 2:
             raise EdgerfError(f"{source} holds an array of shape {arr.shape}; expected frames [T, D]")
+        if arr.dtype.kind not in "fiu":       # complex or bool or text: a cast would drop or invent values
+            raise EdgerfError(f"{source} holds {arr.dtype} values; frames are real numbers (float, or uint8 "
+                              "pixel rows).")
         for k in range(0, len(arr), FRAMES_CHUNK):
             part = arr[k:k + FRAMES_CHUNK]
             yield "frames", m.featurize(part) if arr.dtype == np.uint8 else part.astype(np.float32)

@@ -439,3 +439,12 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, a
     r = CliRunner().invoke(app, [a.format(**paths) for a in args])
     assert r.exit_code == 2 and says in r.output, r.output
     assert not isinstance(r.exception, Exception) or isinstance(r.exception, SystemExit)
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "bool", "U3"])
+def test_frames_that_are_not_real_numbers_are_refused(tmp_path, dtype):
+    """A .npy of complex, boolean or text values is not frames: a cast to float32 would drop
+    the imaginary part or invent numbers, so `stream` refuses it and says what frames are."""
+    np.save(tmp_path / "f.npy", np.zeros((10, 28), dtype))
+    r = CliRunner().invoke(app, ["stream", "default-gru", str(tmp_path / "f.npy")])
+    assert r.exit_code == 2 and "frames are real numbers" in r.output, r.output
