@@ -1,6 +1,7 @@
 """The device's audio-to-events path (Spotter): per chunk, and the same as stepping by hand."""
 
 import numpy as np
+import pytest
 
 from edgerf.models import DEMO_RECORDING, builtin_artifact
 from edgerf.runtime import EventDetector, Spotter, StepModel
@@ -42,3 +43,19 @@ def test_spotter_skips_bad_frames_without_a_step_and_keeps_going():
     sp.feed_frames(frames)
     assert m.steps == 9 and m.health["bad_frames"] == 1
     assert kept[0][0].shape == (9, m.features) and kept[0][1].shape == (9, len(m.classes))
+
+
+@pytest.mark.parametrize("pcm,says", [
+    (np.ones(1600, np.int16), "scale 16-bit samples by 1/32768"),
+    (np.zeros((1600, 2), np.float32), "one channel"),
+    (None, "float samples"),
+    (np.zeros(1600, np.complex64), "float samples"),
+])
+def test_pcm_a_driver_buffer_gets_wrong_is_refused_with_what_to_do(pcm, says):
+    """int16 samples passed as they come (1000 where 0.03 was meant), two channels raveled into
+    one, no array at all: refused, the state untouched, never turned into frames."""
+    m = StepModel.load(builtin_artifact("kws-gru"))
+    spotter = Spotter(m)
+    with pytest.raises(ValueError, match=says):
+        spotter.feed(pcm)
+    assert m.steps == 0 and spotter.feed(np.zeros(16000, np.float32)) == [] and m.steps > 0

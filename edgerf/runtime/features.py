@@ -142,6 +142,16 @@ class SparseFilterbank:
 DENSE_MEL_FRAMES = 16
 
 
+def _pcm_refusal(pcm: np.ndarray) -> str:
+    """Why ``pcm`` is not one channel of float samples (the mistakes a driver's buffer invites)."""
+    if pcm.dtype.kind in "iu":
+        return (f"PCM of {pcm.dtype} samples: the front end takes float PCM in [-1, 1]; scale 16-bit samples "
+                "by 1/32768 (x.astype(np.float32) / 32768).")
+    if pcm.dtype.kind != "f":
+        return f"PCM must be float samples in [-1, 1], not {pcm.dtype} values."
+    return f"PCM must be one channel, samples [n]; got an array of shape {pcm.shape} (mix or pick a channel)."
+
+
 class LogMelStream:
     """PCM chunks (float in [-1, 1], any length) -> log-mel frames [n, N_MELS] and the
     per-frame waveform log-variance [n] (what the activity mask is computed from; None with
@@ -166,7 +176,10 @@ class LogMelStream:
         self._padded = self._spectrum = self._power = self._bands = np.zeros((0, 0))   # _logmel's buffers
 
     def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        pcm = np.asarray(pcm, np.float32).ravel()
+        pcm = np.asarray(pcm)
+        if pcm.dtype.kind != "f" or sum(n > 1 for n in pcm.shape) > 1:
+            raise ValueError(_pcm_refusal(pcm))
+        pcm = pcm.astype(np.float32, copy=False).ravel()
         buf = np.concatenate([self._buf, pcm]) if len(self._buf) else np.ascontiguousarray(pcm)
         n = 0 if len(buf) < WIN else 1 + (len(buf) - WIN) // HOP
         if n == 0:
