@@ -177,7 +177,7 @@ class LogMelStream:
 
     def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         pcm = np.asarray(pcm)
-        if pcm.dtype.kind != "f" or sum(n > 1 for n in pcm.shape) > 1:
+        if pcm.dtype.kind != "f" or (pcm.ndim > 1 and sum(n > 1 for n in pcm.shape) > 1):
             raise ValueError(_pcm_refusal(pcm))
         pcm = pcm.astype(np.float32, copy=False).ravel()
         buf = np.concatenate([self._buf, pcm]) if len(self._buf) else np.ascontiguousarray(pcm)
