@@ -630,12 +630,18 @@ def sweep(
     from edgerf.train import TrainConfig
 
     def listed(text: str, kind=str, known=None):
-        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
-        bad = [v for v in values if known is not None and v not in known]
-        if not values or bad:
-            raise typer.BadParameter(f"{text!r}: expected a comma-separated list" +
-                                     (f" of {', '.join(known)}" if known else ""))
+        what = f" of {', '.join(known)}" if known else " of whole numbers" if kind is int else ""
+        try:
+            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if not values or any(known is not None and v not in known for v in values):
+            raise typer.BadParameter(f"{text!r}: expected a comma-separated list{what}")
         return values
+
+    _refuse_overwrite(out, force=True, folder=True)       # finished trials are reused: a folder, not a file
+    for table in (".jsonl", ".md"):                       # the tables come after hours of training: check now
+        _refuse_overwrite(Path(results or out / "sweep").with_suffix(table), force=True)
 
     try:
         cfg = SweepConfig(

@@ -427,12 +427,17 @@ def test_a_write_never_replaces_a_device_a_fifo_or_a_directory(tmp_path):
     (["plot", str(BUILTIN_DIR / "default-gru.pt"), "-o", "{fifo}", "--force"], "is a FIFO, not a file"),
     (["bench", "--report", "{fifo}"], "is a FIFO, not a folder"),
     (["bench", "--report", "{file}", "--force"], "is a file, not a folder"),
+    (["sweep", "--out", "{fifo}"], "is a FIFO, not a folder"),
+    (["sweep", "--out", "{folder}", "--results", "{tables}"], "is a FIFO, not a file"),
+    (["sweep", "--seeds", "0,one"], "list of whole numbers"),
 ])
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, args, says):
     """Where a command writes, a FIFO, a device or the wrong kind of path is refused up front
     with exit 2 (`train -o FIFO` once ended in a NotADirectoryError traceback)."""
-    paths = {"fifo": tmp_path / "out.fifo", "folder": tmp_path / "folder", "file": tmp_path / "file.txt"}
+    paths = {"fifo": tmp_path / "out.fifo", "folder": tmp_path / "folder", "file": tmp_path / "file.txt",
+             "tables": tmp_path / "grid"}
     os.mkfifo(paths["fifo"])
+    os.mkfifo(tmp_path / "grid.md")                     # where `sweep --results grid` writes its table
     paths["folder"].mkdir()
     (paths["folder"] / "x").write_text("x")
     paths["file"].write_text("x")
