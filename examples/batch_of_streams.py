@@ -18,6 +18,7 @@ import numpy as np
 from edgerf.runtime.bundle import bundle_path, read as read_bundle
 from edgerf.models import builtin_artifact
 from edgerf.runtime import StepModel
+from edgerf.runtime.errors import EdgerfError
 
 
 def main(argv=None) -> int:
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     artifact = a.artifact or builtin_artifact("default-gru")
     x = read_bundle(bundle_path(artifact)).stream.x
+    if a.streams < 1 or not 1 <= a.steps <= len(x):
+        p.error(f"--streams is at least 1 and --steps 1 to {len(x):,} (the bundle's stream)")
     offsets = np.linspace(0, len(x) - a.steps, a.streams).astype(int)
     block = np.stack([x[o:o + a.steps] for o in offsets], axis=1)        # [T, B, D]
 
@@ -44,4 +47,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EdgerfError as e:        # a bad model, recording or state file: say what, as edgerf's commands do
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

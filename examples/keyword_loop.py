@@ -19,6 +19,7 @@ from pathlib import Path
 from edgerf.runtime.audio import read_wav
 from edgerf.models import DEMO_RECORDING, builtin_artifact
 from edgerf.runtime import Spotter, StepModel
+from edgerf.runtime.errors import EdgerfError
 
 
 def chunks(pcm, size: int):
@@ -34,6 +35,8 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk, as a driver delivers it")
     p.add_argument("--target", default=None, help="litert, tflm, numpy... (edgerf.runtime.targets)")
     a = p.parse_args(argv)
+    if not 0 < a.chunk_ms <= 60_000:
+        p.error(f"--chunk-ms {a.chunk_ms}: audio per chunk is more than 0 and at most 60,000 ms")
     model = StepModel.load(a.artifact or builtin_artifact("kws-gru"), target=a.target)
     spotter = Spotter(model)             # the manifest's operating point; _unknown_ fires nothing
     period = model.manifest["frame"]["period_s"]
@@ -49,4 +52,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EdgerfError as e:        # a bad model, recording or state file: say what, as edgerf's commands do
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

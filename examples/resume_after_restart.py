@@ -20,6 +20,7 @@ import numpy as np
 from edgerf.runtime.bundle import bundle_path, read as read_bundle
 from edgerf.models import builtin_artifact
 from edgerf.runtime import StepModel
+from edgerf.runtime.errors import EdgerfError
 
 
 def main(argv=None) -> int:
@@ -52,4 +53,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except EdgerfError as e:        # a bad model, recording or state file: say what, as edgerf's commands do
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

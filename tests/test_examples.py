@@ -36,3 +36,15 @@ def test_state_and_batch_examples_check_themselves(name):
     r = _run(name)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "True" in r.stdout or "agreement 1.0000" in r.stdout
+
+
+@pytest.mark.parametrize("name,args,says", [
+    ("keyword_loop.py", ["--chunk-ms", "0"], "audio per chunk"),
+    ("keyword_loop.py", ["README.md"], "unknown artifact type"),
+    ("batch_of_streams.py", ["--steps", "0"], "--steps 1 to"),
+    ("resume_after_restart.py", ["README.md"], "no evaluation bundle"),
+])
+def test_examples_refuse_bad_arguments_as_the_commands_do(name, args, says):
+    """A bad option or a file that is not a model: one line on stderr and exit 2, no traceback."""
+    r = _run(name, *args)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr[-800:]
