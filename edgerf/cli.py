@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -451,6 +452,44 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
             yield "frames", np.frombuffer(chunk, np.float32)
 
 
+class _Stop:
+    """How `edgerf stream` stops on a signal. A live stream ends by Ctrl-C or by its service
+    manager's SIGTERM, not by the end of its input: either one finishes the chunk in hand,
+    reports the event still open, saves --state and exits 130 or 143. While a chunk steps
+    both signals wait (``deferred``), so a stop never lands between one step's state tensors."""
+
+    def __init__(self):
+        import signal
+        self._signal, self._by_term = signal, False
+        self._mask = getattr(signal, "pthread_sigmask", None)          # POSIX; elsewhere no deferral
+        self._blocked = {signal.SIGINT, signal.SIGTERM}
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._on_term)
+        except ValueError:                                             # not the main thread: leave SIGTERM be
+            self._previous = None
+
+    def _on_term(self, signum, frame):
+        self._by_term = True
+        raise KeyboardInterrupt
+
+    @property
+    def exit_code(self) -> int:
+        return 143 if self._by_term else 130
+
+    @contextlib.contextmanager
+    def deferred(self):
+        old = self._mask(self._signal.SIG_BLOCK, self._blocked) if self._mask else None
+        try:
+            yield
+        finally:
+            if self._mask:
+                self._mask(self._signal.SIG_SETMASK, old)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            self._signal.signal(self._signal.SIGTERM, self._previous)
+
+
 def _event_record(ev, period: Optional[float]) -> dict:
     """An event as `edgerf stream` prints it: with times in seconds for timed frames."""
     d = ev.to_dict()
@@ -543,11 +582,19 @@ def stream(
                 events.append(_event_record(ev, period))
                 typer.echo(json.dumps(events[-1]))        # click flushes each line: events stay live in a pipe
 
-        for kind, data in _chunks(m, path, npy, float_frames):
-            emit(spotter.feed(data) if kind == "audio" else spotter.feed_frames(data))
-        emit(spotter.flush())
-        if state:
-            m.save_state(state)
+        stop, stopped = _Stop(), False
+        try:
+            for kind, data in _chunks(m, path, npy, float_frames):
+                with stop.deferred():
+                    emit(spotter.feed(data) if kind == "audio" else spotter.feed_frames(data))
+        except KeyboardInterrupt:
+            stopped = True
+        finally:
+            stop.restore()
+        with stop.deferred():                 # a second Ctrl-C waits for the event and the state
+            emit(spotter.flush())
+            if state:
+                m.save_state(state)
         if plot and seen:
             from edgerf.bench.render import plot_detections
             truth = None
@@ -562,7 +609,10 @@ def stream(
     except OSError as e:
         _fail(EdgerfError(str(e)))
     seconds = f" ({m.steps * period:.1f} s)" if period else ""
-    typer.secho(f"{m.steps:,} steps{seconds} on {m.target}; health {m.health}", err=True)
+    typer.secho(f"{m.steps:,} steps{seconds} on {m.target}; health {m.health}"
+                + (f"; stopped by a signal{', state saved' if state else ''}" if stopped else ""), err=True)
+    if stopped:
+        raise typer.Exit(stop.exit_code)
 
 
 @command(BenchConfig, choices={"device": Device})

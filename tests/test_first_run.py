@@ -312,6 +312,31 @@ def test_a_wav_stream_on_stdin_is_checked_and_read_past_its_header(tmp_path):
     assert r.stdout.splitlines()[:-1] == want.splitlines()[:-1]
 
 
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_live_stream_stopped_by_a_signal_saves_its_state(tmp_path, sig, code):
+    """A live stream ends by Ctrl-C or its service manager's SIGTERM, not by end of input: the
+    events so far are printed, --state is saved (and resumes), and the exit code says which."""
+    import signal
+    import wave
+
+    from edgerf.runtime import StepModel
+
+    with wave.open(str(DEMO_RECORDING), "rb") as w:
+        pcm = w.readframes(w.getnframes())
+    state = tmp_path / "live.state.npz"
+    p = subprocess.Popen([sys.executable, "-m", "edgerf", "stream", "kws-gru", "-", "--state", str(state)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(pcm)
+    p.stdin.flush()                          # stdin stays open: the microphone is still on
+    first = p.stdout.readline()              # an event: the audio is being stepped
+    p.send_signal(getattr(signal, sig))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err.decode()[-1500:]
+    assert json.loads(first)["name"] and b"stopped by a signal, state saved" in err and b"Traceback" not in err
+    m = StepModel.load(builtin_artifact("kws-gru"))
+    assert m.resume(state) and m.steps > 0
+
+
 def test_every_option_help_is_printed_as_written(monkeypatch):
     """Help is printed, never interpreted: '[min, max]' once vanished as a markup tag."""
     import typer.main
