@@ -4,7 +4,8 @@ calls one library function and prints or saves what it returns; heavy imports
 side never loads the host side.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix),
-3 an exported graph failed its parity gate.
+3 an exported graph failed its parity gate, 130 or 143 a stream stopped by SIGINT or
+SIGTERM (its state saved).
 """
 
 from __future__ import annotations
