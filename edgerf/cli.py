@@ -400,7 +400,7 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
 
     frame = m.manifest["frame"]
     if source is None and frame.get("frame_kind") == "log-mel" and not float_frames:
-        from edgerf.runtime.audio import stream_wav_header
+        from edgerf.runtime.audio import pcm16_to_float, stream_wav_header
         stdin = sys.stdin.buffer
         read = getattr(stdin, "read1", stdin.read)      # what has arrived, not a full buffer: events stay live
         rate = int(frame.get("sample_rate", 16000))
@@ -416,11 +416,11 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
             n = len(data) - len(data) % 2
             carry = data[n:]
             if n:
-                yield "audio", np.frombuffer(data[:n], "<i2").astype(np.float32) / np.float32(32768.0)
+                yield "audio", pcm16_to_float(data[:n])
         if start is None and carry.startswith(b"RIFF") and carry[8:12] == b"WAVE":
             raise EdgerfError("stdin ended inside a WAV header, before any audio.")
         if start is None and len(carry) > 1:            # a few raw bytes, too few to tell from a header
-            yield "audio", np.frombuffer(carry[:len(carry) // 2 * 2], "<i2").astype(np.float32) / np.float32(32768.0)
+            yield "audio", pcm16_to_float(carry[:len(carry) // 2 * 2])
         if len(carry) % 2:
             raise EdgerfError("stdin ended inside a 16-bit sample (one stray byte): the audio on stdin is raw "
                             f"16-bit mono PCM (arecord -f S16_LE -r {rate} -c 1) or a WAV stream of it.")

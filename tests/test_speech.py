@@ -57,6 +57,14 @@ def test_bad_files_skipped_with_a_count(tmp_path):
     assert (len(waves), words, bad) == (1, ["yes"], 1)
 
 
+def test_every_16_bit_sample_reads_as_its_value_over_32768_from_bytes_or_an_array():
+    from edgerf.runtime.audio import pcm16_to_float
+    every = np.arange(-32768, 32768, dtype=np.int16)
+    want = every.astype(np.float64) / 32768.0                  # exact in float32 for every int16
+    for got in (pcm16_to_float(every), pcm16_to_float(every.astype("<i2").tobytes())):
+        assert got.dtype == np.float32 and np.array_equal(got.astype(np.float64), want)
+
+
 def test_speaker_split_is_disjoint_and_deterministic():
     root = locate("speech-commands").root
     by_split = {s: {c.speaker for c in speech.list_clips(root, s)} for s in ("train", "val", "test")}

@@ -65,6 +65,7 @@ def in_process(model: str, pcm: np.ndarray, rate: int) -> dict:
 
     from edgerf.models import builtin_artifact
     from edgerf.runtime import Spotter, StepModel
+    from edgerf.runtime.audio import pcm16_to_float
     from edgerf.runtime.spotter import steady_heap
 
     steady_heap()          # as `edgerf stream` does (both tools in this process benefit)
@@ -73,7 +74,6 @@ def in_process(model: str, pcm: np.ndarray, rate: int) -> dict:
     seconds = len(pcm) / rate
     pcm16 = np.clip(np.round(pcm * 32768), -32768, 32767).astype("<i2")
     path = builtin_artifact(model) if "." not in model else Path(model)
-    scale = np.float32(32768.0)
 
     def edgerf_pass(timed: bool) -> tuple[float, Spotter, int]:
         spotter = Spotter(StepModel.load(path), timed=timed)
@@ -82,7 +82,7 @@ def in_process(model: str, pcm: np.ndarray, rate: int) -> dict:
         t = time.process_time()
         for k in range(0, len(pcm16), chunk):
             t_read = clock()
-            x = pcm16[k:k + chunk].astype(np.float32) / scale          # what stdin reading does
+            x = pcm16_to_float(pcm16[k:k + chunk])                       # what stdin reading does
             reading += clock() - t_read
             events += len(spotter.feed(x))
         events += len(spotter.flush())

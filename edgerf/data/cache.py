@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.runtime.audio import open_wav_file, read_wav
+from edgerf.runtime.audio import open_wav_file, pcm16_to_float, read_wav
 from edgerf.runtime.errors import DataError
 
 FORMAT = "edgerf-wavecache/1"
@@ -118,5 +118,5 @@ def _build(paths: list[Path], folder: Path, key: str) -> None:
 def as_float(clip: np.ndarray) -> np.ndarray:
     """A cached clip as the float32 PCM ``read_wav`` returns (bit-identical for int16)."""
     if clip.dtype == np.int16:
-        return clip.astype(np.float32) / 32768.0
+        return pcm16_to_float(clip)
     return np.asarray(clip, np.float32)

@@ -16,6 +16,16 @@ from edgerf.runtime.files import FileRefused, open_regular
 # 128 MB of 16-bit audio: 70 minutes of 16 kHz mono, 512 MB as float32. Longer recordings
 # stream through stdin in bounded chunks (edgerf stream MODEL -).
 MAX_WAV_BYTES = 1 << 27
+_PCM16_SCALE = np.float32(1 / 32768)     # a power of two: the product is the quotient, bit for bit
+
+
+def pcm16_to_float(pcm16) -> np.ndarray:
+    """16-bit PCM (little-endian bytes or an int16 array) -> float32 samples in [-1, 1): the
+    one conversion every reader uses (WAV files, stdin, the speech cache), so training and
+    the device read the same numbers."""
+    if isinstance(pcm16, (bytes, bytearray, memoryview)):
+        pcm16 = np.frombuffer(pcm16, "<i2")
+    return np.multiply(pcm16, _PCM16_SCALE, dtype=np.float32)
 
 
 def open_wav_file(path: Path, max_bytes: int = MAX_WAV_BYTES):
@@ -55,7 +65,7 @@ def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> 
         raise DataError(f"{path}: empty WAV file.")
     if len(raw) != n * ch * 2:
         raise DataError(f"{path}: truncated WAV ({len(raw)} bytes of audio, header says {n * ch * 2}).")
-    x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    x = pcm16_to_float(raw)
     return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
 
 
