@@ -26,6 +26,7 @@ import typer
 from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TASK_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.runtime.errors import EdgerfError
+from edgerf.runtime.targets import listing
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Recurrent classifiers that run forever on edge devices, with no state reset.")
@@ -503,7 +504,7 @@ def _event_record(ev, period: Optional[float]) -> dict:
 def stream(
     model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
                                           "a checkpoint .pt (run in torch, before export), or a built-in name: "
-                                          "default-gru, kws-gru (runs its int8 TFLite)."),
+                                          "default-gru, kws-gru (runs its int8 TFLite; with an ONNX --target, its ONNX)."),
     source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
                                            "uint8: raw pixel rows), or - for stdin: 16-bit mono PCM at the "
@@ -527,9 +528,9 @@ def stream(
                                       "not audio (audio models)."),
     all_classes: bool = typer.Option(False, "--all-classes", help="Also report events of classes that are not "
                                      "keywords (_unknown_ and any the manifest marks as filler)."),
-    target: Optional[str] = typer.Option(None, help="What runs the artifact: litert (XNNPACK), litert-nodelegate, "
-                                         "litert-ref, tflm (TFLite Micro), ort, onnx-ref. Default: the first "
-                                         "installed of litert, tflm (.tflite) or ort, onnx-ref (.onnx)."),
+    target: Optional[str] = typer.Option(None, help=f"What runs the artifact: {listing()}. Default: the first "
+                                         "installed of litert, tflm, numpy (.tflite) or ort, onnx-ref (.onnx). "
+                                         "With a built-in name, picks the built-in's graph of that target's format."),
 ) -> None:
     """Run a model over a recording or stdin and print events as JSON lines as they happen
     (class, first and last step, times in seconds for timed frames, peak confidence)."""
@@ -548,7 +549,7 @@ def stream(
                               "(or drop --plot)."))
     seen, events = [], []     # frames and probabilities, kept only for --plot
     try:
-        path = builtin_artifact(model) if model in BUILTINS else Path(model)
+        path = builtin_artifact(model, target) if model in BUILTINS else Path(model)
         if source is None:
             if model != "kws-gru":
                 raise EdgerfError("give a SOURCE (.wav, .npy or -); only the built-in kws-gru has a default "

@@ -12,6 +12,8 @@ import shlex
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
+from edgerf.runtime.targets import listing
+
 PATHS = ("data", "background")   # the fields that name folders of this machine
 
 DATA_HELP = ("Dataset folder. When given, the command reads nothing from anywhere else; default: "
@@ -225,8 +227,8 @@ CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,0
 class ExportConfig:
     formats: tuple[str, ...] = option(("onnx", "tflite"), "Formats to write: onnx, tflite.", "--format")
     int8: bool = option(False, "Also write <name>.int8.onnx/.tflite (the state-aware precision plan).", "--int8")
-    targets: tuple[str, ...] = option((), "int8: the targets each precision plan is judged on, comma-separated "
-                                          "(litert, litert-nodelegate, litert-ref, tflm, numpy, ort, onnx-ref; "
+    targets: tuple[str, ...] = option((), "int8: the targets each precision plan is judged on, comma-separated, of "
+                                          f"{listing()} ("
                                           "default: every installed target of each format, leaving out those "
                                           "measured bit-identical to one already judged).")
     parity_steps: int = option(10_000, "Test-stream steps of the parity gate (state fed back).", within=(100, 1 << 24))
@@ -289,9 +291,8 @@ class BenchConfig:
     gap_kind: str | None = option(None, "Evaluate on other gaps than the model was trained with (gaussian, "
                                         "uniform, silence, background, shuffled, or a mix); needs the dataset.")
     targets: tuple[str, ...] = option((), "Run each artifact on these targets, each where it runs that format: "
-                                          "litert (XNNPACK), litert-nodelegate, litert-ref, tflm (TFLite Micro, "
-                                          "host-emulated timing), ort, onnx-ref. Default: each format's default "
-                                          "target (litert, ort).", "--target")
+                                          f"{listing()} (tflm and numpy: host-emulated timing). Default: each "
+                                          "format's default target (litert, ort).", "--target")
     levels: bool = option(False, "Audio models: also sweep speech gain (-30..+10 dB) and SNR over real "
                                  "background (-5..+20 dB) on the first artifact: acc_p, keywords found and false "
                                  "accepts per point (needs the dataset).", "--levels/--no-levels")

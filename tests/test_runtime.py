@@ -204,9 +204,11 @@ def test_features_equal_training_features(exported, sfmnist):
 
 
 @pytest.mark.parametrize("bad", [{"window": 0}, {"window": -3}, {"window": 2.5}, {"window": True},
-                                 {"merge": -1}, {"min_steps": 0}, {"threshold": 1.0}])
+                                 {"merge": -1}, {"min_steps": 0}, {"threshold": 1.0},
+                                 {"window": 10 ** 11}])
 def test_event_detector_refuses_what_it_cannot_mean(bad):
-    """A smoothing window of no steps, a negative merge, no minimum run: refused, not clamped."""
+    """A smoothing window of no steps (or of terabytes), a negative merge, no minimum run:
+    refused, not clamped (a window of 10^11 steps ended in numpy's MemoryError traceback)."""
     args = {"threshold": 0.8, "window": 3, "min_steps": 1, "merge": 0} | bad
     with pytest.raises(ValueError, match=next(iter(bad))):
         EventDetector(["a", "b"], **args)

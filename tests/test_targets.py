@@ -84,6 +84,13 @@ def test_stream_and_bench_run_on_a_named_target(tmp_path):
     r = CliRunner().invoke(app, ["stream", "kws-gru", "--target", "tflm"])
     assert r.exit_code == 0 and "on tflm" in r.stderr, r.output
     assert len(r.stdout.splitlines()) >= 5
+    # a built-in name on another format's target runs the built-in's graph of that format
+    r = CliRunner().invoke(app, ["stream", "default-gru", "-", "--target", "onnx-ref"], input=b"")
+    assert r.exit_code == 0 and "on onnx-ref" in r.stderr, r.output
+    # every target is offered in the options' help (a list written out by hand lost one)
+    for command in ("stream", "bench", "export"):
+        shown = " ".join(CliRunner().invoke(app, [command, "--help"], terminal_width=400).output.split())
+        assert all(name in shown for name in TARGETS), (command, shown)
     r = CliRunner().invoke(app, ["bench", "--target", "tflm,litert-ref", "--seconds", "0.05", "--windows", "1",
                                  "--no-rss", "--steps", "500", "-q", "--report", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output

@@ -34,15 +34,19 @@ DEMO_RECORDING = BUILTIN_DIR / "kws-demo.wav"
 DEMO_TRUTH = BUILTIN_DIR / "kws-demo.json"
 
 
-def _stream_artifact(name: str) -> str:
-    """What `edgerf stream <built-in>` runs: the TFLite graph where a TFLite interpreter is
-    installed, else the ONNX graph where ONNX Runtime is, else the TFLite graph on the numpy
-    backend (numpy alone); int8, unless the export measured its int8 plan slower than fp32
-    (an a16w8 plan on CPU kernels: int8 then pays in size, not speed), and numpy alone, which
-    runs full int8 and fp32 only, gets fp32 then too."""
+def _stream_artifact(name: str, target: str | None = None) -> str:
+    """What `edgerf stream <built-in>` runs: the graph of ``target``'s format when one is named,
+    else the TFLite graph where a TFLite interpreter is installed, else the ONNX graph where
+    ONNX Runtime is, else the TFLite graph on the numpy backend (numpy alone); int8, unless
+    the export measured its int8 plan slower than fp32 (an a16w8 plan on CPU kernels: int8
+    then pays in size, not speed), and numpy alone, which runs full int8 and fp32 only, gets
+    fp32 then too."""
     from edgerf.runtime.targets import TARGETS
-    tflite = any(TARGETS[t].present() for t in ("litert", "tflm")) or not TARGETS["ort"].present()
-    suffix = ".tflite" if tflite else ".onnx"
+    if target in TARGETS:
+        suffix = TARGETS[target].suffix
+    else:               # no target, or one StepModel.load refuses by name
+        tflite = any(TARGETS[t].present() for t in ("litert", "tflm")) or not TARGETS["ort"].present()
+        suffix = ".tflite" if tflite else ".onnx"
     return artifact_name(name, suffix, int8=_int8_pays(BUILTIN_DIR / artifact_name(name, suffix, int8=True)))
 
 
@@ -75,6 +79,6 @@ def builtin_checkpoint(name: str = "default-gru") -> Path:
     return ckpt
 
 
-def builtin_artifact(name: str) -> Path:
-    """The artifact ``edgerf stream`` runs for a built-in name."""
-    return builtin_checkpoint(name).with_name(_stream_artifact(name))
+def builtin_artifact(name: str, target: str | None = None) -> Path:
+    """The artifact ``edgerf stream`` runs for a built-in name (on ``target``, when named)."""
+    return builtin_checkpoint(name).with_name(_stream_artifact(name, target))

@@ -14,6 +14,7 @@ import numpy as np
 
 # Classes that mean "none of the keywords": they never fire an event unless asked for.
 FILLER_CLASSES = ("_unknown_",)
+MAX_WINDOW = 100_000     # steps of smoothing: over an hour of 40 ms steps
 
 
 def _max(a: np.ndarray) -> float:
@@ -52,6 +53,8 @@ class EventDetector:
         for name, value, least in (("window", window, 1), ("merge", merge, 0), ("min_steps", min_steps, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
                 raise ValueError(f"{name} must be a whole number of steps, at least {least} (got {value!r})")
+        if window > MAX_WINDOW:        # the window is held as an array: a typo must not ask for terabytes
+            raise ValueError(f"window must be at most {MAX_WINDOW:,} steps (got {window:,})")
         self.classes, self.threshold, self.min_steps = list(classes), threshold, int(min_steps)
         self.keywords = None if keywords is None else set(keywords)
         # the last ``window`` steps, oldest first; before the first step: uniform

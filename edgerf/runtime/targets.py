@@ -68,6 +68,13 @@ DEFAULTS = {".tflite": ("litert", "tflm", "numpy"), ".onnx": ("ort", "onnx-ref")
 SAME_AS: frozenset[frozenset[str]] = frozenset({frozenset({"ort", "onnx-ref"}), frozenset({"tflm", "numpy"})})
 
 
+def listing() -> str:
+    """Every target by name, with what tells them apart, for option help: one list, so no help
+    text forgets one."""
+    notes = {"litert": "XNNPACK", "tflm": "TFLite Micro", "numpy": "numpy alone"}
+    return ", ".join(f"{n} ({notes[n]})" if n in notes else n for n in TARGETS)
+
+
 @functools.lru_cache(maxsize=None)
 def _importable(module: str) -> bool:
     """Whether ``module`` imports here (a real import: a package that is there but broken
