@@ -401,7 +401,7 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
 
     frame = m.manifest["frame"]
     if source is None and frame.get("frame_kind") == "log-mel" and not float_frames:
-        from edgerf.runtime.audio import pcm16_to_float, stream_wav_header
+        from edgerf.runtime.audio import WAV_STREAM_TAGS, pcm16_to_float, stream_wav_header
         stdin = sys.stdin.buffer
         read = getattr(stdin, "read1", stdin.read)      # what has arrived, not a full buffer: events stay live
         rate = int(frame.get("sample_rate", 16000))
@@ -418,7 +418,7 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
             carry = data[n:]
             if n:
                 yield "audio", pcm16_to_float(data[:n])
-        if start is None and carry.startswith(b"RIFF") and carry[8:12] == b"WAVE":
+        if start is None and carry[:4] in WAV_STREAM_TAGS and carry[8:12] == b"WAVE":
             raise EdgerfError("stdin ended inside a WAV header, before any audio.")
         if start is None and len(carry) > 1:            # a few raw bytes, too few to tell from a header
             yield "audio", pcm16_to_float(carry[:len(carry) // 2 * 2])

@@ -312,6 +312,34 @@ def test_a_wav_stream_on_stdin_is_checked_and_read_past_its_header(tmp_path):
     assert r.stdout.splitlines()[:-1] == want.splitlines()[:-1]
 
 
+def test_every_way_a_pipe_may_split_a_wav_header_reads_the_same():
+    """A pipe may deliver a header a byte at a time: every prefix of a WAV stream's header is
+    undecided until its data chunk's header is whole, for the plain, extensible (what sox and
+    ffmpeg write for some formats), RF64 and LIST-carrying headers alike; other formats are
+    refused by what they hold, whole or split (an extensible header split inside its
+    extension was refused as "format 65534")."""
+    import struct
+
+    from edgerf.runtime.audio import stream_wav_header
+    from edgerf.runtime.errors import DataError
+
+    def header(code=1, bits=16, extensible=False, tag=b"RIFF", extra=b""):
+        fmt = struct.pack("<HHIIHH", 0xFFFE if extensible else code, 1, 16000, 16000 * bits // 8, bits // 8, bits)
+        if extensible:      # cbSize 22, valid bits, channel mask, then the subformat GUID (its code first)
+            fmt += struct.pack("<HHIH", 22, bits, 4, code) + bytes(14)
+        return (tag + b"\xff\xff\xff\xff" + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + extra
+                + b"data\xff\xff\xff\xff")
+
+    for h in (header(), header(extensible=True), header(tag=b"RF64"), header(extra=b"LIST\x05\0\0\0abcde\0")):
+        assert [stream_wav_header(h[:k], 16000) for k in range(len(h))] == [None] * len(h)
+        assert stream_wav_header(h + b"\0\0", 16000) == len(h)
+    for h, said in ((header(code=3, bits=32), "32-bit float"), (header(3, 32, extensible=True), "32-bit float"),
+                    (header(tag=b"RIFX"), "big-endian")):
+        with pytest.raises(DataError, match=said):
+            for k in range(1, len(h) + 1):
+                stream_wav_header(h[:k], 16000)
+
+
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_live_stream_stopped_by_a_signal_saves_its_state(tmp_path, sig, code):
     """A live stream ends by Ctrl-C or its service manager's SIGTERM, not by end of input: the

@@ -74,13 +74,20 @@ def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> 
 MAX_STREAM_HEADER_BYTES = 1 << 16
 
 
+WAV_STREAM_TAGS = (b"RIFF", b"RF64")     # how a little-endian WAV stream opens (RF64: over 4 GB)
+
+
 def stream_wav_header(head: bytes, rate: int) -> int | None:
     """Where the samples start in a stream that opens with ``head``: 0 for raw PCM (no RIFF
-    header), the offset past the ``data`` chunk's header for a WAV stream whose format is
-    16-bit mono PCM at ``rate``, None while ``head`` is too short to tell. A WAV stream of
-    another format is a DataError saying what it holds. A streamed WAV's sizes are
-    placeholders (its writer does not know the length), so they are not checked."""
-    if not head.startswith(b"RIFF"[:len(head)]) or (len(head) >= 12 and head[8:12] != b"WAVE"):
+    header), the offset past the ``data`` chunk's header for a WAV stream (RIFF or RF64) whose
+    format is 16-bit mono PCM at ``rate``, None while ``head`` is too short to tell (a pipe may
+    deliver the header a byte at a time). A WAV stream of another format is a DataError saying
+    what it holds. A streamed WAV's sizes are placeholders (its writer does not know the
+    length), so they are not checked."""
+    if len(head) >= 4 and head[:4] == b"RIFX":
+        raise DataError("stdin: a big-endian WAV stream (RIFX); this model takes little-endian 16-bit PCM "
+                        f"(arecord -f S16_LE -r {rate} -c 1).")
+    if not any(head.startswith(tag[:len(head)]) for tag in WAV_STREAM_TAGS) or (len(head) >= 12 and head[8:12] != b"WAVE"):
         return 0
     at, fmt = 12, None
     while len(head) >= at + 8:
@@ -90,15 +97,19 @@ def stream_wav_header(head: bytes, rate: int) -> int | None:
                 raise DataError("stdin: a WAV stream whose data comes before its format chunk.")
             return at + 8
         if kind == b"fmt ":
-            if len(head) < at + 8 + 16:
+            if size < 16:
+                raise DataError(f"stdin: a WAV stream whose format chunk is {size} bytes (at least 16).")
+            extensible = size >= 40 and head[at + 8:at + 10] == b"\xfe\xff"
+            if len(head) < at + 8 + (26 if extensible else 16):
                 return None
             code, channels, got_rate, _, _, bits = struct.unpack_from("<HHIIHH", head, at + 8)
-            if code == 0xFFFE and size >= 40 and len(head) >= at + 8 + 26:      # WAVE_FORMAT_EXTENSIBLE: its subformat
+            if extensible:                      # WAVE_FORMAT_EXTENSIBLE: the format is its subformat's
                 code = struct.unpack_from("<H", head, at + 8 + 24)[0]
             if (code, channels, got_rate, bits) != (1, 1, rate, 16):
-                raise DataError(f"stdin: a WAV stream of {bits}-bit {'PCM' if code == 1 else f'format {code}'}, "
-                                f"{channels} channel(s) at {got_rate} Hz; this model takes 16-bit mono PCM at "
-                                f"{rate} Hz (arecord -f S16_LE -r {rate} -c 1).")
+                kind_ = {1: "PCM", 3: "float"}.get(code, f"format {code}")
+                raise DataError(f"stdin: a WAV stream of {bits}-bit {kind_}, {channels} channel(s) at {got_rate} "
+                                f"Hz; this model takes 16-bit mono PCM at {rate} Hz "
+                                f"(arecord -f S16_LE -r {rate} -c 1).")
             fmt = True
         at += 8 + size + (size & 1)
         if at > MAX_STREAM_HEADER_BYTES:
