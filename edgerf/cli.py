@@ -290,8 +290,12 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     if artifact.suffix == ".pt":
         _inspect_checkpoint(artifact)
         return
+    given = artifact
     if artifact.suffix == ".json":
         artifact = artifact.with_suffix("")
+    if artifact.suffix not in (".onnx", ".tflite"):
+        _fail(EdgerfError(f"{given} is not something inspect describes: give an exported .onnx or .tflite (or "
+                          f"its .json manifest), a checkpoint .pt, or a built-in name ({', '.join(BUILTINS)})."))
     m, integrity = manifest.read_verified(artifact, allow_unverified)   # a changed file is refused, never described
     integrity += "; " + manifest.verify_export(artifact)
     typer.echo(f"{artifact}  ({artifact.stat().st_size / 1024:.1f} KiB, {m['artifact']['runtime']}, "
@@ -392,6 +396,32 @@ WAV_CHUNK = 16_000       # a recording is fed in 1 s chunks (the front end strea
 FRAMES_CHUNK = 1_000     # frames of a .npy are stepped 1,000 at a time
 
 
+def _source_kind(source: Path) -> str:
+    """"wav" or "npy" for a SOURCE file: by its suffix in any case, else by its first bytes (a
+    recorder's REC001.WAV, a renamed file); anything else is refused, naming what SOURCE takes."""
+    from edgerf.runtime.audio import WAV_STREAM_TAGS
+    from edgerf.runtime.files import FileRefused, open_regular
+
+    if not source.exists():
+        raise EdgerfError(f"{source} does not exist")
+    suffix = source.suffix.lower()
+    if suffix in (".wav", ".npy"):
+        return suffix[1:]
+    try:
+        with open_regular(source, 1 << 62, "a SOURCE") as f:
+            head = f.read(12)
+    except FileNotFoundError:
+        raise EdgerfError(f"{source} does not exist") from None
+    except FileRefused as e:
+        raise EdgerfError(f"{str(e).rstrip('.')}; a pipe goes to stdin: ... | edgerf stream MODEL -") from None
+    if head[:4] in WAV_STREAM_TAGS and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    raise EdgerfError(f"{source} is neither a WAV recording nor a .npy frames file: SOURCE is a .wav, a .npy of "
+                      "frames [T, D], or - for stdin.")
+
+
 def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
     """The input of ``edgerf stream``, as ("audio", float PCM) or ("frames", [T, D]) chunks: a
     .wav (audio models), a .npy of frames [T, D] (uint8: raw pixel rows, featurized), or stdin
@@ -426,16 +456,15 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
             raise EdgerfError("stdin ended inside a 16-bit sample (one stray byte): the audio on stdin is raw "
                             f"16-bit mono PCM (arecord -f S16_LE -r {rate} -c 1) or a WAV stream of it.")
         return
-    if source is not None and source.suffix == ".wav":
+    kind = None if source is None else _source_kind(source)
+    if kind == "wav":
         if frame.get("frame_kind") != "log-mel":
             raise EdgerfError(f"{path} takes {frame.get('frame_kind')} frames, not audio")
         from edgerf.runtime.audio import read_wav
         pcm = read_wav(source, int(frame.get("sample_rate", 16000)))
         for k in range(0, len(pcm), WAV_CHUNK):
             yield "audio", pcm[k:k + WAV_CHUNK]
-    elif source is not None:
-        if not source.exists():
-            raise EdgerfError(f"{source} does not exist")
+    elif kind == "npy":
         from edgerf.runtime.files import read_npy
         arr = read_npy(source, MAX_FRAMES_BYTES, "a frames file")
         if arr.ndim != 2:
@@ -507,7 +536,8 @@ def stream(
                                           "default-gru, kws-gru (runs its int8 TFLite; with an ONNX --target, its ONNX)."),
     source: Optional[str] = typer.Argument(None, help="A .wav recording (audio models: featurized as a live "
                                            "stream in 100 ms chunks), frames [T, D] as .npy (float: model frames; "
-                                           "uint8: raw pixel rows), or - for stdin: 16-bit mono PCM at the "
+                                           "uint8: raw pixel rows; a file of another name is known by its first "
+                                           "bytes), or - for stdin: 16-bit mono PCM at the "
                                            "model's rate for audio models, raw or with the WAV header arecord "
                                            "writes (checked) (arecord -f S16_LE -r 16000 -c 1 | "
                                            "edgerf stream kws-gru -), float32 frames otherwise. Default for "
@@ -556,6 +586,12 @@ def stream(
                                   "recording.")
             source = str(DEMO_RECORDING)
         npy = None if source == "-" else Path(source)
+        if float_frames and npy is not None:
+            raise EdgerfError(f"--float-frames says what stdin carries; {npy} is a file (its kind says what it "
+                              "holds). Drop the option, or give - to read frames from stdin.")
+        if path.suffix == ".pt" and target is not None:
+            raise EdgerfError(f"--target picks what runs an exported artifact; {path} is a checkpoint, which runs "
+                              "in torch. Export it (edgerf export) and stream the .onnx or .tflite on that target.")
         if path.suffix == ".pt":      # a checkpoint, before export: torch steps it, the runtime does the rest
             try:
                 from edgerf import torch_step

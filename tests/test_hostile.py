@@ -453,3 +453,33 @@ def test_frames_that_are_not_real_numbers_are_refused(tmp_path, dtype):
     np.save(tmp_path / "f.npy", np.zeros((10, 28), dtype))
     r = CliRunner().invoke(app, ["stream", "default-gru", str(tmp_path / "f.npy")])
     assert r.exit_code == 2 and "frames are real numbers" in r.output, r.output
+
+
+def test_a_source_is_known_by_what_it_holds_and_options_that_would_be_ignored_are_refused(tmp_path):
+    """A recorder's REC001.WAV is a recording (it was read as a .npy and refused); a renamed
+    frames file is frames; a text file, a FIFO or a missing file is refused saying what SOURCE
+    takes. Options that would be silently ignored are refused: --float-frames with a file,
+    --target with a checkpoint (it ran in torch), and inspect on a file that is no artifact."""
+    from edgerf.models import DEMO_RECORDING
+
+    want = CliRunner().invoke(app, ["stream", "kws-gru", str(DEMO_RECORDING)]).stdout
+    shutil.copy(DEMO_RECORDING, tmp_path / "REC001.WAV")
+    r = CliRunner().invoke(app, ["stream", "kws-gru", str(tmp_path / "REC001.WAV")])
+    assert r.exit_code == 0 and r.stdout == want and len(want.splitlines()) >= 5, r.output
+    with open(tmp_path / "frames.bin", "wb") as f:
+        np.save(f, np.zeros((7, 28), np.float32))
+    r = CliRunner().invoke(app, ["stream", "default-gru", str(tmp_path / "frames.bin")])
+    assert r.exit_code == 0 and "7 steps" in r.stderr, r.output
+    (tmp_path / "notes.txt").write_text("hello")
+    os.mkfifo(tmp_path / "pipe")
+    for source, says in (("notes.txt", "neither a WAV recording nor a .npy"), ("pipe", "goes to stdin"),
+                         ("gone.wav", "does not exist")):
+        r = CliRunner().invoke(app, ["stream", "kws-gru", str(tmp_path / source)])
+        assert r.exit_code == 2 and says in r.output, r.output
+    for args, says in (([str(DEMO_RECORDING), "--float-frames"], "--float-frames says what stdin carries"),
+                       ([str(DEMO_RECORDING), "--target", "numpy"], "is a checkpoint")):
+        model = str(BUILTIN_DIR / "kws-gru.pt") if "--target" in args else "kws-gru"
+        r = CliRunner().invoke(app, ["stream", model, *args])
+        assert r.exit_code == 2 and says in r.output, r.output
+    r = CliRunner().invoke(app, ["inspect", str(DEMO_RECORDING)])
+    assert r.exit_code == 2 and "not something inspect describes" in r.output, r.output
