@@ -268,10 +268,33 @@ class ExportConfig:
         check_options(self.budget)
         if self.qat_epochs and not self.int8:
             raise ValueError("--qat-epochs fine-tunes for the int8 artifact: add --int8")
+        self._check_formats_and_targets()
         if self.name is not None and (Path(self.name).name != self.name or self.name in ("", ".", "..")
                                       or self.name.startswith(".") or "/" in self.name or "\\" in self.name):
             raise ValueError(f"--name {self.name!r} must be a plain file name (no folder, not hidden): the "
                              "artifacts go next to each other in the output folder")
+
+    def _check_formats_and_targets(self) -> None:
+        """--format and --targets before any work: an unknown or empty name, or a target that
+        runs no format this export writes, would otherwise fail or be ignored after minutes."""
+        from edgerf.export.formats import FORMATS
+        from edgerf.runtime.targets import TARGETS
+        if not self.formats:
+            raise ValueError(f"--format names no format; give one or more of {', '.join(FORMATS)}")
+        for f in self.formats:
+            if f not in FORMATS:
+                raise ValueError(f"--format {f!r} is not a format; available: {', '.join(FORMATS)}")
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))    # onnx,onnx: once
+        if self.targets and not self.int8:
+            raise ValueError("--targets says what the int8 plans are judged on: add --int8")
+        suffixes = {FORMATS[f].suffix: f for f in self.formats}
+        for t in self.targets:
+            if t not in TARGETS:
+                raise ValueError(f"--targets {t!r} is not a target; known: {', '.join(TARGETS)}")
+            if TARGETS[t].suffix not in suffixes:
+                raise ValueError(f"--targets {t} runs {TARGETS[t].suffix} artifacts, and this export writes "
+                                 f"{', '.join(self.formats)} only")
+        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
 
 
 @dataclass(frozen=True)

@@ -93,9 +93,6 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     torch.set_num_threads(cfg.threads)
     ckpt_path = Path(ckpt_path)
     ckpt = load_checkpoint(ckpt_path)
-    for f in cfg.formats:
-        if f not in FORMATS:
-            raise ArtifactError(f"unknown format {f!r}; available: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else ckpt_path.parent
     base = cfg.name or ckpt_path.stem
     # a device or a directory where a file goes is refused now, before any work
@@ -112,21 +109,29 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
     except OSError as e:
         raise ArtifactError(f"cannot write to {out_dir}: {e.strerror}. Choose a writable directory.") from e
 
+    committing = False         # from the old index's removal to the new index's writing
     try:
         report = _export(ckpt, ckpt_path, stage, base, cfg, log, _Stages(progress))
         # every gate passed: the old index goes first, the files move in, the new index
         # comes last, so a kill in between leaves a set that readers refuse, never one
         # they trust (edgerf.runtime.manifest.verify_export)
         files = {t.name: manifest.file_sha256(stage / t.name) for t in targets}
+        committing = True
         manifest.index_path(out_dir, base).unlink(missing_ok=True)
         for t in targets:
             os.replace(stage / t.name, t)
         manifest.write_index(out_dir, base, files, ckpt.sha256)
+        committing = False
     except OSError as e:
+        if committing:
+            raise ArtifactError(f"could not finish writing the export to {out_dir}: {e.strerror or e}. The set "
+                                "there has no index now and every reader refuses it; fix the cause and run the "
+                                "export again (with --force), which also cleans up.") from e
         raise ArtifactError(f"could not write the export to {out_dir}: {e.strerror or e}. "
                             "Nothing was changed; free some space or choose another directory.") from e
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if not committing:      # a commit cut short keeps its staging folder: what readers refuse by, as after a kill
+            shutil.rmtree(stage, ignore_errors=True)
     report.seconds = round(time.perf_counter() - t_start, 1)
     return report
 

@@ -483,3 +483,47 @@ def test_a_source_is_known_by_what_it_holds_and_options_that_would_be_ignored_ar
         assert r.exit_code == 2 and says in r.output, r.output
     r = CliRunner().invoke(app, ["inspect", str(DEMO_RECORDING)])
     assert r.exit_code == 2 and "not something inspect describes" in r.output, r.output
+
+
+@pytest.mark.parametrize("args,says", [
+    (["--format", ""], "--format names no format"),
+    (["--format", "onnx,bogus"], "'bogus' is not a format"),
+    (["--int8", "--targets", "bogus"], "'bogus' is not a target"),      # a KeyError traceback after the reference
+    (["--targets", "litert"], "add --int8"),                              # ignored before
+    (["--format", "onnx", "--int8", "--targets", "litert"], "writes onnx only"),   # judged on ort before, silently
+])
+def test_export_formats_and_targets_are_checked_before_any_work(builtin, args, says):
+    out = builtin / "out"
+    r = CliRunner().invoke(app, ["export", str(builtin / "default-gru.pt"), "-o", str(out), *args])
+    assert r.exit_code == 2 and says in r.output and not out.exists(), r.output
+
+
+def test_a_format_named_twice_is_written_once_and_a_failed_commit_says_what_it_left(builtin, monkeypatch):
+    """`--format onnx,onnx` moved its files in, failed on the second move of the same file and
+    said "Nothing was changed" over a set it had changed, and removed its staging folder, so
+    inspect and bench took the mixed set without an index as a set. Named twice is now once; a failure while the
+    files move in says so and leaves the set refused (as a kill does) until the next export."""
+    from edgerf.export import pipeline
+    from edgerf.configs import ExportConfig
+
+    assert ExportConfig(formats=("onnx", "onnx")).formats == ("onnx",)
+    real, calls = os.replace, []
+    from pathlib import Path
+
+    def replace_fails_second(src, dst):                  # the second file moved into the output folder
+        if Path(dst).parent == builtin:
+            calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(pipeline.os, "replace", replace_fails_second)
+    cfg = ExportConfig(formats=("onnx",), parity_steps=100, force=True)
+    with pytest.raises(ArtifactError, match="has no index now"):
+        pipeline.export_checkpoint(builtin / "default-gru.pt", builtin, cfg)
+    for name in ("default-gru.onnx", "default-gru.tflite"):        # half new, half old: refused as a set
+        with pytest.raises(ArtifactError, match="interrupted"):
+            manifest.verify_export(builtin / name)
+    monkeypatch.undo()
+    pipeline.export_checkpoint(builtin / "default-gru.pt", builtin, cfg)       # the next export completes it
+    assert manifest.verify_export(builtin / "default-gru.onnx") == "export index verified"
