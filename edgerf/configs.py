@@ -12,7 +12,7 @@ import shlex
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from edgerf.runtime.targets import listing
+from edgerf.runtime.targets import TARGETS, known, listing
 
 PATHS = ("data", "background")   # the fields that name folders of this machine
 
@@ -278,7 +278,6 @@ class ExportConfig:
         """--format and --targets before any work: an unknown or empty name, or a target that
         runs no format this export writes, would otherwise fail or be ignored after minutes."""
         from edgerf.export.formats import FORMATS
-        from edgerf.runtime.targets import TARGETS
         if not self.formats:
             raise ValueError(f"--format names no format; give one or more of {', '.join(FORMATS)}")
         for f in self.formats:
@@ -287,14 +286,12 @@ class ExportConfig:
         object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))    # onnx,onnx: once
         if self.targets and not self.int8:
             raise ValueError("--targets says what the int8 plans are judged on: add --int8")
-        suffixes = {FORMATS[f].suffix: f for f in self.formats}
+        object.__setattr__(self, "targets", known(self.targets, "--targets"))
+        suffixes = {FORMATS[f].suffix for f in self.formats}
         for t in self.targets:
-            if t not in TARGETS:
-                raise ValueError(f"--targets {t!r} is not a target; known: {', '.join(TARGETS)}")
             if TARGETS[t].suffix not in suffixes:
                 raise ValueError(f"--targets {t} runs {TARGETS[t].suffix} artifacts, and this export writes "
                                  f"{', '.join(self.formats)} only")
-        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
 
 
 @dataclass(frozen=True)
@@ -325,6 +322,7 @@ class BenchConfig:
 
     def __post_init__(self):
         check_options(self)
+        object.__setattr__(self, "targets", known(self.targets, "--target"))
 
     def portable(self) -> dict:
         """The config as a report records it: data folders by their last two path components."""

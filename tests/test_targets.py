@@ -97,3 +97,5 @@ def test_stream_and_bench_run_on_a_named_target(tmp_path):
     assert "tflite-int8@tflm" in r.output and "host-emulated" in (tmp_path / "rep" / "bench.md").read_text()
     r = CliRunner().invoke(app, ["bench", "--target", "onnx-ref", str(BUILTIN_DIR / "default-gru.tflite")])
     assert r.exit_code == 2 and "none of --target" in r.output
+    r = CliRunner().invoke(app, ["bench", "--target", "litert,xnnpack"])       # a KeyError traceback before
+    assert r.exit_code == 2 and "'xnnpack' is not a target" in r.output, r.output

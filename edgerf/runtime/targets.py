@@ -75,6 +75,15 @@ def listing() -> str:
     return ", ".join(f"{n} ({notes[n]})" if n in notes else n for n in TARGETS)
 
 
+def known(names, option: str) -> tuple[str, ...]:
+    """Target names an option gave, each once, in order; a ValueError naming ``option`` for
+    one that is not a target (before any work: it failed as a KeyError after minutes)."""
+    for n in names:
+        if n not in TARGETS:
+            raise ValueError(f"{option} {n!r} is not a target; known: {', '.join(TARGETS)}")
+    return tuple(dict.fromkeys(names))
+
+
 @functools.lru_cache(maxsize=None)
 def _importable(module: str) -> bool:
     """Whether ``module`` imports here (a real import: a package that is there but broken
