@@ -335,6 +335,9 @@ class SpeechCommands(_Task):
         found = speech.word_folders(root)
         if words:
             chosen = [w.strip() for w in (words.split(",") if isinstance(words, str) else words) if w.strip()]
+            if speech.UNKNOWN in chosen:          # it became a keyword and the filler class at once
+                raise DataError(f"--words {speech.UNKNOWN}: that folder is the filler class, which holds every "
+                                "word not in --words; name keywords only.")
             missing = [w for w in chosen if w not in found]
             if missing:
                 raise DataError(f"--words {', '.join(missing)}: no such folder in {root} (it has: {', '.join(found)}).")

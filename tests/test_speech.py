@@ -391,13 +391,19 @@ def test_a_class_with_fewer_clips_than_splits_is_refused_by_name(tmp_path):
     assert r.exit_code == 2 and "'_unknown_' has 2" in r.output, r.output
 
 
-def test_a_dataset_without_background_or_with_one_word_is_refused(tmp_path):
+def test_a_dataset_without_background_or_with_one_word_or_the_filler_as_a_keyword_is_refused(tmp_path):
     root, bg = user_dataset(tmp_path)
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "-o", str(tmp_path / "m.pt")])
     assert r.exit_code == 2 and "--background" in r.output
     r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--words", "dishwasher",
                                  "-o", str(tmp_path / "m.pt")])
     assert r.exit_code == 2 and "no such folder" in r.output
+    # the filler folder named as a keyword made a model of two classes both called _unknown_
+    (root / "_unknown_").mkdir()
+    shutil.copy(next((root / "music").glob("*.wav")), root / "_unknown_" / "a_nohash_0.wav")
+    r = CliRunner().invoke(app, ["train", "--task", "gsc", "--data", str(root), "--background", str(bg),
+                                 "--words", "lights_on,_unknown_", "-o", str(tmp_path / "m.pt")])
+    assert r.exit_code == 2 and "filler class" in r.output and not (tmp_path / "m.pt").exists(), r.output
 
 
 def test_a_folder_of_one_second_background_clips_trains(tmp_path):
