@@ -706,7 +706,7 @@ def sweep(
     results: Optional[Path] = typer.Option(None, help="Prefix of the result tables (.jsonl, .md); default OUT/sweep."),
     address: Optional[str] = typer.Option(None, help="Address of an existing Ray cluster (default: a local Ray "
                                                     "inside this command)."),
-    cpus: int = typer.Option(1, help="CPUs (torch threads) per trial."),
+    cpus: int = typer.Option(1, min=1, max=1024, help="CPUs (torch threads) per trial."),
     engine: str = typer.Option("auto", help="ray, pool (local processes), or auto: ray when edgerf[sweep] is "
                                             "installed."),
     data: Optional[Path] = _same_as(TrainConfig, "data"),
@@ -720,7 +720,7 @@ def sweep(
     def listed(text: str, kind=str, known=None):
         what = f" of {', '.join(known)}" if known else " of whole numbers" if kind is int else ""
         try:
-            values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+            values = tuple(dict.fromkeys(kind(v.strip()) for v in text.split(",") if v.strip()))   # each once
         except ValueError:
             values = ()
         if not values or any(known is not None and v not in known for v in values):

@@ -46,6 +46,10 @@ class SweepConfig:
                 for m, lo, s, h in itertools.product(self.models, self.losses, self.seeds, self.hidden)]
 
 
+def _trials(n: int) -> str:
+    return f"{n} trial{'s' if n != 1 else ''}"
+
+
 def trial_name(cfg: TrainConfig) -> str:
     return f"{cfg.model}-{cfg.loss}-h{cfg.hidden}-s{cfg.seed}"
 
@@ -103,7 +107,7 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     names = [cfg.names.get((t.model, t.loss, t.seed), trial_name(t)) for t in trials]
     done = sum((out / f"{n}.pt").exists() for n in names)
     engine = _engine(cfg.engine)
-    log(f"sweep: {len(trials)} trials ({done} already finished) on {engine}, {cfg.cpus} CPU each, into {out}")
+    log(f"sweep: {_trials(len(trials))} ({done} already finished) on {engine}, {cfg.cpus} CPU each, into {out}")
     t0 = time.perf_counter()
     if engine == "ray":
         records = _run_ray(trials, names, out, cfg, log)
@@ -118,7 +122,7 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     prefix = Path(cfg.results) if cfg.results else out / "sweep"
     write_text(prefix.with_suffix(".jsonl"), "".join(_json(r) + "\n" for r in records))
     write_text(prefix.with_suffix(".md"), sweep_markdown(records, cfg, engine, wall))
-    log(f"sweep: {len(trials)} trials in {wall:.0f} s; wrote {prefix.with_suffix('.md')}")
+    log(f"sweep: {_trials(len(trials))} in {wall:.0f} s; wrote {prefix.with_suffix('.md')}")
     return {"records": records, "seconds": wall, "engine": engine, "reused": done}
 
 

@@ -86,10 +86,11 @@ def test_a_local_ray_sweep_writes_its_table_and_resumes_after_a_kill(tmp_path):
 
 
 def test_sweep_without_ray_runs_in_a_local_pool(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edgerf", *SWEEP[:2], "gru", *SWEEP[3:], "-o", str(tmp_path),
-                        "--engine", "pool"], capture_output=True, text=True)
+    """A value listed twice is one trial (`--seeds 0,0` trained the same trial twice)."""
+    r = subprocess.run([sys.executable, "-m", "edgerf", *SWEEP[:2], "gru,gru", *SWEEP[3:], "-o", str(tmp_path),
+                        "--engine", "pool", "--seeds", "0,0"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "on pool" in r.stderr and (tmp_path / "sweep.md").exists()
+    assert "on pool" in r.stderr and "1 trial in" in r.stderr and (tmp_path / "sweep.md").exists()
 
 
 PIECES = ["--task", "sfmnist", "--hidden", "8", "--epochs", "2", "--batch", "4", "--bptt", "16",
