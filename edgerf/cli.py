@@ -749,8 +749,8 @@ def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
-    steps: int = typer.Option(600, help="Steps of the excerpt."),
-    seed: int = typer.Option(3, help="Which test stream (seed)."),
+    steps: int = typer.Option(600, min=1, help="Steps of the excerpt (at most the test stream's)."),
+    seed: int = typer.Option(3, min=0, max=2 ** 32 - 1, help="Which test stream (seed)."),
     data: Optional[Path] = _same_as(TrainConfig, "data"),
     background: Optional[Path] = _same_as(TrainConfig, "background"),
 ) -> None:
