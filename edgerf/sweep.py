@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from edgerf.runtime.atomic import write_text
+from edgerf.runtime.errors import EdgerfError
 from edgerf.train import TrainConfig
 
 COLUMNS = ["model", "loss", "hidden", "seed", "eval", "acc_p", "acc_f", "false_alarm", "noise_conf", "steps",
@@ -96,6 +98,8 @@ def _engine(requested: str) -> str:
 
 def run_sweep(cfg: SweepConfig, log=print) -> dict:
     """Run every trial (finished ones are reused) and write the result tables."""
+    if cfg.address:
+        _check_reachable(cfg.address)
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     trials = cfg.trials()
@@ -126,14 +130,37 @@ def run_sweep(cfg: SweepConfig, log=print) -> dict:
     return {"records": records, "seconds": wall, "engine": engine, "reused": done}
 
 
+# Ray retries an unreachable cluster for minutes without a word; a refusal within this is plain
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """An EdgerfError, before any work, when nothing answers at a Ray cluster's ``host:port``
+    (or ``ray://host:port``); "auto" and "local" are Ray's to resolve."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise EdgerfError(f"--address {address!r}: expected host:port (or ray://host:port, or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise EdgerfError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one "
+                          "(ray start --head) or drop --address to run a local Ray.") from None
+
+
 def _run_ray(trials, names, out: Path, cfg: SweepConfig, log) -> list[dict]:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")     # Tune's console table: the sweep writes its own
     import ray
     from ray import tune
 
     if not ray.is_initialized():
-        ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, **({} if cfg.address else {"num_cpus": os.cpu_count()}))
+        try:
+            ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, **({} if cfg.address else {"num_cpus": os.cpu_count()}))
+        except ConnectionError as e:           # something answered at the address, but not a Ray cluster
+            raise EdgerfError(f"--address {cfg.address}: {e}; check the address (ray status on the head "
+                              "node prints it) or drop --address to run a local Ray.") from None
     space = [{"trial": asdict(t), "out": str(out), "name": n} for t, n in zip(trials, names)]
     tuner = tune.Tuner(tune.with_resources(_ray_trial, {"cpu": cfg.cpus}),
                        param_space={"trial": tune.grid_search(space)},

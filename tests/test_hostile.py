@@ -431,6 +431,8 @@ def test_a_write_never_replaces_a_device_a_fifo_or_a_directory(tmp_path):
     (["sweep", "--out", "{folder}", "--results", "{tables}"], "is a FIFO, not a file"),
     (["sweep", "--seeds", "0,one"], "list of whole numbers"),
     (["sweep", "--cpus", "0"], "'--cpus'"),                                # was named --threads
+    (["sweep", "-o", "{folder}2", "--address", "127.0.0.1:1"], "no Ray cluster answers"),    # Ray retried for minutes
+    (["sweep", "-o", "{folder}2", "--address", "head-node"], "expected host:port"),
     (["plot", str(BUILTIN_DIR / "default-gru.pt"), "-o", "{file}.png", "--steps", "0"], "'--steps'"),  # "split empty"
 ])
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path, args, says):
