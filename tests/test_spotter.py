@@ -42,7 +42,37 @@ def test_spotter_skips_bad_frames_without_a_step_and_keeps_going():
     frames[3] = np.nan
     sp.feed_frames(frames)
     assert m.steps == 9 and m.health["bad_frames"] == 1
-    assert kept[0][0].shape == (9, m.features) and kept[0][1].shape == (9, len(m.classes))
+    # its time passes: the frame is kept in place, with uniform probabilities (no evidence)
+    assert kept[0][0].shape == (10, m.features) and kept[0][1].shape == (10, len(m.classes))
+    assert np.allclose(kept[0][1][3], 1 / len(m.classes)) and not np.allclose(kept[0][1][2], 1 / len(m.classes))
+
+
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+def test_events_after_a_refused_chunk_keep_their_place_in_the_stream(mode):
+    """A corrupted chunk (a NaN sample from a driver) is refused, or its frames skipped; the
+    events after it must stay where they are in the stream: the detector's clock counted
+    steps taken, so every later event came one step early per frame refused."""
+    pcm = read_wav(DEMO_RECORDING)
+    hops = (50, 120)                                     # 5 s and 12 s in: within the recording's words
+
+    def events(corrupt: bool):
+        m = StepModel.load(builtin_artifact("kws-gru"), on_bad_frame=mode)
+        sp, got = Spotter(m), []
+        for k in range(0, len(pcm), 1600):
+            x = pcm[k:k + 1600].copy()
+            if corrupt and k // 1600 in hops:
+                x[800] = np.nan
+            try:
+                got += sp.feed(x)
+            except ValueError:
+                assert mode == "raise"
+        return [(e.name, e.start) for e in got + sp.flush()], m.health["bad_frames"]
+
+    (clean, _), (hurt, refused) = events(False), events(True)
+    assert refused >= 2
+    step_s = StepModel.load(builtin_artifact("kws-gru")).manifest["frame"]["period_s"]
+    far = [e for e in clean if all(abs(e[1] * step_s - h / 10) > 2.0 for h in hops)]     # 2 s from a refusal
+    assert len(far) >= 5 and set(far) <= set(hurt), (clean, hurt)
 
 
 @pytest.mark.parametrize("pcm,says", [

@@ -23,6 +23,7 @@ import numpy as np
 
 from edgerf.runtime.events import Event, EventDetector
 from edgerf.runtime.metrics import softmax
+from edgerf.runtime.model import FrameError
 
 
 def steady_heap() -> bool:
@@ -57,6 +58,7 @@ class Spotter:
                                       keywords=None if all_classes else model.keywords,
                                       merge=getattr(model, "merge", 0) if merge is None else merge)
         self.seconds = {"features": 0.0, "model": 0.0, "probs": 0.0, "detection": 0.0}
+        self._held: list[Event] = []          # events closed by a chunk whose frame was refused
         self._clock = time.process_time if timed else None
 
     def feed(self, pcm: np.ndarray) -> list[Event]:
@@ -70,23 +72,33 @@ class Spotter:
 
     def feed_frames(self, frames: np.ndarray) -> list[Event]:
         """Frames [T, D] (or one frame [D]); returns the events they closed. A frame the model
-        skips (``on_bad_frame="skip"``) takes no step."""
+        skips (``on_bad_frame="skip"``) takes no step, and a chunk whose frame the model refuses
+        (``"raise"``) raises; either way their time passes for the detector as uniform
+        probabilities (no evidence), so later events keep their place in the stream."""
         frames = np.asarray(frames)
         if frames.ndim == 1:
             frames = frames[None]
         clock = self._clock
         t0 = clock() if clock else 0.0
-        probs, stepped = self.model.step_many(frames)
-        if stepped is not None:                       # skipped frames took no step
-            frames = frames[stepped]
-        if not len(probs):
-            return []
+        try:
+            probs, stepped = self.model.step_many(frames)
+        except FrameError:
+            # the chunk's time passed with no evidence: uniform rows keep the detector's clock
+            # (event times are stream time), and what they close waits for the next call
+            self._held += self.detector.update_many(self._uniform(len(frames)))
+            raise
+        if not len(frames):
+            return self._release([])
         t1 = clock() if clock else 0.0
         softmax(probs, out=probs)                     # the chunk's logits, a new array: in place
+        if stepped is not None:                       # a skipped frame took no step: no evidence, its time passes
+            full = self._uniform(len(frames))
+            full[stepped] = probs
+            probs = full
         t2 = clock() if clock else 0.0
         if self.keep is not None:
             self.keep(frames, probs)
-        events = self.detector.update_many(probs)
+        events = self._release(self.detector.update_many(probs))
         if clock:
             t3 = clock()
             self.seconds["model"] += t1 - t0
@@ -97,7 +109,16 @@ class Spotter:
     def flush(self) -> list[Event]:
         """The event still open at the end of the input, if any."""
         ev = self.detector.flush()
-        return [] if ev is None else [ev]
+        return self._release([] if ev is None else [ev])
+
+    def _uniform(self, n: int) -> np.ndarray:
+        return np.full((n, len(self.detector.classes)), 1.0 / len(self.detector.classes), np.float32)
+
+    def _release(self, events: list[Event]) -> list[Event]:
+        """``events`` after any closed by a chunk that raised (kept for the call after it)."""
+        if self._held:
+            events, self._held = self._held + events, []
+        return events
 
     @property
     def threshold(self) -> float:
