@@ -655,7 +655,9 @@ def stream(
 
 @command(BenchConfig, choices={"device": Device})
 def bench(
-    artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model (default: all beside --ckpt, or the built-in model)."),
+    artifacts: List[Path] = typer.Argument(None, help="Exported .onnx/.tflite files of one model, or a built-in "
+                                           "name (default-gru, kws-gru). Default: all beside --ckpt, or the "
+                                           "built-in default-gru."),
     ckpt: Optional[Path] = typer.Option(None, "--ckpt", help="Checkpoint: torch eager reference and the artifacts beside it."),
     report: Optional[Path] = typer.Option(None, help="Write bench.json, bench.md and PNG plots into this folder."),
     force: bool = typer.Option(False, "--force", help="Write --report into a folder that is not empty."),
@@ -677,10 +679,17 @@ def bench(
         from edgerf.bench.arm64 import setup_sysroot
         setup_sysroot(log=log)
         return
+    from edgerf.models import BUILTINS, builtin_checkpoint
     artifacts = list(artifacts or [])
-    if not artifacts and ckpt is None:
-        from edgerf.models import builtin_checkpoint
-        ckpt = builtin_checkpoint("default-gru")
+    named = [a for a in artifacts if str(a) in BUILTINS and not a.exists()]
+    if named and (len(artifacts) > 1 or ckpt is not None):
+        raise EdgerfError(f"{named[0]} is a built-in model: bench it alone (edgerf bench {named[0]}), not beside "
+                          "other artifacts or --ckpt.")
+    if [a for a in artifacts if a.suffix == ".pt"]:
+        raise EdgerfError("a checkpoint goes with --ckpt (its torch reference, and the artifacts beside it); "
+                          "ARTIFACTS are exported .onnx/.tflite files.")
+    if named or (not artifacts and ckpt is None):
+        ckpt, artifacts = builtin_checkpoint(str(named[0]) if named else "default-gru"), []
         log(f"benchmarking the built-in model {ckpt.stem} ({ckpt.parent})")
     run = run_bench(artifacts, ckpt, cfg, progress=not quiet, log=log)
     if report:

@@ -12,6 +12,7 @@ from conftest import run_blocked
 from edgerf.bench.latency import LatencyStats, measure_latency
 from edgerf.bench.run import BenchConfig, run_bench
 from edgerf.cells import ModelConfig, RecurrentClassifier
+from edgerf.models import BUILTIN_DIR
 from edgerf.checkpoint import Checkpoint
 from edgerf.cli import app
 from edgerf.runtime.errors import ArtifactError, DataError, EdgerfError
@@ -138,6 +139,18 @@ def test_bench_cli(model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "empty-cache"))      # arm64 not set up here
     r = CliRunner().invoke(app, ["bench", "--device", "arm64", str(model_dir / "m.onnx"), "-q"])
     assert r.exit_code == 2 and "--setup" in r.output
+
+
+def test_bench_takes_a_built_in_name_as_stream_and_inspect_do():
+    """`edgerf bench kws-gru` benches the keyword built-in (it was "kws-gru does not exist");
+    a checkpoint given as an artifact is pointed to --ckpt."""
+    quick = ["--seconds", "0.05", "--windows", "1", "--no-rss", "--steps", "300", "-q"]
+    r = CliRunner().invoke(app, ["bench", "kws-gru", *quick])
+    assert r.exit_code == 0 and "keywords:" in r.stdout and "gsc" in r.stdout, r.output
+    for args, says in ((["kws-gru", "default-gru"], "bench it alone"),
+                       ([str(BUILTIN_DIR / "kws-gru.pt")], "goes with --ckpt")):
+        r = CliRunner().invoke(app, ["bench", *args, *quick])
+        assert r.exit_code == 2 and says in r.output, r.output
 
 
 def test_decision_timing_reads_each_offset_from_the_sample_end():
