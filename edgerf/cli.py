@@ -281,11 +281,10 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
     """Print an artifact's manifest, inputs/outputs, op histogram, precision and the data it came from
     (or a checkpoint's model, training command, data and results)."""
     from edgerf.data.source import describe
-    from edgerf.models import BUILTINS, builtin_artifact
+    from edgerf.models import BUILTINS, model_path
     from edgerf.runtime import manifest
 
-    if str(artifact) in BUILTINS and not artifact.exists():
-        artifact = builtin_artifact(str(artifact))
+    artifact = model_path(artifact)
 
     if artifact.suffix == ".pt":
         _inspect_checkpoint(artifact)
@@ -566,7 +565,7 @@ def stream(
     (class, first and last step, times in seconds for timed frames, peak confidence)."""
     import numpy as np
 
-    from edgerf.models import BUILTINS, DEMO_RECORDING, DEMO_TRUTH, builtin_artifact
+    from edgerf.models import DEMO_RECORDING, DEMO_TRUTH, model_path
     from edgerf.runtime import StepModel
     from edgerf.runtime.spotter import Spotter, steady_heap
 
@@ -579,7 +578,7 @@ def stream(
                               "(or drop --plot)."))
     seen, events = [], []     # frames and probabilities, kept only for --plot
     try:
-        path = builtin_artifact(model, target) if model in BUILTINS else Path(model)
+        path = model_path(model, target)
         if source is None:
             if model != "kws-gru":
                 raise EdgerfError("give a SOURCE (.wav, .npy or -); only the built-in kws-gru has a default "
@@ -679,9 +678,9 @@ def bench(
         from edgerf.bench.arm64 import setup_sysroot
         setup_sysroot(log=log)
         return
-    from edgerf.models import BUILTINS, builtin_checkpoint
+    from edgerf.models import builtin_checkpoint, is_builtin_name
     artifacts = list(artifacts or [])
-    named = [a for a in artifacts if str(a) in BUILTINS and not a.exists()]
+    named = [a for a in artifacts if is_builtin_name(a)]
     if named and (len(artifacts) > 1 or ckpt is not None):
         raise EdgerfError(f"{named[0]} is a built-in model: bench it alone (edgerf bench {named[0]}), not beside "
                           "other artifacts or --ckpt.")

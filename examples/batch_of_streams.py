@@ -11,26 +11,28 @@ checked against running that stream alone.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from edgerf.runtime.bundle import bundle_path, read as read_bundle
-from edgerf.models import builtin_artifact
+from edgerf.models import model_path
 from edgerf.runtime import StepModel
 from edgerf.runtime.errors import EdgerfError
+
+MAX_STREAMS = 256      # each is also run alone to check it: 10^5 streams ran for minutes, then out of memory
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", nargs="?", type=Path, default=None, help="an exported model (bundle beside it)")
-    p.add_argument("--streams", type=int, default=8)
+    p.add_argument("artifact", nargs="?", default="default-gru", help="an exported model (bundle beside it), "
+                   "or a built-in name")
+    p.add_argument("--streams", type=int, default=8, help=f"1 to {MAX_STREAMS}")
     p.add_argument("--steps", type=int, default=1000)
     a = p.parse_args(argv)
-    artifact = a.artifact or builtin_artifact("default-gru")
+    artifact = model_path(a.artifact)
     x = read_bundle(bundle_path(artifact)).stream.x
-    if a.streams < 1 or not 1 <= a.steps <= len(x):
-        p.error(f"--streams is at least 1 and --steps 1 to {len(x):,} (the bundle's stream)")
+    if not 1 <= a.streams <= MAX_STREAMS or not 1 <= a.steps <= len(x):
+        p.error(f"--streams is 1 to {MAX_STREAMS} and --steps 1 to {len(x):,} (the bundle's stream)")
     offsets = np.linspace(0, len(x) - a.steps, a.streams).astype(int)
     block = np.stack([x[o:o + a.steps] for o in offsets], axis=1)        # [T, B, D]
 

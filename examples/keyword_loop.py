@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edgerf.runtime.audio import read_wav
-from edgerf.models import DEMO_RECORDING, builtin_artifact
+from edgerf.models import DEMO_RECORDING, model_path
 from edgerf.runtime import Spotter, StepModel
 from edgerf.runtime.errors import EdgerfError
 
@@ -30,14 +30,17 @@ def chunks(pcm, size: int):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", nargs="?", type=Path, default=None, help="an exported keyword model")
+    p.add_argument("artifact", nargs="?", default="kws-gru", help="an exported keyword model, or a built-in name")
     p.add_argument("recording", nargs="?", type=Path, default=DEMO_RECORDING, help="16 kHz mono WAV")
     p.add_argument("--chunk-ms", type=float, default=20.0, help="audio per chunk, as a driver delivers it")
     p.add_argument("--target", default=None, help="litert, tflm, numpy... (edgerf.runtime.targets)")
     a = p.parse_args(argv)
     if not 0 < a.chunk_ms <= 60_000:
         p.error(f"--chunk-ms {a.chunk_ms}: audio per chunk is more than 0 and at most 60,000 ms")
-    model = StepModel.load(a.artifact or builtin_artifact("kws-gru"), target=a.target)
+    model = StepModel.load(model_path(a.artifact, a.target), target=a.target)
+    if model.manifest["frame"].get("frame_kind") != "log-mel":
+        raise EdgerfError(f"{a.artifact} takes {model.manifest['frame'].get('frame_kind')} frames, not audio: "
+                          "give a keyword model (or leave ARTIFACT out for the built-in one).")
     spotter = Spotter(model)             # the manifest's operating point; _unknown_ fires nothing
     period = model.manifest["frame"]["period_s"]
     rate = model.manifest["frame"]["sample_rate"]

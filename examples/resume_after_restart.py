@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.runtime.bundle import bundle_path, read as read_bundle
-from edgerf.models import builtin_artifact
+from edgerf.models import model_path
 from edgerf.runtime import StepModel
 from edgerf.runtime.errors import EdgerfError
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", nargs="?", type=Path, default=None, help="an exported model (bundle beside it)")
+    p.add_argument("artifact", nargs="?", default="default-gru", help="an exported model (bundle beside it), "
+                   "or a built-in name")
     p.add_argument("--state", type=Path, default=None, help="where to keep the state (default: a temp folder)")
     a = p.parse_args(argv)
-    artifact = a.artifact or builtin_artifact("default-gru")
+    artifact = model_path(a.artifact)
     frames = read_bundle(bundle_path(artifact)).stream.x[:4000]
     half = len(frames) // 2
 

@@ -43,6 +43,8 @@ def test_state_and_batch_examples_check_themselves(name):
     ("keyword_loop.py", ["README.md"], "unknown artifact type"),
     ("batch_of_streams.py", ["--steps", "0"], "--steps 1 to"),
     ("resume_after_restart.py", ["README.md"], "no evaluation bundle"),
+    ("keyword_loop.py", ["default-gru"], "not audio"),                       # a KeyError traceback before
+    ("batch_of_streams.py", ["--streams", "100000"], "--streams is 1 to"),   # minutes, then out of memory
 ])
 def test_examples_refuse_bad_arguments_as_the_commands_do(name, args, says):
     """A bad option or a file that is not a model: one line on stderr and exit 2, no traceback."""

@@ -82,3 +82,13 @@ def builtin_checkpoint(name: str = "default-gru") -> Path:
 def builtin_artifact(name: str, target: str | None = None) -> Path:
     """The artifact ``edgerf stream`` runs for a built-in name (on ``target``, when named)."""
     return builtin_checkpoint(name).with_name(_stream_artifact(name, target))
+
+
+def is_builtin_name(model: str | os.PathLike) -> bool:
+    """Whether ``model`` names a built-in rather than a file (a file of that name wins)."""
+    return str(model) in BUILTINS and not Path(model).exists()
+
+
+def model_path(model: str | os.PathLike, target: str | None = None) -> Path:
+    """What a user's MODEL argument means: a built-in name's artifact (on ``target``), else the path."""
+    return builtin_artifact(str(model), target) if is_builtin_name(model) else Path(model)
