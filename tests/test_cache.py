@@ -64,3 +64,26 @@ def test_a_file_changed_in_content_but_not_in_name_or_size_gets_a_new_cache(tmp_
     assert built and second.key != first.key and second.folder != first.folder
     np.testing.assert_array_equal(cache.as_float(second.clips[3]), speech.read_wav(paths[3]))
     assert not np.array_equal(first.clips[3], second.clips[3])
+
+
+def test_every_unreadable_file_of_the_data_is_named_at_once_and_nothing_is_cached(tmp_path, monkeypatch):
+    """A dataset with several bad files: one refusal lists them all (the build stopped at the
+    first, so a user fixed them one run at a time), a FIFO among them included, and no
+    cache is left behind for the data as it was."""
+    import pytest
+
+    from edgerf.runtime.errors import DataError
+
+    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "cache"))
+    paths = _clips(tmp_path, 6)
+    paths[1].write_bytes(b"")
+    paths[4].write_text("not audio")
+    fifo = paths[0].with_name("pipe.wav")
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"1 file\(s\)") as e:
+        cache.split_waves([*paths, fifo], "test")
+    assert "pipe.wav is a FIFO" in str(e.value)
+    with pytest.raises(DataError, match=r"2 file\(s\)") as e:
+        cache.split_waves(paths, "test")
+    assert paths[1].name in str(e.value) and paths[4].name in str(e.value) and "sox" in str(e.value)
+    assert not [p for p in (tmp_path / "cache" / "waves").iterdir() if not p.name.endswith(".lock")]

@@ -42,11 +42,24 @@ def content_key(paths: list[Path], extra: str) -> str:
     """SHA-256 over every file's bytes (in the given order) and ``extra`` (split rule, format).
     Each is opened as the WAV reader opens it: a regular file of bounded size, never a FIFO
     or device that would block or never end."""
-    h = hashlib.sha256(f"{FORMAT}\n{extra}\n".encode())
+    h, refused = hashlib.sha256(f"{FORMAT}\n{extra}\n".encode()), []
     for p in paths:
-        with open_wav_file(p) as f:
-            h.update(hashlib.file_digest(f, "sha256").digest())
+        try:
+            with open_wav_file(p) as f:
+                h.update(hashlib.file_digest(f, "sha256").digest())
+        except DataError as e:
+            refused.append(str(e))
+    _refuse_unreadable(refused)
     return h.hexdigest()
+
+
+def _refuse_unreadable(errors: list[str]) -> None:
+    """One DataError listing every file of the data that cannot be read (fixing them one run at
+    a time, each run stopping at the next, took as many runs as bad files)."""
+    if errors:
+        shown = "\n  ".join(errors[:10]) + (f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else "")
+        raise DataError(f"{len(errors)} file(s) of the data cannot be read:\n  {shown}\nConvert them to 16 kHz "
+                        "mono 16-bit WAV (sox IN -r 16000 -c 1 -b 16 OUT) or remove them, then run again.")
 
 
 @contextlib.contextmanager
@@ -94,10 +107,16 @@ def _build(paths: list[Path], folder: Path, key: str) -> None:
     os.chmod(tmp, 0o755)                  # mkdtemp makes it private; a cache is for every process
     try:
         for dtype in (np.int16, np.float32):
-            offsets, exact = [0], True
+            offsets, exact, refused = [0], True, []
             with open(tmp / "audio.bin", "wb") as f:
                 for p in paths:
-                    w = read_wav(p)                          # DataError names a bad file
+                    try:
+                        w = read_wav(p)
+                    except DataError as e:                   # names the file; every bad one is listed
+                        refused.append(str(e))
+                        continue
+                    if refused:
+                        continue
                     if dtype is np.int16:
                         ints = np.round(w * 32768.0)
                         if not np.array_equal(ints, w * 32768.0):
@@ -106,6 +125,7 @@ def _build(paths: list[Path], folder: Path, key: str) -> None:
                         w = ints.astype(np.int16)
                     f.write(np.ascontiguousarray(w, dtype).tobytes())
                     offsets.append(offsets[-1] + len(w))
+            _refuse_unreadable(refused)
             if exact:
                 break
         (tmp / "index.json").write_text(json.dumps({"format": FORMAT, "key": key, "dtype": np.dtype(dtype).name,
