@@ -430,3 +430,17 @@ def test_a_folder_of_one_second_background_clips_trains(tmp_path):
     with pytest.raises(DataError, match=r"1 recording\(s\) in .* \(1\.0 s in all\)"):
         for s in ("train", "val", "test"):
             speech.load_background(s, src, few)
+
+
+def test_every_unreadable_background_file_is_named_at_once(tmp_path):
+    from edgerf.runtime.audio import write_wav
+    bg = tmp_path / "bg"
+    bg.mkdir()
+    write_wav(bg / "room.wav", np.random.default_rng(0).normal(0, 0.01, 16000 * 20))
+    (bg / "broken.wav").write_bytes(b"RIFF")
+    _wav(bg / "phone.wav", np.zeros(8000), rate=8000)
+    with pytest.raises(DataError, match=r"2 file\(s\)") as e:
+        speech.load_background("train", tmp_path, bg)
+    assert "broken.wav" in str(e.value) and "phone.wav: sample rate 8000" in str(e.value)
+    (bg / "broken.wav").unlink(), (bg / "phone.wav").unlink()
+    assert speech.load_background("train", tmp_path, bg)

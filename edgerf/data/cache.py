@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgerf.data.speech import refuse_unreadable
 from edgerf.runtime.audio import open_wav_file, pcm16_to_float, read_wav
 from edgerf.runtime.errors import DataError
 
@@ -49,17 +50,8 @@ def content_key(paths: list[Path], extra: str) -> str:
                 h.update(hashlib.file_digest(f, "sha256").digest())
         except DataError as e:
             refused.append(str(e))
-    _refuse_unreadable(refused)
+    refuse_unreadable(refused)
     return h.hexdigest()
-
-
-def _refuse_unreadable(errors: list[str]) -> None:
-    """One DataError listing every file of the data that cannot be read (fixing them one run at
-    a time, each run stopping at the next, took as many runs as bad files)."""
-    if errors:
-        shown = "\n  ".join(errors[:10]) + (f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else "")
-        raise DataError(f"{len(errors)} file(s) of the data cannot be read:\n  {shown}\nConvert them to 16 kHz "
-                        "mono 16-bit WAV (sox IN -r 16000 -c 1 -b 16 OUT) or remove them, then run again.")
 
 
 @contextlib.contextmanager
@@ -125,7 +117,7 @@ def _build(paths: list[Path], folder: Path, key: str) -> None:
                         w = ints.astype(np.int16)
                     f.write(np.ascontiguousarray(w, dtype).tobytes())
                     offsets.append(offsets[-1] + len(w))
-            _refuse_unreadable(refused)
+            refuse_unreadable(refused)
             if exact:
                 break
         (tmp / "index.json").write_text(json.dumps({"format": FORMAT, "key": key, "dtype": np.dtype(dtype).name,

@@ -135,6 +135,27 @@ def word_folders(root: Path) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != SILENCE and any(d.glob("*.wav*")))
 
 
+def refuse_unreadable(errors: list[str]) -> None:
+    """One DataError listing every file of the data that cannot be read (fixing them one run at
+    a time, each run stopping at the next, took as many runs as bad files)."""
+    if errors:
+        shown = "\n  ".join(errors[:10]) + (f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else "")
+        raise DataError(f"{len(errors)} file(s) of the data cannot be read:\n  {shown}\nConvert them to 16 kHz "
+                        "mono 16-bit WAV (sox IN -r 16000 -c 1 -b 16 OUT) or remove them, then run again.")
+
+
+def read_wavs(paths) -> list[np.ndarray]:
+    """Every file read as ``read_wav`` reads one; the unreadable ones refused together."""
+    waves, refused = [], []
+    for p in paths:
+        try:
+            waves.append(read_wav(p))
+        except DataError as e:
+            refused.append(str(e))
+    refuse_unreadable(refused)
+    return waves
+
+
 def load_background(split: str, root: Path, folder: Path | None = None,
                     mode: str = "speaker", min_seconds: float = 1.0) -> list[np.ndarray]:
     """Background recordings of a split: pieces of the long files in ``folder`` (each file
@@ -148,8 +169,7 @@ def load_background(split: str, root: Path, folder: Path | None = None,
         lo, hi = SPLIT_PERCENT[split]
         pieces, seconds = [], 0.0
         pooled = len(recordings) >= POOLED_CLIPS
-        for f in recordings:
-            x = read_wav(f)
+        for f, x in zip(recordings, read_wavs(recordings)):
             seconds += len(x) / 16_000
             if pooled and len(x) < LONG_BACKGROUND_S * 16_000:   # a short clip of many: whole, to its split
                 if split_of(f.name) == split:
@@ -165,7 +185,7 @@ def load_background(split: str, root: Path, folder: Path | None = None,
                             f"{LONG_BACKGROUND_S:g} s go whole to one split each; give at least 10 s in long "
                             "files, or more clips.")
         return out
-    bg = [read_wav(c.path) for c in list_clips(root, split, mode) if c.word == SILENCE]
+    bg = read_wavs(c.path for c in list_clips(root, split, mode) if c.word == SILENCE)
     if not bg:
         raise DataError(f"no background for the {split} split: {root} has no {SILENCE}/ clips there. Add a "
                         f"{SILENCE}/ folder of background recordings or pass --background DIR of long ones.")
