@@ -219,24 +219,49 @@ def plot_stream_excerpt(stream, logits: np.ndarray, who: str, path: Path, thresh
     return _save(fig, path)
 
 
+class StreamTail:
+    """The last ``steps`` steps of a stream's frames and probabilities, for ``edgerf stream
+    --plot``: a live stream runs for days, and keeping every step grew without end. Called
+    with each chunk (``Spotter``'s ``keep``); ``first`` is the step the tail starts at."""
+
+    def __init__(self, steps: int):
+        import collections
+        self.steps, self.parts, self.rows, self.first = steps, collections.deque(), 0, 0
+
+    def __call__(self, frames: np.ndarray, probs: np.ndarray) -> None:
+        self.parts.append((np.array(frames, np.float32).reshape(len(probs), -1), np.array(probs)))
+        self.rows += len(probs)
+        while self.rows - len(self.parts[0][1]) >= self.steps:
+            dropped = len(self.parts.popleft()[1])
+            self.rows, self.first = self.rows - dropped, self.first + dropped
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([f for f, _ in self.parts]), np.concatenate([p for _, p in self.parts])
+
+
 def plot_detections(frames: np.ndarray, probs: np.ndarray, events: list[dict], classes: list[str], path: Path,
-                    threshold: float, period_s: float | None = None, truth: list[dict] | None = None) -> Path:
+                    threshold: float, period_s: float | None = None, truth: list[dict] | None = None,
+                    first_step: int = 0) -> Path:
     """What ``edgerf stream`` heard: input frames, each class's probability over time (never
-    reset), the detected events and, when known, where the words really are."""
+    reset), the detected events and, when known, where the words really are. ``frames`` and
+    ``probs`` start at step ``first_step`` of the stream (the last part of a long one)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = period_s or 1.0
     T = len(frames)
+    t0, t1 = first_step * k, (first_step + T) * k
+    events = [ev for ev in events if ev["end"] >= first_step]
+    truth = [w for w in truth or [] if w["end_s"] >= t0]
     fig, axes = plt.subplots(2, 1, figsize=(13, 5.5), sharex=True, gridspec_kw={"height_ratios": [2, 2]})
     axes[0].imshow(frames.T, aspect="auto", cmap="magma", interpolation="nearest", origin="lower",
-                   extent=(0, T * k, -0.5, frames.shape[1] - 0.5))
+                   extent=(t0, t1, -0.5, frames.shape[1] - 0.5))
     axes[0].set_ylabel("input feature")
     for w in truth or []:
         axes[0].axvspan(w["start_s"], w["end_s"], color="w", alpha=0.12)
         axes[0].text(w["start_s"], frames.shape[1] - 1, w["word"], color="w", fontsize=8, va="top")
-    t = np.arange(T) * k
+    t = (first_step + np.arange(T)) * k
     cmap = plt.get_cmap("tab20")
     for c, name in enumerate(classes):
         axes[1].plot(t, probs[:, c], lw=0.8, color=cmap(c % 20), label=name.strip("_"))  # "_x" hides a legend entry
@@ -245,11 +270,13 @@ def plot_detections(frames: np.ndarray, probs: np.ndarray, events: list[dict], c
         axes[1].text(ev["start"] * k, 1.03, ev["name"], fontsize=8, color=cmap(ev["label"] % 20))
     axes[1].axhline(threshold, ls="--", color="k", lw=0.6)
     axes[1].set_ylim(0, 1.1)
+    axes[1].set_xlim(t0, t1)
     axes[1].set_ylabel("class probability")
     axes[1].set_xlabel("time (s), state never reset" if period_s else "step, state never reset")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7)
     found = f"{len(events)} events" + (f", {len(truth)} words spoken" if truth else "")
-    fig.suptitle(f"stream: input and per-step class probabilities ({found})")
+    part = f", the last {T:,} steps from step {first_step:,}" if first_step else ""
+    fig.suptitle(f"stream: input and per-step class probabilities ({found}{part})")
     return _save(fig, path)
 
 

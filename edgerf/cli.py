@@ -393,6 +393,7 @@ MAX_FRAMES_BYTES = 1 << 28
 PCM_CHUNK_BYTES = 128_000
 WAV_CHUNK = 16_000       # a recording is fed in 1 s chunks (the front end streams: any size gives the same frames)
 FRAMES_CHUNK = 1_000     # frames of a .npy are stepped 1,000 at a time
+PLOT_STEPS = 30_000      # --plot draws at most the last this many steps (20 min of 40 ms steps): a live stream has no end
 
 
 def _source_kind(source: Path) -> str:
@@ -549,7 +550,8 @@ def stream(
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
                                                         "frames with NaN/Inf or a wrong shape."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "
-                                                   "into this PNG (needs matplotlib, part of the host extra)."),
+                                                   "into this PNG at the end (the last 30,000 steps of a longer "
+                                                   "stream; needs matplotlib, part of the host extra)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Run an artifact whose manifest is "
                                           "not sealed into it (nothing proves what it computes; said on stderr)."),
@@ -576,7 +578,7 @@ def stream(
         except ImportError:
             _fail(EdgerfError("--plot needs matplotlib, which this installation lacks: pip install matplotlib "
                               "(or drop --plot)."))
-    seen, events = [], []     # frames and probabilities, kept only for --plot
+    events = []
     try:
         path = model_path(model, target)
         if source is None:
@@ -609,9 +611,10 @@ def stream(
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)
         steady_heap()             # the long-running loop: no heap trimming and refaulting per chunk
-        spotter = Spotter(m, threshold, window, all_classes,
-                          keep=(lambda f, p: seen.append((np.array(f, np.float32).reshape(len(p), -1), p)))
-                          if plot else None)
+        if plot:
+            from edgerf.bench.render import StreamTail
+        seen = StreamTail(PLOT_STEPS) if plot else None        # frames and probabilities for --plot
+        spotter = Spotter(m, threshold, window, all_classes, keep=seen)
         period = m.manifest["frame"].get("period_s")
 
         def emit(evs) -> None:
@@ -632,13 +635,12 @@ def stream(
             emit(spotter.flush())
             if state:
                 m.save_state(state)
-        if plot and seen:
+        if plot and seen.rows:
             from edgerf.bench.render import plot_detections
             truth = None
             if npy is not None and npy.resolve() == DEMO_RECORDING:
                 truth = json.loads(DEMO_TRUTH.read_text())["words"]
-            plot_detections(np.concatenate([f for f, _ in seen]), np.concatenate([p for _, p in seen]), events,
-                            m.classes, plot, spotter.threshold, period, truth)
+            plot_detections(*seen.arrays(), events, m.classes, plot, spotter.threshold, period, truth, seen.first)
             typer.secho(f"wrote {plot}", err=True)
     except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
         sys.stderr.close()

@@ -157,6 +157,28 @@ def test_missing_onnxruntime_is_a_clean_refusal():
     assert "refused:" in r.stdout and "pip install onnxruntime" in r.stdout
 
 
+def test_a_live_streams_plot_keeps_a_bounded_tail_and_draws_it_in_stream_time(tmp_path):
+    """`stream - --plot` on a live stream kept every step for the plot, without end; it keeps
+    the last steps, and the plot's time axis says where in the stream they are."""
+    import numpy as np
+
+    from edgerf.bench.render import StreamTail, plot_detections
+
+    tail, rng = StreamTail(1000), np.random.default_rng(0)
+    sizes = rng.integers(1, 90, 200)
+    frames = np.arange(int(sizes.sum()) * 3, dtype=np.float32).reshape(-1, 3)
+    at = 0
+    for n in sizes:
+        tail(frames[at:at + n], np.full((n, 2), 0.5, np.float32))
+        at += n
+    f, p = tail.arrays()
+    assert 1000 <= len(f) < 1000 + sizes.max() and tail.first == at - len(f) > 0
+    np.testing.assert_array_equal(f, frames[tail.first:])
+    events = [{"label": 0, "name": "a", "start": 2, "end": 5}, {"label": 1, "name": "b", "start": at - 9, "end": at - 3}]
+    png = plot_detections(f, p, events, ["a", "b"], tmp_path / "tail.png", 0.65, 0.04, None, tail.first)
+    assert png.stat().st_size > 10_000
+
+
 def test_plot_and_report_refuse_to_overwrite(tmp_path):
     png = tmp_path / "k.png"
     png.write_bytes(b"keep")
