@@ -550,7 +550,7 @@ def stream(
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
                                                         "frames with NaN/Inf or a wrong shape."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "
-                                                   "into this PNG at the end (the last 30,000 steps of a longer "
+                                                   f"into this PNG at the end (the last {PLOT_STEPS:,} steps of a longer "
                                                    "stream; needs matplotlib, part of the host extra)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Run an artifact whose manifest is "
