@@ -364,3 +364,12 @@ def test_an_integer_state_that_cannot_leave_its_range_is_not_watched(exported, t
         q.run(test_stream.x[:40])
         assert q._unhealthy_reason(q.state) is None
     assert q.health["state_restores"] == 0
+
+
+@pytest.mark.parametrize("kw", [{"batch": 0}, {"batch": -1}, {"batch": 2.5}, {"batch": 10 ** 7}, {"threads": 0},
+                                {"threads": 10 ** 6}])
+def test_a_batch_or_thread_count_that_cannot_mean_anything_is_refused_by_name(kw):
+    """batch 0 loaded a model of no streams, -1 failed inside LiteRT, 2.5 was a TypeError."""
+    from edgerf.models import builtin_artifact
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        StepModel.load(builtin_artifact("default-gru"), **kw)

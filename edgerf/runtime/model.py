@@ -65,6 +65,17 @@ def _integer_state_within(carried, bounds: tuple[float, float]) -> bool:
     return bounds[0] <= (info.min - zp) * scale and (info.max - zp) * scale <= bounds[1]
 
 
+MAX_BATCH = 1 << 16        # streams stepped together: a gateway's sensors, not a typo's millions
+MAX_THREADS = 1024
+
+
+def _check_count(name: str, value, most: int) -> None:
+    """A whole number in [1, most], else a ValueError naming it (batch 0 loaded a model of no
+    streams; -1 failed inside LiteRT; 2.5 as a TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= most:
+        raise ValueError(f"{name} must be a whole number from 1 to {most:,}, not {value!r}")
+
+
 class FrameError(EdgerfError, ValueError):
     """A frame that must not reach the state: wrong shape, NaN or Inf."""
 
@@ -124,6 +135,8 @@ class StepModel:
         (``model.target`` says which).
         """
         path = Path(path)
+        _check_count("batch", batch, MAX_BATCH)
+        _check_count("threads", threads, MAX_THREADS)
         if not path.exists():
             raise ArtifactError(f"{path} does not exist.")
         backend_cls = BACKENDS.get(path.suffix)
