@@ -622,18 +622,20 @@ def stream(
                 events.append(_event_record(ev, period))
                 typer.echo(json.dumps(events[-1]))        # click flushes each line: events stay live in a pipe
 
-        stop, stopped = _Stop(), False
+        stop, stopped, failed, steps_before = _Stop(), False, None, m.steps
         try:
             for kind, data in _chunks(m, path, npy, float_frames):
                 with stop.deferred():
                     emit(spotter.feed(data) if kind == "audio" else spotter.feed_frames(data))
         except KeyboardInterrupt:
             stopped = True
+        except EdgerfError as e:              # bad input mid-stream (a refused frame, a cut sample): exit 2,
+            failed = e                        # after the event still open and the state of the input before it
         finally:
             stop.restore()
         with stop.deferred():                 # a second Ctrl-C waits for the event and the state
             emit(spotter.flush())
-            if state:
+            if state and (failed is None or m.steps > steps_before):
                 m.save_state(state)
         if plot and seen.rows:
             from edgerf.bench.render import plot_detections
@@ -642,6 +644,8 @@ def stream(
                 truth = json.loads(DEMO_TRUTH.read_text())["words"]
             plot_detections(*seen.arrays(), events, m.classes, plot, spotter.threshold, period, truth, seen.first)
             typer.secho(f"wrote {plot}", err=True)
+        if failed is not None:
+            raise failed
     except BrokenPipeError:       # the reader (e.g. `| head`) has gone: stop quietly
         sys.stderr.close()
         raise typer.Exit(0)

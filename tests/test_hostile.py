@@ -531,3 +531,22 @@ def test_a_format_named_twice_is_written_once_and_a_failed_commit_says_what_it_l
     monkeypatch.undo()
     pipeline.export_checkpoint(builtin / "default-gru.pt", builtin, cfg)       # the next export completes it
     assert manifest.verify_export(builtin / "default-gru.onnx") == "export index verified"
+
+
+def test_a_stream_stopped_by_a_refused_frame_keeps_what_came_before(tmp_path):
+    """`--on-bad-frame raise` stops a stream at a NaN frame with exit 2: the event still open
+    is printed and --state holds the state of the frames before it (both were lost)."""
+    from edgerf.runtime.bundle import read as read_bundle
+
+    x = read_bundle(BUILTIN_DIR / "default-gru.bundle.npz").stream.x[:600].astype(np.float32)
+    whole = CliRunner().invoke(app, ["stream", "default-gru", "-"], input=x.tobytes())
+    bad = x.copy()
+    bad[400] = np.nan
+    r = CliRunner().invoke(app, ["stream", "default-gru", "-", "--state", str(tmp_path / "s.npz")],
+                           input=bad.tobytes())
+    assert r.exit_code == 2 and "NaN" in r.output and (tmp_path / "s.npz").exists(), r.output
+    before = CliRunner().invoke(app, ["stream", "default-gru", "-"], input=x[:400].tobytes())
+    assert r.stdout == before.stdout and len(before.stdout.splitlines()) >= 3 and whole.stdout.startswith(
+        before.stdout.rsplit("\n", 2)[0])
+    m = StepModel.load(BUILTIN_DIR / "default-gru.tflite")
+    assert m.resume(tmp_path / "s.npz") and m.steps == 400
