@@ -408,7 +408,7 @@ def _source_kind(source: Path) -> str:
     if suffix in (".wav", ".npy"):
         return suffix[1:]
     try:
-        with open_regular(source, 1 << 62, "a SOURCE") as f:
+        with open_regular(source, 1 << 62, "a SOURCE") as f:     # any size: only its first bytes are read
             head = f.read(12)
     except FileNotFoundError:
         raise EdgerfError(f"{source} does not exist") from None
@@ -611,9 +611,10 @@ def stream(
             typer.secho(f"warning: {m.health['last_refusal']} Starting from the initial state.", err=True,
                         fg=typer.colors.YELLOW)
         steady_heap()             # the long-running loop: no heap trimming and refaulting per chunk
+        seen = None                           # frames and probabilities for --plot
         if plot:
             from edgerf.bench.render import StreamTail
-        seen = StreamTail(PLOT_STEPS) if plot else None        # frames and probabilities for --plot
+            seen = StreamTail(PLOT_STEPS)
         spotter = Spotter(m, threshold, window, all_classes, keep=seen)
         period = m.manifest["frame"].get("period_s")
 
