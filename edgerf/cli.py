@@ -682,8 +682,12 @@ def bench(
     if setup:
         if cfg.device != "arm64":
             raise EdgerfError("--setup is for --device arm64")
-        from edgerf.bench.arm64 import setup_sysroot
-        setup_sysroot(log=log)
+        from edgerf.bench.arm64 import home, setup_sysroot
+        try:
+            setup_sysroot(log=log)
+        except OSError as e:            # an unwritable or full cache folder
+            raise EdgerfError(f"cannot set up the arm64 emulation in {home()} ({e.strerror or e}); free some "
+                              "space there or point $EDGERF_CACHE at a writable folder.") from e
         return
     from edgerf.models import builtin_checkpoint, is_builtin_name
     artifacts = list(artifacts or [])

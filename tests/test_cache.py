@@ -87,3 +87,16 @@ def test_every_unreadable_file_of_the_data_is_named_at_once_and_nothing_is_cache
         cache.split_waves(paths, "test")
     assert paths[1].name in str(e.value) and paths[4].name in str(e.value) and "sox" in str(e.value)
     assert not [p for p in (tmp_path / "cache" / "waves").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_a_cache_folder_that_cannot_be_written_is_a_refusal_not_a_traceback(tmp_path, monkeypatch):
+    """$EDGERF_CACHE naming a file (or a folder that cannot be made) ended in NotADirectoryError."""
+    import pytest
+
+    from edgerf.runtime.errors import DataError
+
+    paths = _clips(tmp_path, 3)
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("EDGERF_CACHE", str(tmp_path / "a-file"))
+    with pytest.raises(DataError, match=r"cannot write the audio cache .*EDGERF_CACHE"):
+        cache.split_waves(paths, "test")

@@ -84,11 +84,15 @@ def split_waves(paths: list[Path], extra: str, log=None) -> WaveCache:
     key = content_key(paths, extra)
     root = cache_root()
     folder = root / key[:32]
-    with _locked(root / f"{key[:32]}.lock"):
-        if not (folder / "index.json").exists():
-            if log:
-                log(f"decoding {len(paths):,} clips into the audio cache {folder} (once for this data)")
-            _build(paths, folder, key)
+    try:
+        with _locked(root / f"{key[:32]}.lock"):
+            if not (folder / "index.json").exists():
+                if log:
+                    log(f"decoding {len(paths):,} clips into the audio cache {folder} (once for this data)")
+                _build(paths, folder, key)
+    except OSError as e:            # an unwritable or full cache folder: the user's to fix, not a traceback
+        raise DataError(f"cannot write the audio cache in {root} ({e.strerror or e}); free some space there or "
+                        "point $EDGERF_CACHE at a writable folder.") from e
     return WaveCache(folder)
 
 
