@@ -204,20 +204,45 @@ class Budget:
         return (paired["drop"] <= self.power(paired["se_null"])["decides_at"]
                 and 1 - paired["decision_agreement"] <= self.max_decisions_changed)
 
-    def power(self, se: float) -> dict:
+    def power(self, se: float, samples: int | None = None) -> dict:
         """What a check decides whose paired drop would have standard error ``se`` for a plan as
         good as fp32 (``se_null`` of ``paired_acc_p_drop``): it fails a plan whose drop exceeds
         ``decides_at`` (the budget, or 1.28 such errors where that is more, at most the upper
         limit), so an equivalent plan passes about 90% of the time or more (``equivalent_passes``), and
         ``detectable_drop`` is about the smallest true drop it fails 90% of the time (normal
-        approximation; false alarms and agreement aside)."""
+        approximation; false alarms and agreement aside). Where the check saw no decision
+        change (``se`` 0 or nan) that approximation says nothing, and ``detectable_drop`` is the
+        smallest drop that would show in its ``samples`` 90% of the time (a 2-sample check
+        claimed to resolve 0.5 points)."""
         se = se if se > 0 else 0.0        # nan (one sample) or 0 (no decision won back)
         at = min(self.max_acc_p_drop_upper, max(self.max_acc_p_drop, Z90 * se))
-        return {"decides_at": at, "detectable_drop": at + Z90 * se,
+        detectable = at + Z90 * se
+        if not se and samples:
+            detectable = max(detectable, _drop_seen_90(samples, at))
+        return {"decides_at": at, "detectable_drop": detectable,
                 "equivalent_passes": 0.5 * (1 + math.erf(at / se / math.sqrt(2))) if se else float(at >= 0)}
 
 
 Z95, Z90 = 1.959964, 1.281552      # two-sided 95% and one-sided 90% normal quantiles
+
+
+def _drop_seen_90(n: int, at: float) -> float:
+    """The smallest share of ``n`` samples that, lost to a plan, puts its observed drop above
+    ``at`` with probability 0.9 (binomial; bisection on the share)."""
+    k = math.floor(at * n) + 1                 # samples lost for the drop to exceed ``at``
+    if k > n:
+        return 1.0
+
+    def p_at_least_k(q: float) -> float:
+        below = sum(math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                             + j * math.log(q) + (n - j) * math.log1p(-q)) for j in range(k))
+        return 1.0 - below
+
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if p_at_least_k(mid) < 0.9 else (lo, mid)
+    return hi
 
 
 CALIBRATION_STEPS = 20_000   # measured: 2,000 steps clipped rare extremes; 20,000 did not

@@ -455,7 +455,7 @@ def _try_plan(run: _Run, fmt, fmt_name: str, plan: str, path: Path, ref: dict, f
         got = stream_metrics(logits, check.labels, check.mask, check.ends, run.task.threshold)
         paired = quantize.paired_acc_p_drop(ref_logits[check.ends].argmax(-1), logits[check.ends].argmax(-1),
                                             check.labels[check.ends], check.ids)
-        paired["power"] = run.cfg.budget.power(paired["se_null"])
+        paired["power"] = run.cfg.budget.power(paired["se_null"], paired["samples"])
         ok = run.cfg.budget.judge(ref, got, p.argmax_agreement, paired)
         lo, hi = paired["ci95"]
         verdict = (f"acc_p {got['acc_p']:.4f} vs fp32 {ref['acc_p']:.4f} (drop {paired['drop'] * 100:+.2f} pt, 95% CI "

@@ -52,6 +52,10 @@ def test_the_rule_adapts_to_what_the_check_can_resolve():
     assert small["detectable_drop"] > big["detectable_drop"]
     assert big["equivalent_passes"] > 0.99 and small["equivalent_passes"] >= 0.89
     assert b.power(float("nan"))["decides_at"] == b.max_acc_p_drop     # no decision won back: the budget alone
+    # no decision changed: the normal approximation says nothing, the sample count does (a
+    # 2-sample check claimed to detect 0.5 point drops)
+    seen = [b.power(0.0, n)["detectable_drop"] for n in (2, 20, 256, 3282)]
+    assert seen == sorted(seen, reverse=True) and seen[0] > 0.5 and 0.005 < seen[-1] < 0.01
     changed = {"drop": 0.0, "se_null": 0.001, "decision_agreement": 1 - b.max_decisions_changed - 0.01}
     assert not b.accepts_decisions(changed)                    # many decisions changed: over budget whatever acc_p
 
