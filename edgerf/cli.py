@@ -430,6 +430,9 @@ def _chunks(m, path: Path, source: Optional[Path], float_frames: bool = False):
     import numpy as np
 
     frame = m.manifest["frame"]
+    if source is None and sys.stdin is None:          # started with stdin closed (cmd <&-, a daemon)
+        raise EdgerfError("stdin is closed: - reads what is piped in (arecord -f S16_LE -r 16000 -c 1 | "
+                          "edgerf stream MODEL -), or give a file as SOURCE.")
     if source is None and frame.get("frame_kind") == "log-mel" and not float_frames:
         from edgerf.runtime.audio import WAV_STREAM_TAGS, pcm16_to_float, stream_wav_header
         stdin = sys.stdin.buffer

@@ -550,3 +550,10 @@ def test_a_stream_stopped_by_a_refused_frame_keeps_what_came_before(tmp_path):
         before.stdout.rsplit("\n", 2)[0])
     m = StepModel.load(BUILTIN_DIR / "default-gru.tflite")
     assert m.resume(tmp_path / "s.npz") and m.steps == 400
+
+
+def test_a_stream_started_with_stdin_closed_is_refused():
+    """`edgerf stream MODEL - <&-` (or a daemon without stdin) ended in an AttributeError traceback."""
+    r = subprocess.run([sys.executable, "-m", "edgerf", "stream", "kws-gru", "-"], capture_output=True, text=True,
+                       preexec_fn=lambda: os.close(0), timeout=120)
+    assert r.returncode == 2 and "stdin is closed" in r.stderr and "Traceback" not in r.stderr, r.stderr
