@@ -336,6 +336,8 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
             q = io["quant"]
             typer.echo(f"{name} {io['name']} crosses the graph boundary as {q['dtype']} "
                        f"(scale {q['scale']:.4g}, zero point {q['zero_point']})")
+    typer.echo("output probs: the softmax of the logits, computed in the graph (float32)" if "probs" in m["outputs"]
+               else "output probs: none (exported before graphs had them; the runtime computes the softmax)")
     typer.echo(f"source: {m['source'].get('checkpoint')} sha256 {m['source'].get('checkpoint_sha256', '')[:16]}..., "
                f"trained with: {m['source'].get('train_command')}")
     typer.echo(f"trained on: {describe(m['source'].get('train_data'))}")

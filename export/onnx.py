@@ -18,14 +18,16 @@ import torch
 
 from edgerf.runtime.atomic import atomic_path
 from edgerf.cells import RecurrentClassifier
-from edgerf.runtime.manifest import INPUT, METADATA_KEY, OUTPUT, embedded_json, state_io_names
+from edgerf.runtime.manifest import INPUT, METADATA_KEY, OUTPUT, PROBS, embedded_json, state_io_names
 from edgerf.runtime.progress import quiet
 
 OPSET = 21   # 21: int16 QuantizeLinear/DequantizeLinear in the standard domain (portable a16w8)
 
 
 class StepGraph(torch.nn.Module):
-    """``(x, *states) -> (logits, *states')`` around ``RecurrentClassifier.step``."""
+    """``(x, *states) -> (logits, *states', probs)`` around ``RecurrentClassifier.step``;
+    ``probs`` is softmax(logits), computed by the graph so a device reads probabilities
+    without a numpy softmax per step (kept float by the int8 quantisation)."""
 
     def __init__(self, model: RecurrentClassifier):
         super().__init__()
@@ -33,12 +35,12 @@ class StepGraph(torch.nn.Module):
 
     def forward(self, x, *state):
         logits, new = self.model.step(x, tuple(state))
-        return (logits, *new)
+        return (logits, *new, torch.softmax(logits, -1))
 
 
 def io_names(model: RecurrentClassifier) -> tuple[list[str], list[str]]:
     ins = [INPUT] + [state_io_names(n)[0] for n in model.state_names]
-    outs = [OUTPUT] + [state_io_names(n)[1] for n in model.state_names]
+    outs = [OUTPUT] + [state_io_names(n)[1] for n in model.state_names] + [PROBS]
     return ins, outs
 
 

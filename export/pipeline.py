@@ -552,6 +552,25 @@ def _on_numpy(path: Path, m: dict, frames: np.ndarray, mcu: dict) -> dict:
     return out
 
 
+# The graph's probabilities output against the softmax of its own logits: float SOFTMAX
+# kernels and numpy's agree to a few float32 ulps (2.4e-7 measured on every target).
+PROBS_ATOL = 1e-5
+
+
+def _probs_check(path: Path, frames: np.ndarray) -> dict:
+    """The artifact's ``probs`` output, on its default target, against the softmax of the
+    logits of the same run: an output that is not its logits' softmax fails the export."""
+    from edgerf.runtime import StepModel
+    from edgerf.runtime.metrics import softmax
+    probs, _ = StepModel.load(path).step_many(frames, probs=True)
+    logits, _ = StepModel.load(path).step_many(frames)
+    err = float(np.abs(probs - softmax(logits)).max()) if len(frames) else 0.0
+    if not err <= PROBS_ATOL:                # NaN fails too
+        raise ParityError(f"{path.name}: its probabilities output is not the softmax of its logits (max |d| "
+                          f"{err:.3g} over {len(frames):,} steps, allowed {PROBS_ATOL}). Nothing was written.")
+    return {"steps": len(frames), "max_abs_diff": err}
+
+
 def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict, log=lambda s: None,
             frames: np.ndarray | None = None) -> ArtifactReport:
     """Embed the manifest (with the parity figures), rewrite the artifact, write the sidecar
@@ -575,6 +594,10 @@ def _finish(fmt, path: Path, m: dict, gate: parity.Parity, test: dict, log=lambd
                                      "summary": "; ".join(filter(None, [m["targets"].get("numpy", {}).get("summary"),
                                                                         check["summary"]]))}
             log(f"  {path.name} on the numpy backend: {check['summary']}")
+    if frames is not None:
+        m["probs_check"] = _probs_check(path, frames[:NUMPY_CHECK_STEPS])
+        log(f"  {path.name} probabilities output: the softmax of its logits within "
+            f"{m['probs_check']['max_abs_diff']:.1e} over {m['probs_check']['steps']:,} steps")
     manifest.write(path, m)
     return ArtifactReport(file=path.name, precision=m["artifact"]["precision"], size_bytes=path.stat().st_size,
                           ops=fmt.ops(path), parity=gate.to_dict(), test=test, microcontroller=mcu)

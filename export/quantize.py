@@ -96,9 +96,12 @@ def quantize(fp32_path: str | os.PathLike, out_path: str | os.PathLike, feeds: d
     # The graph is opset 21, whose standard QuantizeLinear/DequantizeLinear take int16: no
     # com.microsoft ops, so any ONNX runtime (onnx.reference included) runs every plan.
     extra["UseQDQContribOps"] = False
+    # the probabilities output stays float: its softmax reads the dequantised logits
+    softmax = [n.name for n in onnx.load(str(fp32_path)).graph.node if n.op_type == "Softmax"]
     with quiet():
         quantize_static(str(fp32_path), str(out_path), _OneBatch(dict(feeds)), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=act, op_types_to_quantize=ops, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=softmax,
                         calibrate_method=CalibrationMethod.MinMax, extra_options=extra,
                         calibration_providers=["CPUExecutionProvider"])
 

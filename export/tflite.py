@@ -5,9 +5,10 @@ litert-torch adds ~1.2 GB of dependencies (jaxlib, transformers) and its PT2E in
 leaves GRU cells in float; ai-edge-quantizer's default moving-average calibration
 broke a streamed GRU (30% agreement); onnx2tf needs TensorFlow 2.19 and numpy<2. The
 step graph uses a handful of ops (FULLY_CONNECTED, ADD, SUB, MUL, LOGISTIC, TANH,
-GREATER_EQUAL, CAST), and writing them ourselves gives what a recurrent model needs
-and converters do not: control of every tensor's scale, so a tanh-bounded state
-keeps TFLite's fixed 1/128 tanh scale and feeds back as int8 with no requantisation.
+GREATER_EQUAL, CAST; a float SOFTMAX for its probabilities output), and writing them
+ourselves gives what a recurrent model needs and converters do not: control of every
+tensor's scale, so a tanh-bounded state keeps TFLite's fixed 1/128 tanh scale and
+feeds back as int8 with no requantisation.
 
 How it works: each family's step is lowered once into a small graph (``Graph``) while
 numpy evaluates every tensor on the calibration batch (the same closed-loop trajectory
@@ -25,7 +26,8 @@ import torch
 
 from edgerf.cells import RecurrentClassifier
 from edgerf.export.quantize import PLANS
-from edgerf.runtime.manifest import INPUT, OUTPUT, state_io_names
+from edgerf.runtime.manifest import INPUT, OUTPUT, PROBS, state_io_names
+from edgerf.runtime.metrics import softmax
 
 
 # ---------------------------------------------------------------------------------
@@ -50,8 +52,9 @@ class Op:
 @dataclass
 class Graph:
     inputs: list[Tensor] = field(default_factory=list)
-    outputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)       # logits, then each state
     ops: list[Op] = field(default_factory=list)
+    probs: Tensor | None = None       # softmax(logits), a float op after the logits (a last output)
     _n: int = 0
 
     def _name(self, base: str) -> str:
@@ -221,6 +224,7 @@ def lower(model: RecurrentClassifier, feeds: dict[str, np.ndarray]) -> Graph:
     with torch.no_grad():
         logits, new = step_ops(g, model, x, states)
     logits.name = OUTPUT
+    g.probs = Tensor(PROBS, softmax(logits.value).astype(np.float32))
     outputs = [logits]
     for name, t, t_in in zip(model.state_names, new, states):
         if t in outputs or t in g.inputs:     # a state that is also the output (rnn/gru h): copy name
@@ -483,6 +487,13 @@ def _written(g: Graph, plan: str, family: str) -> _Writer:
         EMITTERS[o.kind](w, o)
     if w.full:
         w.op(w.B.DEQUANTIZE, [w.index[(id(logits_out), True)]], [w.tensor(logits_out, False)])
+    if g.probs is not None:
+        # the class probabilities: a float SOFTMAX on the float logits under every plan, the
+        # per-step softmax a keyword stream needs, done by the interpreter instead of numpy
+        opt = w.fb.SoftmaxOptionsT()
+        opt.beta = 1.0
+        w.op(w.B.SOFTMAX, [w.tensor(logits_out, False)], [w.tensor(g.probs, False)],
+             w.fb.BuiltinOptions.SoftmaxOptions, opt)
     return w
 
 
@@ -516,7 +527,8 @@ def _finish(w: _Writer, g: Graph, metadata: dict[str, bytes] | None):
     fb, sub, model = w.fb, w.sub, w.model
     x_in, logits_out = g.inputs[0], g.outputs[0]
     sub.inputs = [w.index[(id(x_in), False)]] + [w.index[(id(t), w.full)] for t in g.inputs[1:]]
-    sub.outputs = [w.index[(id(logits_out), False)]] + [w.index[(id(t), w.full)] for t in g.outputs[1:]]
+    sub.outputs = ([w.index[(id(logits_out), False)]] + [w.index[(id(t), w.full)] for t in g.outputs[1:]]
+                   + ([w.index[(id(g.probs), False)]] if g.probs is not None else []))
     sub.name = b"step"
     model.subgraphs = [sub]
     model.description = b"edgerf step graph"
@@ -534,9 +546,9 @@ def _finish(w: _Writer, g: Graph, metadata: dict[str, bytes] | None):
 
 def _io_quant(w: _Writer, g: Graph) -> dict[str, dict]:
     """How each graph input and output crosses the boundary (frame and logits stay float)."""
-    boundary = (g.inputs[0], g.outputs[0])
+    boundary = (g.inputs[0], g.outputs[0], g.probs)
     out = {}
-    for t in (*g.inputs, *g.outputs):
+    for t in (*g.inputs, *g.outputs, *([g.probs] if g.probs is not None else [])):
         dt, s, z = w.params[(id(t), w.full and t not in boundary)]
         out[t.name] = {"dtype": dt, "scale": s, "zero_point": z}
     return out

@@ -50,7 +50,8 @@ def test_export_and_parity_every_family(tmp_path, sfmnist, family):
         assert a.parity["argmax_agreement"] >= 0.999
         assert a.parity["max_abs_logits"] < 1e-3
     tfl_ops = set(rep.artifacts[1].ops)
-    assert tfl_ops <= {"FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH", "GREATER_EQUAL", "CAST"}
+    assert tfl_ops <= {"FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH", "GREATER_EQUAL", "CAST", "SOFTMAX"}
+    assert rep.artifacts[1].ops["SOFTMAX"] == 1                                     # the probabilities output
     proto = onnx.load(str(tmp_path / "out" / f"{family}.onnx"))
     assert proto.opset_import[0].version >= 18
     assert not any(n.op_type in ("GRU", "RNN", "LSTM") for n in proto.graph.node)   # no fused ops
@@ -90,7 +91,7 @@ def test_manifest_round_trip_and_binding_by_name(tmp_path, sfmnist):
     # graph inputs/outputs are exactly the names the manifest gives
     sess = onnx_export.session(art)
     assert {i.name for i in sess.get_inputs()} == {"x"} | {s["input"] for s in side["states"]}
-    assert {o.name for o in sess.get_outputs()} == {"logits"} | {s["output"] for s in side["states"]}
+    assert {o.name for o in sess.get_outputs()} == {"logits", "probs"} | {s["output"] for s in side["states"]}
     # binding by name: feed order does not matter, and swapping two states' values does
     model = checkpoint.load(ck).model
     x = np.random.randn(1, 28).astype(np.float32)
@@ -99,6 +100,8 @@ def test_manifest_round_trip_and_binding_by_name(tmp_path, sfmnist):
     out1 = sess.run(None, {"l0_a_in": a, "x": x, "l0_v_in": v})
     ref, _ = model.step(torch.from_numpy(x), (torch.from_numpy(v), torch.from_numpy(a)))
     np.testing.assert_allclose(out1[0], ref.detach().numpy(), atol=1e-5)
+    # the graph's probabilities output, last: the softmax of its logits
+    np.testing.assert_allclose(out1[-1], torch.softmax(ref, -1).detach().numpy(), atol=1e-6)
     out2 = sess.run(None, {"x": x, "l0_v_in": a, "l0_a_in": v})
     assert not np.allclose(out1[0], out2[0])
 
@@ -155,6 +158,10 @@ def test_int8_export_on_a_trained_model(tmp_path):
     assert ops.get("QuantizeLinear", 0) > 0 and ops.get("DequantizeLinear", 0) > 0
     q = onnx.load(str(tmp_path / "q.onnx"))
     assert any(i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2 for i in q.graph.initializer)
+    # the probabilities stay float: the Softmax reads dequantised logits, its output is no Q/DQ's input
+    softmax = [n for n in q.graph.node if n.op_type == "Softmax"]
+    assert len(softmax) == 1 and softmax[0].output[0] == "probs"
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "probs" for n in q.graph.node)
     params = quantize.state_quant_params(tmp_path / "q.onnx", ["l0_h"])
     assert params["l0_h"]["qdtype"] == "int8" and 0 < params["l0_h"]["scale"] < 0.02
 
@@ -276,7 +283,7 @@ def test_every_onnx_plan_runs_in_a_second_runtime(tmp_path, sfmnist, test_stream
     x = test_stream.x[:150]
     h, out = np.zeros((1, 16), np.float32), []
     for t in range(len(x)):
-        logits, h = ref.run(None, {"x": x[t:t + 1], "l0_h_in": h})
+        logits, h = ref.run(["logits", "l0_h_out"], {"x": x[t:t + 1], "l0_h_in": h})      # by name
         out.append(logits[0])
     ort_logits, _ = run_graph(path, ck.model, x)
     # fp32: the same arithmetic; quantised: rounding ties may differ by one step, no more

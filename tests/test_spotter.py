@@ -89,3 +89,43 @@ def test_pcm_a_driver_buffer_gets_wrong_is_refused_with_what_to_do(pcm, says):
     with pytest.raises(ValueError, match=says):
         spotter.feed(pcm)
     assert m.steps == 0 and spotter.feed(np.zeros(16000, np.float32)) == [] and m.steps > 0
+
+
+def _graph_and_target():
+    """Each built-in graph with each installed target of its format."""
+    from edgerf.runtime.targets import installed
+    for artifact in ("kws-gru.int8.tflite", "kws-gru.int8.onnx", "kws-gru.tflite", "kws-gru.onnx"):
+        for target in installed("." + artifact.rsplit(".", 1)[1]):
+            yield artifact, target
+
+
+@pytest.mark.parametrize("artifact,target", list(_graph_and_target()))
+def test_the_graph_computes_the_probabilities_on_every_target(artifact, target):
+    """The exported graph's last output is softmax(logits), computed by the interpreter (a
+    float op after the int8 graph's DEQUANTIZE): what the Spotter reads instead of a numpy
+    softmax per chunk; on every target it is the softmax of the same run's logits."""
+    from edgerf.models import BUILTIN_DIR
+    from edgerf.runtime.bundle import bundle_path, read
+    from edgerf.runtime.metrics import softmax
+
+    path = BUILTIN_DIR / artifact
+    x = read(bundle_path(path)).stream.x[:200].astype(np.float32)
+    m = StepModel.load(path, target=target)
+    assert m.graph_probs == (target != "onnx-ref")          # the reference evaluator: from its logits
+    probs, _ = m.step_many(x, probs=True)
+    logits, _ = StepModel.load(path, target=target).step_many(x)
+    np.testing.assert_allclose(probs, softmax(logits), rtol=1e-5, atol=1e-6)
+    assert probs.argmax(1).tolist() == logits.argmax(1).tolist()
+
+
+def test_an_artifact_exported_before_graphs_had_probabilities_still_spots():
+    """default-gru ships as exported before the probabilities output: the runtime computes
+    the softmax itself, and step_many(probs=True) gives what the logits' softmax gives."""
+    from edgerf.runtime.metrics import softmax
+
+    m = StepModel.load(builtin_artifact("default-gru"))
+    assert "probs" not in m.manifest["outputs"] and not m.graph_probs
+    x = np.random.default_rng(0).standard_normal((50, m.features)).astype(np.float32)
+    probs, _ = m.step_many(x, probs=True)
+    logits, _ = StepModel.load(builtin_artifact("default-gru")).step_many(x)
+    np.testing.assert_array_equal(probs, softmax(logits))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgerf.runtime.errors import ArtifactError
-from edgerf.runtime.manifest import INPUT, OUTPUT
+from edgerf.runtime.manifest import INPUT, OUTPUT, PROBS
 
 
 def ort_session(src, threads: int = 1):
@@ -53,6 +53,7 @@ class OnnxBackend:
 
     name = "onnxruntime"
     fresh = False          # step returns the bound logits buffer, overwritten by the next step
+    probs = False          # step_probs reads the graph's probabilities output (when it has one)
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "ort"):
         try:
@@ -72,12 +73,16 @@ class OnnxBackend:
         C = manifest["outputs"][OUTPUT]["shape"][1]
         self.x = np.zeros((batch, D), np.float32)
         self.logits = np.zeros((batch, C), np.float32)
+        self.probs = PROBS in manifest["outputs"]
+        self.probs_buffer = np.zeros((batch, C), np.float32)
         self.buffers = [[np.zeros((batch, s["shape"][1]), np.float32) for s in states] for _ in range(2)]
         self.bindings = []
         for src, dst in ((0, 1), (1, 0)):
             b = self.session.io_binding()
             _bind(b.bind_input, INPUT, self.x)
             _bind(b.bind_output, OUTPUT, self.logits)
+            if self.probs:
+                _bind(b.bind_output, PROBS, self.probs_buffer)
             for k, s in enumerate(states):
                 _bind(b.bind_input, s["input"], self.buffers[src][k])
                 _bind(b.bind_output, s["output"], self.buffers[dst][k])
@@ -103,6 +108,11 @@ class OnnxBackend:
         self.current ^= 1
         return self.logits
 
+    def step_probs(self, x: np.ndarray) -> np.ndarray:
+        """``step``, returning the graph's probabilities buffer."""
+        self.step(x)
+        return self.probs_buffer
+
 
 def _bind(fn, name: str, arr: np.ndarray) -> None:
     fn(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
@@ -111,7 +121,7 @@ def _bind(fn, name: str, arr: np.ndarray) -> None:
 def _check_io(path, manifest, inputs: dict, outputs: dict) -> None:
     """The graph must have exactly the tensors the manifest names (bound by name)."""
     want_in = {INPUT} | {s["input"] for s in manifest["states"]}
-    want_out = {OUTPUT} | {s["output"] for s in manifest["states"]}
+    want_out = {OUTPUT} | {s["output"] for s in manifest["states"]} | (set(manifest["outputs"]) & {PROBS})
     if set(inputs) != want_in or set(outputs) != want_out:
         raise ArtifactError(
             f"{path} does not match its manifest: graph inputs {sorted(inputs)} / outputs {sorted(outputs)}, "
@@ -133,6 +143,7 @@ class TFLiteBackend:
 
     name = "litert"
     fresh = True           # step returns a new array every call
+    probs = False          # step_many/step_probs read the graph's probabilities output
     # target -> LiteRT's op resolver (None: its default, which delegates to XNNPACK)
     RESOLVERS = {"litert": None, "litert-nodelegate": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "litert-ref": "BUILTIN_REF"}
 
@@ -170,6 +181,8 @@ class TFLiteBackend:
         self.write_state([np.zeros((batch, int(i["shape"][1])), np.float32) for i, _ in self._pairs])
 
         self._xi, self._oi = self._x["index"], self._out["index"]
+        if PROBS in outs and outs[PROBS]["dtype"] == np.float32:
+            self.probs, self._pi = True, outs[PROBS]["index"]
         raw = getattr(it, "_interpreter", None)
         if all(hasattr(raw, f) for f in ("SetTensor", "GetTensor", "Invoke")):
             # The interpreter's own bindings: the public invoke() first checks (by reference
@@ -180,6 +193,7 @@ class TFLiteBackend:
         if self._xq is not None or self._out["dtype"] != np.float32:
             self.step = self._step_quantised     # an artifact with integer frames/logits at its boundary
             self.step_many = None                # (not one edgerf exports): StepModel steps it frame by frame
+            self.probs = False
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Float frame in, float logits out (quantised inside the graph when it is integer):
@@ -204,10 +218,16 @@ class TFLiteBackend:
         scale, zp = self._out["quantization"]
         return (raw - np.float32(zp)) * np.float32(scale)
 
-    def step_many(self, xs: np.ndarray, out: np.ndarray) -> None:
-        """Float frames [T, D] -> logits into ``out`` [T, C], stepped in order (batch 1): per
-        frame the interpreter's own calls and nothing else."""
-        set_, get, invoke, xi, oi, links = self._set, self._get, self._invoke, self._xi, self._oi, self._links
+    def step_probs(self, x: np.ndarray) -> np.ndarray:
+        """``step``, returning the graph's probabilities."""
+        self.step(x)
+        return self._get(self._pi)
+
+    def step_many(self, xs: np.ndarray, out: np.ndarray, probs: bool = False) -> None:
+        """Float frames [T, D] -> logits (``probs``: the graph's probabilities) into ``out``
+        [T, C], stepped in order (batch 1): per frame the interpreter's own calls and nothing else."""
+        set_, get, invoke, xi, links = self._set, self._get, self._invoke, self._xi, self._links
+        oi = self._pi if probs else self._oi
         for k in range(len(xs)):
             set_(xi, xs[k:k + 1])
             invoke()
@@ -235,6 +255,7 @@ class TFLMBackend:
 
     name = "tflm"
     fresh = True
+    probs = False
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "tflm"):
         try:
@@ -253,6 +274,8 @@ class TFLMBackend:
         except Exception as e:
             raise ArtifactError(f"TFLite Micro cannot load {path}: {str(e).splitlines()[0][:200]}") from e
         self._x, self._y = ins[INPUT], outs[OUTPUT]
+        if PROBS in outs and outs[PROBS][1]["dtype"] == np.float32:
+            self.probs, self._p = True, outs[PROBS][0]
         self._links = [(ins[s["input"]], outs[s["output"]][0]) for s in manifest["states"]]
         self._shape = tuple(t[model["inputs"][self._x[0]]]["shape"])
         self._state = [np.zeros(tuple(t[model["inputs"][k]]["shape"]), d["dtype"]) for (k, d), _ in self._links]
@@ -268,6 +291,10 @@ class TFLMBackend:
         k, d = self._y
         out = self.it.get_output(k)
         return out if d["dtype"] == np.float32 else dequantize_tensor(d, out)
+
+    def step_probs(self, x: np.ndarray) -> np.ndarray:
+        self.step(x)
+        return self.it.get_output(self._p)
 
     def carried_states(self) -> list[tuple | None]:
         return [None if d["dtype"] == np.float32 else (d["dtype"], *d["quantization"]) for (_, d), _ in self._links]
@@ -286,6 +313,7 @@ class NumpyBackend:
 
     name = "numpy"
     fresh = False          # step returns the graph's logits buffer, overwritten by the next step
+    probs = False
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "numpy"):
         from edgerf.runtime import tflite_numpy as tn
@@ -306,6 +334,8 @@ class NumpyBackend:
         if self._x.dtype != np.float32:
             raise ArtifactError(f"{path}: the numpy backend needs a float frame at the graph boundary")
         self._y, self._y_d = self._bufs[outs[OUTPUT]], tensor_detail(t[outs[OUTPUT]])
+        if PROBS in outs and self._bufs[outs[PROBS]].dtype == np.float32:
+            self.probs, self._p = True, self._bufs[outs[PROBS]]
         self._links = [(self._bufs[ins[s["input"]]], self._bufs[outs[s["output"]]],
                         tensor_detail(t[ins[s["input"]]])) for s in manifest["states"]]
 
@@ -316,6 +346,10 @@ class NumpyBackend:
         for state_in, state_out, _ in self._links:
             np.copyto(state_in, state_out)
         return self._y if self._y.dtype == np.float32 else dequantize_tensor(self._y_d, self._y)
+
+    def step_probs(self, x: np.ndarray) -> np.ndarray:
+        self.step(x)
+        return self._p
 
     def carried_states(self) -> list[tuple | None]:
         return [None if d["dtype"] == np.float32 else (d["dtype"], *d["quantization"]) for _, _, d in self._links]
@@ -411,6 +445,7 @@ class OnnxReferenceBackend:
 
     name = "onnx-ref"
     fresh = True
+    probs = False          # a definition to compare against: probabilities come from its logits
 
     def __init__(self, path: Path, manifest: dict, batch: int, threads: int = 1, target: str = "onnx-ref"):
         import onnx

@@ -9,7 +9,9 @@ by name. Schema ``edgerf-step/1``:
     model       family, hidden, layers, frontend (ReLU layers before the cells), readout
                 (linear or gated), classes (names)
     inputs      {"x": {name, shape, dtype[, scale, zero_point]}}     batch dim is null (any)
-    outputs     {"logits": {...}}
+    outputs     {"logits": {...}, "probs": {...}}   probs: softmax of the logits, computed in
+                the graph (a float op after the int8 graph's DEQUANTIZE), so a device reads class
+                probabilities with no per-step numpy; artifacts exported before it have none
     states      [{name, input, output, shape, dtype, init, range[, scale, zero_point]}]
                 bound by name, never by position; ``range`` is the calibrated
                 [min, max] over a long unreset stream (the watchdog's reference)
@@ -50,6 +52,7 @@ from edgerf.runtime.errors import ArtifactError
 FORMAT = "edgerf-step/1"
 METADATA_KEY = "edgerf.runtime.manifest"   # key in ONNX metadata_props / TFLite metadata
 INPUT, OUTPUT = "x", "logits"
+PROBS = "probs"            # the optional output: softmax(logits), computed in the graph
 
 # The contract: top-level key -> True (all of it) or the fields of it that compute.
 CONTRACT = {"format": True, "artifact": ("runtime", "precision"), "model": True, "inputs": True,
@@ -229,7 +232,7 @@ def validate(manifest, where: str = "manifest") -> dict:
     if "sha256" in art and not (isinstance(art["sha256"], str) and len(art["sha256"]) == 64):
         raise _bad(where, "artifact.sha256", "must be 64 hex digits")
     x, y = _validate_io(manifest, where)
-    _validate_states(manifest, where, taken={x["name"], y["name"]})
+    _validate_states(manifest, where, taken={x["name"], y["name"], *([PROBS] if PROBS in manifest["outputs"] else [])})
     _validate_frame(manifest["frame"], x["shape"][1], where)
     t = _get(manifest["decision"], "threshold", float, where, "decision")
     if not 0 < t < 1:
@@ -262,6 +265,15 @@ def _validate_io(manifest: dict, where: str) -> tuple[dict, dict]:
     _size(x.get("shape"), where, f"inputs.{INPUT}", MAX_FEATURES)
     if _size(y.get("shape"), where, f"outputs.{OUTPUT}", MAX_CLASSES) != len(classes):
         raise _bad(where, f"outputs.{OUTPUT}.shape", f"must have one logit per class ({len(classes)})")
+    extra = set(manifest["outputs"]) - {OUTPUT, PROBS}
+    if extra:
+        raise _bad(where, "outputs", f"names {sorted(extra)[0]!r}; the outputs are {OUTPUT!r} and optionally {PROBS!r}")
+    if PROBS in manifest["outputs"]:
+        p = _get(manifest["outputs"], PROBS, dict, where, "outputs")
+        if _get(p, "name", str, where, f"outputs.{PROBS}") != PROBS or p.get("dtype") != "float32" or "quant" in p:
+            raise _bad(where, f"outputs.{PROBS}", f"must be the float32 tensor {PROBS!r}")
+        if _size(p.get("shape"), where, f"outputs.{PROBS}", MAX_CLASSES) != len(classes):
+            raise _bad(where, f"outputs.{PROBS}.shape", f"must have one probability per class ({len(classes)})")
     return x, y
 
 
@@ -486,7 +498,8 @@ def make(*, artifact: str, runtime: str, precision: str, model: dict, classes: l
         "inputs": {INPUT: {"name": INPUT, "shape": [None, input_size], "dtype": "float32",
                            **({"quant": io_quant[INPUT]} if io_quant and INPUT in io_quant else {})}},
         "outputs": {OUTPUT: {"name": OUTPUT, "shape": [None, len(classes)], "dtype": "float32",
-                             **({"quant": io_quant[OUTPUT]} if io_quant and OUTPUT in io_quant else {})}},
+                             **({"quant": io_quant[OUTPUT]} if io_quant and OUTPUT in io_quant else {})},
+                    PROBS: {"name": PROBS, "shape": [None, len(classes)], "dtype": "float32"}},
         "states": states,
         "frame": frame,
         "decision": {"threshold": threshold, **({"keywords": list(keywords)} if keywords is not None else {}),

@@ -34,7 +34,7 @@ from edgerf.runtime.errors import ArtifactError, EdgerfError
 from edgerf.runtime.events import FILLER_CLASSES
 from edgerf.runtime.files import FileRefused, loads, read_npz
 from edgerf.runtime.features import featurizer
-from edgerf.runtime.manifest import INPUT, read_verified, validate
+from edgerf.runtime.manifest import INPUT, PROBS, read_verified, validate
 from edgerf.runtime.progress import ticks
 from edgerf.runtime.metrics import softmax
 from edgerf.runtime.backends import BACKENDS, TARGET_BACKENDS
@@ -111,6 +111,9 @@ class StepModel:
         self._featurizer = None
         self._backend_step, self._fresh = backend.step, backend.fresh    # the hot path, looked up once
         self._backend_step_many = getattr(backend, "step_many", None) or self._step_each
+        # the graph computes the class probabilities itself (exported with them, and the
+        # backend reads them): step_many(probs=True) then runs no softmax in numpy
+        self.graph_probs = PROBS in manifest["outputs"] and backend.probs
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}
@@ -204,8 +207,10 @@ class StepModel:
             return logits[0] if one else logits
         return logits[0].copy() if one else logits.copy()
 
-    def step_many(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Frames [T, D] of one stream (batch 1), in order -> ``(logits [n, C], stepped)``: what
+    def step_many(self, frames: np.ndarray, probs: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Frames [T, D] of one stream (batch 1), in order -> ``(logits [n, C], stepped)``
+        (``probs``: class probabilities instead, the graph's own where ``graph_probs``, else
+        the softmax of the logits): what
         T calls of ``step`` give, at a chunk's cost: the frames are checked once as a block,
         the backend steps them in a loop of its own (LiteRT: nothing but the interpreter's
         calls per frame) into one logits array, and the watchdog checks after the same steps
@@ -228,22 +233,27 @@ class StepModel:
             rows = [self.step(f) for f in frames]
             stepped = [k for k, r in enumerate(rows) if r is not None]
             out = np.array([rows[k] for k in stepped], np.float32).reshape(len(stepped), len(self.classes))
+            if probs:                 # frame by frame: the softmax of the logits ``step`` gave
+                softmax(out, out=out)
             return out, (None if len(stepped) == n else np.asarray(stepped, np.int64))
         frames = np.ascontiguousarray(frames)
         out = np.empty((n, len(self.classes)), np.float32)
+        in_graph = probs and self.graph_probs
         t = 0
         while t < n:
             # up to the watchdog's next check, so it reads the state after the same steps as step's
             k = n - t if not self.watched else min(n - t, self.check_every - self.steps % self.check_every)
-            self._backend_step_many(frames[t:t + k], out[t:t + k])
+            self._backend_step_many(frames[t:t + k], out[t:t + k], in_graph)
             self.steps, t = self.steps + k, t + k
             if self.watched and self.steps % self.check_every == 0:
                 self._check_and_snapshot()
+        if probs and not in_graph:
+            softmax(out, out=out)
         return out, None
 
-    def _step_each(self, frames: np.ndarray, out: np.ndarray) -> None:
-        """A backend without a chunk loop of its own: its step, frame by frame."""
-        step = self._backend_step
+    def _step_each(self, frames: np.ndarray, out: np.ndarray, probs: bool = False) -> None:
+        """A backend without a chunk loop of its own: its step (``probs``: step_probs), frame by frame."""
+        step = self.backend.step_probs if probs else self._backend_step
         for k in range(len(frames)):
             out[k] = step(frames[k])[0]
 

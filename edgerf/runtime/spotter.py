@@ -9,9 +9,10 @@ done per chunk rather than per 10 ms hop.
 
 Per chunk: the front end turns every sample that fills a frame into frames at once (one
 FFT call for the chunk), the model steps frame by frame (its state carries over, as it
-must; ``StepModel.step_many`` checks the chunk once), the softmax runs once over the
-chunk's logits and the detector smooths and thresholds the chunk as one array. Only the
-recurrence is per step. The same events come out for any chunking (tests/test_spotter.py);
+must; ``StepModel.step_many`` checks the chunk once) and hands out class probabilities
+computed by the graph itself (an artifact exported before graphs had them: one softmax
+over the chunk's logits here), and the detector smooths and thresholds the chunk as one
+array. Only the recurrence is per step. The same events come out for any chunking (tests/test_spotter.py);
 ``seconds`` says where the time went.
 """
 
@@ -80,8 +81,9 @@ class Spotter:
             frames = frames[None]
         clock = self._clock
         t0 = clock() if clock else 0.0
+        in_graph = getattr(self.model, "graph_probs", False)
         try:
-            probs, stepped = self.model.step_many(frames)
+            probs, stepped = self.model.step_many(frames, probs=True) if in_graph else self.model.step_many(frames)
         except FrameError:
             # the chunk's time passed with no evidence: uniform rows keep the detector's clock
             # (event times are stream time), and what they close waits for the next call
@@ -90,7 +92,8 @@ class Spotter:
         if not len(frames):
             return self._release([])
         t1 = clock() if clock else 0.0
-        softmax(probs, out=probs)                     # the chunk's logits, a new array: in place
+        if not in_graph:
+            softmax(probs, out=probs)                 # the chunk's logits, a new array: in place
         if stepped is not None:                       # a skipped frame took no step: no evidence, its time passes
             full = self._uniform(len(frames))
             full[stepped] = probs

@@ -37,8 +37,8 @@ FLOAT32, INT32, INT64, BOOL, INT16, INT8 = 0, 2, 4, 6, 7, 9
 TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
          9: "int8", 10: "float64"}
 DTYPES = {FLOAT32: np.float32, INT32: np.int32, INT64: np.int64, BOOL: np.bool_, INT16: np.int16, INT8: np.int8}
-OPS = {0: "ADD", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 18: "MUL", 28: "TANH", 41: "SUB",
-       53: "CAST", 62: "GREATER_EQUAL", 114: "QUANTIZE"}
+OPS = {0: "ADD", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 18: "MUL", 25: "SOFTMAX", 28: "TANH",
+       41: "SUB", 53: "CAST", 62: "GREATER_EQUAL", 114: "QUANTIZE"}
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -117,9 +117,12 @@ def read_model(data: bytes) -> dict:
         for o in sg.tables(3):
             code = codes[o.scalar(0, "I")]
             opts = o.table(4)
-            ops.append({"op": OPS.get(code, f"builtin operator {code}"), "inputs": [int(i) for i in o.array(1, np.int32)],
+            kind = OPS.get(code, f"builtin operator {code}")
+            ops.append({"op": kind, "inputs": [int(i) for i in o.array(1, np.int32)],
                         "outputs": [int(i) for i in o.array(2, np.int32)],
-                        "activation": ACTIVATIONS.get(opts.scalar(0, "b") if opts else 0, "?")})
+                        # SoftmaxOptions hold beta (float, default 0) where the others hold the activation
+                        **({"activation": "NONE", "beta": opts.scalar(0, "f") if opts else 0.0} if kind == "SOFTMAX"
+                           else {"activation": ACTIVATIONS.get(opts.scalar(0, "b") if opts else 0, "?")})})
         return {"tensors": tensors, "ops": ops, "inputs": [int(i) for i in sg.array(1, np.int32)],
                 "outputs": [int(i) for i in sg.array(2, np.int32)]}
     except ArtifactError:
@@ -576,6 +579,9 @@ def _compile_op(op: dict, tensors: list[dict], bufs: list[np.ndarray]):
     if kind == "TANH" and types == {FLOAT32}:
         x = bufs[ins[0]]
         return lambda: np.tanh(x, out=out)
+    if kind == "SOFTMAX" and types == {FLOAT32}:
+        x = bufs[ins[0]]
+        return lambda: _softmax_f32(x, np.float32(op["beta"]), out)
     if kind == "GREATER_EQUAL" and t_out["type"] == BOOL:
         a, b = bufs[ins[0]], bufs[ins[1]]
         if types == {INT8, BOOL}:
@@ -613,6 +619,15 @@ def _logistic_f32(x: np.ndarray, out: np.ndarray) -> None:
     low = x < np.float32(-9.0)
     if low.any():
         out[low] = np.exp(x[low])
+
+
+def _softmax_f32(x: np.ndarray, beta: np.float32, out: np.ndarray) -> None:
+    """TFLite Micro's float SOFTMAX over the last axis: exp((x - max) * beta) in float32, summed
+    in column order in float32 (``accumulate`` adds in order, as its loop does), then divided.
+    exp is computed in float64 and rounded, the float32 exp of a correctly rounding libm."""
+    v = (x - np.maximum.reduce(x, axis=-1, keepdims=True)) * beta
+    np.copyto(out, np.exp(v.astype(np.float64)), casting="same_kind")
+    np.divide(out, np.add.accumulate(out, axis=-1)[..., -1:], out=out)
 
 
 def _fully_connected(t_in, t_out, act, x, w, bias, out):
