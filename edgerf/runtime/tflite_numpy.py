@@ -625,8 +625,10 @@ def _softmax_f32(x: np.ndarray, beta: np.float32, out: np.ndarray) -> None:
     """TFLite Micro's float SOFTMAX over the last axis: exp((x - max) * beta) in float32, summed
     in column order in float32 (``accumulate`` adds in order, as its loop does), then divided.
     exp is computed in float64 and rounded, the float32 exp of a correctly rounding libm."""
-    v = (x - np.maximum.reduce(x, axis=-1, keepdims=True)) * beta
-    np.copyto(out, np.exp(v.astype(np.float64)), casting="same_kind")
+    v = x - np.maximum.reduce(x, axis=-1, keepdims=True)
+    if beta != 1:                     # times one changes no float: skipped (every graph edgerf writes)
+        v *= beta
+    np.copyto(out, np.exp(v, dtype=np.float64), casting="same_kind")
     np.divide(out, np.add.accumulate(out, axis=-1)[..., -1:], out=out)
 
 
