@@ -26,6 +26,7 @@ import typer
 from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TASK_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
 from edgerf.runtime.errors import EdgerfError
+from edgerf.runtime.events import MAX_WINDOW
 from edgerf.runtime.targets import listing
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -534,6 +535,13 @@ def _event_record(ev, period: Optional[float]) -> dict:
     return d
 
 
+def _open_unit(value: Optional[float]) -> Optional[float]:
+    """A probability threshold: strictly between 0 and 1 (Click's ranges are closed)."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{value} is not in (0, 1): a threshold on smoothed probabilities.")
+    return value
+
+
 @command()
 def stream(
     model: str = typer.Argument(..., help="An exported step model (.onnx or .tflite, its .json manifest beside it), "
@@ -549,9 +557,11 @@ def stream(
                                            "kws-gru: its built-in demo recording."),
     state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "
                                                     "initial state, and say why) and save to it at the end."),
-    threshold: Optional[float] = typer.Option(None, help="Event threshold (default: the manifest's)."),
-    window: Optional[int] = typer.Option(None, help="Steps of probability smoothing (default: the manifest's "
-                                                    "operating point, else 3)."),
+    threshold: Optional[float] = typer.Option(None, callback=_open_unit,
+                                              help="Event threshold, in (0, 1) (default: the manifest's)."),
+    window: Optional[int] = typer.Option(None, min=1, max=MAX_WINDOW,
+                                         help="Steps of probability smoothing (default: the manifest's "
+                                              "operating point, else 3)."),
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
                                                         "frames with NaN/Inf or a wrong shape."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "

@@ -560,3 +560,13 @@ def test_a_stream_started_with_stdin_closed_is_refused():
     r = subprocess.run([sys.executable, "-m", "edgerf", "stream", "kws-gru", "-"], capture_output=True, text=True,
                        preexec_fn=lambda: os.close(0), timeout=120)
     assert r.returncode == 2 and "stdin is closed" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--window", "0"), ("--window", "-3"), ("--window", "100001"),
+                                         ("--threshold", "0"), ("--threshold", "1"), ("--threshold", "1.5"),
+                                         ("--threshold", "nan")])
+def test_stream_refuses_an_operating_point_by_its_flag_before_any_work(flag, value):
+    """The detector's own check named ``window``/``threshold``, after the model was loaded; the
+    command line names its flag and the range, as for any other option."""
+    r = _cli("stream", "kws-gru", flag, value)
+    assert r.exit_code == 2 and f"'{flag}'" in r.output
