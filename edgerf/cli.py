@@ -313,6 +313,9 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
         typer.echo(f"on {name}: {t.get('summary', t)} (at export)")
     typer.echo(f"input  {m['inputs']['x']['name']:12s} {m['inputs']['x']['shape']} {m['inputs']['x']['dtype']}")
     typer.echo(f"output {m['outputs']['logits']['name']:12s} {m['outputs']['logits']['shape']}")
+    typer.echo(f"output {'probs':12s} " + (f"{m['outputs']['probs']['shape']} softmax of the logits, computed in the graph"
+                                          if "probs" in m["outputs"] else
+                                          "none: exported before graphs had it (the runtime computes the softmax)"))
     for s in m["states"]:
         q = s.get("quant")
         qs = f" quantized {q['qdtype']} scale {q['scale']:.3g} zp {q['zero_point']}" if q else ""
@@ -337,8 +340,6 @@ def inspect(artifact: Path = typer.Argument(..., help="An exported .onnx/.tflite
             q = io["quant"]
             typer.echo(f"{name} {io['name']} crosses the graph boundary as {q['dtype']} "
                        f"(scale {q['scale']:.4g}, zero point {q['zero_point']})")
-    typer.echo("output probs: the softmax of the logits, computed in the graph (float32)" if "probs" in m["outputs"]
-               else "output probs: none (exported before graphs had them; the runtime computes the softmax)")
     typer.echo(f"source: {m['source'].get('checkpoint')} sha256 {m['source'].get('checkpoint_sha256', '')[:16]}..., "
                f"trained with: {m['source'].get('train_command')}")
     typer.echo(f"trained on: {describe(m['source'].get('train_data'))}")

@@ -45,16 +45,19 @@ def test_read_wav_and_bad_files(tmp_path):
         speech.read_wav(tmp_path / "trunc.wav")
 
 
-def test_bad_files_skipped_with_a_count(tmp_path):
-    for w in ("yes", "no"):
+def test_a_split_with_bad_files_is_refused_naming_every_one(tmp_path):
+    for w in ("yes", "no", "up"):
         (tmp_path / w).mkdir()
     _wav(tmp_path / "yes" / "aaaa1111_nohash_0.wav", np.zeros(16000))
     (tmp_path / "no" / "aaaa1111_nohash_1.wav").write_bytes(b"RIFF....broken")
+    (tmp_path / "up" / "aaaa1111_nohash_2.wav").write_bytes(b"")
     split = speech.split_of("aaaa1111")
-    with pytest.raises(DataError, match="aaaa1111_nohash_1.wav"):
+    with pytest.raises(DataError, match=r"(?s)2 file.*nohash_1\.wav.*nohash_2\.wav"):
         speech.load_split(split, tmp_path)
-    waves, words, bad = speech.load_split(split, tmp_path, skip_bad=True)
-    assert (len(waves), words, bad) == (1, ["yes"], 1)
+    (tmp_path / "no" / "aaaa1111_nohash_1.wav").unlink()
+    (tmp_path / "up" / "aaaa1111_nohash_2.wav").unlink()
+    waves, words = speech.load_split(split, tmp_path)
+    assert (len(waves), words) == (1, ["yes"])
 
 
 def test_every_16_bit_sample_reads_as_its_value_over_32768_from_bytes_or_an_array():

@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="dataset folder (else $EDGERF_DATA, the defaults)")
     a = p.parse_args(argv)
     task = get_task("gsc").bind(a.data)
-    waves, words, _ = speech.load_split(a.split, task.data.root)
+    waves, words = speech.load_split(a.split, task.data.root)
     rng = np.random.default_rng(a.seed)
     order = rng.permutation(len(waves))
     wav = np.concatenate([waves[i] for i in order])

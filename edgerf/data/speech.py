@@ -192,17 +192,7 @@ def load_background(split: str, root: Path, folder: Path | None = None,
     return bg
 
 
-def load_split(split: str, root: Path, skip_bad: bool = False,
-               mode: str = "speaker") -> tuple[list[np.ndarray], list[str], int]:
-    """Waveforms and folder names of a split of ``root``; with ``skip_bad`` bad files are counted,
-    not fatal."""
-    waves, words, bad = [], [], 0
-    for c in list_clips(root, split, mode):
-        try:
-            waves.append(read_wav(c.path))
-            words.append(c.word)
-        except DataError:
-            if not skip_bad:
-                raise
-            bad += 1
-    return waves, words, bad
+def load_split(split: str, root: Path, mode: str = "speaker") -> tuple[list[np.ndarray], list[str]]:
+    """Waveforms and folder names of a split of ``root``; unreadable files are refused together."""
+    clips = list_clips(root, split, mode)
+    return read_wavs(c.path for c in clips), [c.word for c in clips]
