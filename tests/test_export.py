@@ -359,3 +359,19 @@ def test_exported_graphs_carry_no_path_of_this_machine(tmp_path, sfmnist):
     for f in ("gru.onnx", "gru.int8.onnx", "gru.tflite", "gru.int8.tflite"):
         data = (tmp_path / f).read_bytes()
         assert here not in data and b"stack_trace" not in data and str(tmp_path).encode() not in data, f
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_a_graph_whose_probabilities_miss_its_logits_softmax_writes_nothing(tmp_path, sfmnist, monkeypatch, fmt):
+    """Each artifact's probs output is checked against the softmax of its own logits; here the
+    allowed error is made negative, so every graph misses it: exit 3, nothing written."""
+    from edgerf.export import pipeline
+    ck = _ckpt(tmp_path, "gru", sfmnist)
+    out = tmp_path / "out"
+    monkeypatch.setattr(pipeline, "PROBS_ATOL", -1.0)
+    with pytest.raises(ParityError, match="probabilities output is not the softmax"):
+        export_checkpoint(ck, out, replace(QUICK, formats=(fmt,)))
+    assert not out.exists() or not any(out.iterdir())
+    monkeypatch.setattr(pipeline, "PROBS_ATOL", 1e-5)
+    rep = export_checkpoint(ck, out, replace(QUICK, formats=(fmt,)))
+    assert manifest.read(out / rep.artifacts[0].file)["probs_check"]["max_abs_diff"] <= 1e-5
