@@ -156,7 +156,10 @@ def _run_ray(trials, names, out: Path, cfg: SweepConfig, log) -> list[dict]:
 
     if not ray.is_initialized():
         try:
-            ray.init(address=cfg.address, include_dashboard=False, log_to_driver=False,
+            # no --address: a Ray of our own ("local"). ray.init() with no address joins whatever
+            # $RAY_ADDRESS or /tmp/ray names, a cluster the user started for something else or
+            # one a killed sweep left behind, and num_cpus is refused when joining
+            ray.init(address=cfg.address or "local", include_dashboard=False, log_to_driver=False,
                      configure_logging=False, **({} if cfg.address else {"num_cpus": os.cpu_count()}))
         except ConnectionError as e:           # something answered at the address, but not a Ray cluster
             raise EdgerfError(f"--address {cfg.address}: {e}; check the address (ray status on the head "

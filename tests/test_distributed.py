@@ -71,7 +71,9 @@ def test_a_local_ray_sweep_writes_its_table_and_resumes_after_a_kill(tmp_path):
     p.wait()
     finished = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "sw").glob("*.pt")}
     assert finished, "no trial finished before the kill"
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    # the resumed sweep runs a Ray of its own, never one that $RAY_ADDRESS (or /tmp/ray) names:
+    # here a dead address, as a cluster record left behind by a killed run
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": "127.0.0.1:9"})
     assert r.returncode == 0, r.stderr[-2000:]
     # trials in flight when the driver died may still land (their writes are atomic)
     reused = int(r.stderr.split(" already finished")[0].rsplit("(", 1)[1])
