@@ -34,7 +34,7 @@ from edgerf.runtime.errors import ArtifactError, EdgerfError
 from edgerf.runtime.events import FILLER_CLASSES
 from edgerf.runtime.files import FileRefused, loads, read_npz
 from edgerf.runtime.features import featurizer
-from edgerf.runtime.manifest import INPUT, PROBS, read_verified, validate
+from edgerf.runtime.manifest import INPUT, read_verified, validate
 from edgerf.runtime.progress import ticks
 from edgerf.runtime.metrics import softmax
 from edgerf.runtime.backends import BACKENDS, TARGET_BACKENDS
@@ -112,8 +112,9 @@ class StepModel:
         self._backend_step, self._fresh = backend.step, backend.fresh    # the hot path, looked up once
         self._backend_step_many = getattr(backend, "step_many", None) or self._step_each
         # the graph computes the class probabilities itself (exported with them, and the
-        # backend reads them): step_many(probs=True) then runs no softmax in numpy
-        self.graph_probs = PROBS in manifest["outputs"] and backend.probs
+        # backend reads them; its outputs were checked against the manifest's at load):
+        # step_many(probs=True) then runs no softmax in numpy
+        self.graph_probs = backend.probs
         self._snapshot = self.get_state()
         self.steps = 0
         self.health = {"bad_frames": 0, "state_restores": 0}

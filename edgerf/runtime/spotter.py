@@ -61,6 +61,7 @@ class Spotter:
         self.seconds = {"features": 0.0, "model": 0.0, "probs": 0.0, "detection": 0.0}
         self._held: list[Event] = []          # events closed by a chunk whose frame was refused
         self._clock = time.process_time if timed else None
+        self._in_graph = getattr(model, "graph_probs", False)     # the graph hands out probabilities
 
     def feed(self, pcm: np.ndarray) -> list[Event]:
         """A chunk of audio (float PCM); returns the events it closed."""
@@ -81,7 +82,7 @@ class Spotter:
             frames = frames[None]
         clock = self._clock
         t0 = clock() if clock else 0.0
-        in_graph = getattr(self.model, "graph_probs", False)
+        in_graph = self._in_graph
         try:
             probs, stepped = self.model.step_many(frames, probs=True) if in_graph else self.model.step_many(frames)
         except FrameError:
