@@ -23,6 +23,7 @@ from edgerf.runtime.model import StepModel
 class TorchBackend:
     name = "torch"
     fresh = True           # each step returns a new array
+    probs = False          # probabilities come from its logits (the runtime's softmax)
 
     def __init__(self, model, threads: int = 1):
         torch.set_num_threads(threads)
