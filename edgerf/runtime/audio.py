@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,42 +39,89 @@ def open_wav_file(path: Path, max_bytes: int = MAX_WAV_BYTES):
         raise DataError(str(e)) from e
 
 
+WAV_STREAM_TAGS = (b"RIFF", b"RF64")     # how a little-endian WAV opens (RF64: over 4 GB)
+UNKNOWN_SIZE = 0xFFFFFFFF                # a data chunk's size when its writer did not know it (a stream)
+_PCM, _EXTENSIBLE = 1, 0xFFFE
+_FORMAT_NAMES = {1: "PCM", 2: "ADPCM", 3: "float", 6: "A-law", 7: "mu-law", 0x11: "IMA ADPCM", 0x55: "MP3"}
+
+
+@dataclass(frozen=True)
+class WavLayout:
+    """Where a WAV's samples are, once its format is known to be 16-bit PCM at the rate asked."""
+    data_at: int        # offset of the first sample
+    data_bytes: int     # what the data chunk's header says (UNKNOWN_SIZE from a writer that streamed)
+    channels: int
+
+
+def wav_layout(head: bytes, rate: int, where: str, hint: str | None = None, mono: bool = False,
+               limit: int | None = None) -> WavLayout | None:
+    """The layout of the WAV that opens with ``head`` (RIFF or RF64, little-endian), walking its
+    chunks to the ``data`` chunk: plain, extensible (what sox and ffmpeg write for some formats)
+    and LIST-carrying headers alike, the same for a file and a stream. None while ``head`` ends
+    before the data chunk's header (a pipe delivers it piecewise); ``limit``: bytes after which
+    a header with no data chunk is refused. Any format but 16-bit PCM at ``rate`` (``mono``: one
+    channel) is a DataError naming ``where``, what the WAV holds and ``hint`` (how to make one)."""
+    wanted = f"16-bit{' mono' if mono else ''} PCM at {rate} Hz" + (f" ({hint})" if hint else "")
+    if head[:4] == b"RIFX":
+        raise DataError(f"{where}: a big-endian WAV (RIFX); expected little-endian {wanted}.")
+    at, channels = 12, None
+    while len(head) >= at + 8:
+        kind, size = head[at:at + 4], struct.unpack_from("<I", head, at + 4)[0]
+        if kind == b"data":
+            if channels is None:
+                raise DataError(f"{where}: a WAV whose data comes before its format chunk.")
+            return WavLayout(at + 8, size, channels)
+        if kind == b"fmt ":
+            if size < 16:
+                raise DataError(f"{where}: a WAV whose format chunk is {size} bytes (at least 16).")
+            extensible = size >= 40 and head[at + 8:at + 10] == _EXTENSIBLE.to_bytes(2, "little")
+            if len(head) < at + 8 + (26 if extensible else 16):
+                return None
+            code, got_channels, got_rate, _, _, bits = struct.unpack_from("<HHIIHH", head, at + 8)
+            if extensible:                      # WAVE_FORMAT_EXTENSIBLE: the format is its subformat's
+                code = struct.unpack_from("<H", head, at + 8 + 24)[0]
+            if (code, bits, got_rate) != (_PCM, 16, rate) or got_channels < 1 or (mono and got_channels != 1):
+                name = _FORMAT_NAMES.get(code, f"format {code}")
+                raise DataError(f"{where}: a WAV of {bits}-bit {name}, {got_channels} channel(s) at {got_rate} Hz; "
+                                f"expected {wanted}.")
+            channels = got_channels
+        at += 8 + size + (size & 1)
+        if limit is not None and at > limit:
+            break
+    if limit is not None and len(head) > limit:
+        raise DataError(f"{where}: a WAV header with no data chunk in its first {limit:,} bytes.")
+    return None
+
+
 def read_wav(path: Path, rate: int = 16_000, max_bytes: int = MAX_WAV_BYTES) -> np.ndarray:
     """16-bit PCM at ``rate`` -> float32 in [-1, 1] (several channels: their mean); anything else
-    is a DataError naming the file. Only a regular file of at most ``max_bytes`` is opened, and its header is checked
-    against its size before the samples are read."""
+    is a DataError naming the file and what it holds. Only a regular file of at most
+    ``max_bytes`` is read; the header is checked against what the file holds. A data chunk
+    whose size its writer left unknown (a recording saved from a pipe) runs to the end."""
     with open_wav_file(path, max_bytes) as f:
-        size = os.fstat(f.fileno()).st_size
-        try:
-            with wave.open(f, "rb") as w:
-                if w.getframerate() != rate:
-                    raise DataError(f"{path}: sample rate {w.getframerate()} Hz, expected {rate} Hz.")
-                if w.getsampwidth() != 2:
-                    raise DataError(f"{path}: {8 * w.getsampwidth()}-bit samples, expected 16-bit PCM.")
-                n, ch = w.getnframes(), w.getnchannels()
-                if n * ch * 2 > size:
-                    raise DataError(f"{path}: its header claims {n * ch * 2:,} bytes of audio; the file holds "
-                                    f"{size:,}. Truncated or not a WAV file.")
-                raw = w.readframes(n)
-        except DataError:
-            raise
-        except (wave.Error, EOFError, OSError, ValueError, RuntimeError, struct.error) as e:
-            # the wave module signals a malformed chunk with any of these
-            raise DataError(f"{path}: not a readable WAV file ({type(e).__name__}: {e}).") from e
-    if n == 0 or not raw:
+        raw = f.read(max_bytes + 1)
+    if not raw:
         raise DataError(f"{path}: empty WAV file.")
-    if len(raw) != n * ch * 2:
-        raise DataError(f"{path}: truncated WAV ({len(raw)} bytes of audio, header says {n * ch * 2}).")
-    x = pcm16_to_float(raw)
-    return x.reshape(-1, ch).mean(axis=1) if ch > 1 else x
+    if not (raw[:4] in WAV_STREAM_TAGS + (b"RIFX",) and raw[8:12] == b"WAVE"):
+        raise DataError(f"{path}: not a readable WAV file (it does not open with a RIFF/WAVE header).")
+    layout = wav_layout(raw, rate, str(path))
+    if layout is None:
+        raise DataError(f"{path}: truncated WAV: its header ends before its data chunk.")
+    held = len(raw) - layout.data_at
+    size = held if layout.data_bytes == UNKNOWN_SIZE else layout.data_bytes
+    if size > held:
+        raise DataError(f"{path}: its header claims {size:,} bytes of audio; the file holds "
+                        f"{held:,}. Truncated or not a WAV file.")
+    n = size // (2 * layout.channels)               # whole frames (a stray partial one is dropped)
+    if n == 0:
+        raise DataError(f"{path}: empty WAV file.")
+    x = pcm16_to_float(memoryview(raw)[layout.data_at:layout.data_at + 2 * n * layout.channels])
+    return x.reshape(-1, layout.channels).mean(axis=1) if layout.channels > 1 else x
 
 
 # A WAV header on stdin (``arecord`` writes one unless told ``-t raw``) is at most this long
 # before its data chunk; a stream that is still "header" beyond it is not one.
 MAX_STREAM_HEADER_BYTES = 1 << 16
-
-
-WAV_STREAM_TAGS = (b"RIFF", b"RF64")     # how a little-endian WAV stream opens (RF64: over 4 GB)
 
 
 def stream_wav_header(head: bytes, rate: int) -> int | None:
@@ -84,39 +131,12 @@ def stream_wav_header(head: bytes, rate: int) -> int | None:
     deliver the header a byte at a time). A WAV stream of another format is a DataError saying
     what it holds. A streamed WAV's sizes are placeholders (its writer does not know the
     length), so they are not checked."""
-    if len(head) >= 4 and head[:4] == b"RIFX":
-        raise DataError("stdin: a big-endian WAV stream (RIFX); this model takes little-endian 16-bit PCM "
-                        f"(arecord -f S16_LE -r {rate} -c 1).")
-    if not any(head.startswith(tag[:len(head)]) for tag in WAV_STREAM_TAGS) or (len(head) >= 12 and head[8:12] != b"WAVE"):
+    is_wav = any(head.startswith(tag[:len(head)]) for tag in WAV_STREAM_TAGS + (b"RIFX",))
+    if not is_wav or (len(head) >= 12 and head[8:12] != b"WAVE"):
         return 0
-    at, fmt = 12, None
-    while len(head) >= at + 8:
-        kind, size = head[at:at + 4], struct.unpack_from("<I", head, at + 4)[0]
-        if kind == b"data":
-            if fmt is None:
-                raise DataError("stdin: a WAV stream whose data comes before its format chunk.")
-            return at + 8
-        if kind == b"fmt ":
-            if size < 16:
-                raise DataError(f"stdin: a WAV stream whose format chunk is {size} bytes (at least 16).")
-            extensible = size >= 40 and head[at + 8:at + 10] == b"\xfe\xff"
-            if len(head) < at + 8 + (26 if extensible else 16):
-                return None
-            code, channels, got_rate, _, _, bits = struct.unpack_from("<HHIIHH", head, at + 8)
-            if extensible:                      # WAVE_FORMAT_EXTENSIBLE: the format is its subformat's
-                code = struct.unpack_from("<H", head, at + 8 + 24)[0]
-            if (code, channels, got_rate, bits) != (1, 1, rate, 16):
-                kind_ = {1: "PCM", 3: "float"}.get(code, f"format {code}")
-                raise DataError(f"stdin: a WAV stream of {bits}-bit {kind_}, {channels} channel(s) at {got_rate} "
-                                f"Hz; this model takes 16-bit mono PCM at {rate} Hz "
-                                f"(arecord -f S16_LE -r {rate} -c 1).")
-            fmt = True
-        at += 8 + size + (size & 1)
-        if at > MAX_STREAM_HEADER_BYTES:
-            break
-    if len(head) > MAX_STREAM_HEADER_BYTES:
-        raise DataError(f"stdin: a WAV header with no data chunk in its first {MAX_STREAM_HEADER_BYTES:,} bytes.")
-    return None
+    layout = wav_layout(head, rate, "stdin", f"arecord -f S16_LE -r {rate} -c 1", mono=True,
+                        limit=MAX_STREAM_HEADER_BYTES)
+    return None if layout is None else layout.data_at
 
 
 def write_wav(path: Path, pcm: np.ndarray, rate: int = 16_000) -> None:
