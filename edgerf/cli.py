@@ -556,8 +556,10 @@ def stream(
                                            "writes (checked) (arecord -f S16_LE -r 16000 -c 1 | "
                                            "edgerf stream kws-gru -), float32 frames otherwise. Default for "
                                            "kws-gru: its built-in demo recording."),
-    state: Optional[Path] = typer.Option(None, help="Resume from this state file (a refused one: start from the "
-                                                    "initial state, and say why) and save to it at the end."),
+    state: Optional[Path] = typer.Option(None, help="Resume from this state file and save to it at the end. A "
+                                                    "refused one (another model's, damaged) is kept as "
+                                                    "NAME.refused; the stream starts from the initial state "
+                                                    "and says why."),
     threshold: Optional[float] = typer.Option(None, callback=_open_unit,
                                               help="Event threshold, in (0, 1) (default: the manifest's)."),
     window: Optional[int] = typer.Option(None, min=1, max=MAX_WINDOW,

@@ -65,6 +65,25 @@ def test_a_fifo_a_device_or_a_directory_as_a_state_file_is_a_fresh_start(builtin
         assert r.returncode in (0, 2), r.stderr
 
 
+def test_a_refused_state_file_is_kept_aside_not_saved_over(builtin):
+    """`--state` naming another model's state (or a damaged file) starts fresh, as a device must,
+    but the file is kept as NAME.refused before the new state is saved: it was overwritten,
+    so a wrong path destroyed the other model's state."""
+    kws = BUILTIN_DIR / "kws-gru.int8.tflite"
+    other = builtin / "kws.npz"
+    assert _edgerf("stream", kws, DEMO_RECORDING, "--state", other).returncode == 0
+    saved = other.read_bytes()
+    np.save(builtin / "x.npy", np.zeros((40, 28), np.uint8))
+    r = _edgerf("stream", builtin / "default-gru.int8.tflite", builtin / "x.npy", "--state", other)
+    assert r.returncode == 0 and "another model" in r.stderr and "kws.npz.refused" in r.stderr, r.stderr
+    assert (builtin / "kws.npz.refused").read_bytes() == saved
+    assert StepModel.load(builtin / "default-gru.int8.tflite").resume(other)       # its own state now
+    (builtin / "junk.npz").write_bytes(b"not a state")
+    m = StepModel.load(builtin / "default-gru.int8.tflite")
+    assert m.resume(builtin / "junk.npz") is False and "junk.npz.refused" in m.health["last_refusal"]
+    assert (builtin / "junk.npz.refused").read_bytes() == b"not a state" and not (builtin / "junk.npz").exists()
+
+
 def test_resume_survives_state_metadata_of_any_type(builtin):
     m = StepModel.load(builtin / "default-gru.int8.tflite")
     m.save_state(builtin / "s.npz")

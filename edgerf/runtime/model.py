@@ -87,6 +87,21 @@ class StateError(EdgerfError):
 MAX_STATE_META_BYTES = 1 << 16
 
 
+def _keep_refused(path: Path) -> str:
+    """Move a refused state file (a regular file or a link) aside as NAME.refused, so the state
+    saved next does not destroy what it held (another model's state, evidence of damage); what
+    the refusal message adds. A FIFO, device or directory is left where it is: no state is
+    ever written over one."""
+    try:
+        if not (path.is_symlink() or path.is_file()):
+            return ""
+        kept = path.with_name(path.name + ".refused")
+        os.replace(path, kept)
+        return f" Kept it as {kept}."
+    except OSError as e:
+        return f" (It could not be kept aside: {e.strerror or e}.)"
+
+
 class StepModel:
     def __init__(self, path: Path, manifest: dict, backend, batch: int, on_bad_frame: str,
                  check_every: int, range_margin: float):
@@ -408,7 +423,9 @@ class StepModel:
         """Start from the state saved at ``path`` if it is this model's and healthy; else from
         the initial state, counted in ``health["refused_states"]`` (the reason in
         ``health["last_refusal"]``), so a device never stays down over a bad state file.
-        A missing file is a first boot, not a refusal. Returns whether the file was used."""
+        A missing file is a first boot, not a refusal. A refused file (another model's state, a
+        damaged one) is kept as ``NAME.refused`` before this model's state is ever saved over
+        it. Returns whether the file was used."""
         path = Path(path)
         if not path.exists() and not path.is_symlink():
             return False
@@ -419,7 +436,7 @@ class StepModel:
             self._initial_state()
             self._snapshot = self.get_state()
             self.health["refused_states"] = self.health.get("refused_states", 0) + 1
-            self.health["last_refusal"] = str(e)
+            self.health["last_refusal"] = str(e) + _keep_refused(path)
             return False
 
     def _state_bytes(self) -> int:
