@@ -211,8 +211,10 @@ def train(
 
 @command(ExportConfig, Budget)
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint)."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`, or a built-in name "
+                                                "(default-gru, kws-gru: its shipped checkpoint)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output folder (default: beside the checkpoint; "
+                                                                     "a built-in needs one)."),
     report: Optional[Path] = typer.Option(None, help="Also write the export report as JSON here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final report."),
     **options,
@@ -221,8 +223,14 @@ def export(
     _need_host("export")
     from edgerf.runtime import atomic
     from edgerf.export.pipeline import export_checkpoint, output_files
+    from edgerf.models import builtin_checkpoint, is_builtin_name
 
     cfg = _config(ExportConfig, options, budget=_config(Budget, options))
+    if is_builtin_name(checkpoint):
+        if output is None:                  # beside it is the installed package, whose files are checked
+            raise typer.BadParameter(f"{checkpoint} is a built-in; give an output folder for its export.",
+                                     param_hint="-o")
+        checkpoint = builtin_checkpoint(str(checkpoint))
     if report is not None and report.resolve() in {f.resolve() for f in output_files(checkpoint, output, cfg)}:
         raise typer.BadParameter(f"{report} is a file this export writes; give the report another path.",
                                  param_hint="--report")
@@ -783,7 +791,8 @@ def sweep(
 
 @command()
 def plot(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`, or a built-in name "
+                                                "(default-gru, kws-gru)."),
     output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
     steps: int = typer.Option(600, min=1, help="Steps of the excerpt (at most the test stream's)."),
@@ -796,10 +805,11 @@ def plot(
     _refuse_overwrite(output, force)
     from edgerf import checkpoint as ckpt_io
     from edgerf.bench.render import plot_stream_excerpt
+    from edgerf.models import checkpoint_path
     from edgerf.tasks import get_task
     from edgerf.train import predict
 
-    ck = ckpt_io.load(checkpoint)
+    ck = ckpt_io.load(checkpoint_path(checkpoint))
     task = get_task(ck.task).bind(_path(data), _path(background))
     stream = task.stream("test", task.samples_for_steps(steps), seed=seed)
     logits = predict(ck.model, stream)

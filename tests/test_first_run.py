@@ -179,6 +179,20 @@ def test_a_live_streams_plot_keeps_a_bounded_tail_and_draws_it_in_stream_time(tm
     assert png.stat().st_size > 10_000
 
 
+def test_export_and_plot_take_a_built_in_name_as_stream_bench_and_inspect_do(tmp_path):
+    """`edgerf export kws-gru` and `edgerf plot default-gru` looked for a file of that name (every
+    other command takes the built-in names); an export of a built-in needs -o, as beside its
+    checkpoint is the installed package."""
+    r = CliRunner().invoke(app, ["export", "kws-gru", "--format", "onnx"])
+    assert r.exit_code == 2 and "-o" in r.output
+    r = CliRunner().invoke(app, ["export", "kws-gru", "-o", str(tmp_path / "k"), "--format", "onnx", "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "k" / "kws-gru.onnx.json").read_text())["source"]["checkpoint_sha256"] == \
+        json.loads((BUILTIN_DIR / "kws-gru.onnx.json").read_text())["source"]["checkpoint_sha256"]
+    r = CliRunner().invoke(app, ["plot", "default-gru", "-o", str(tmp_path / "p.png"), "--steps", "200"])
+    assert r.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 10_000, r.output
+
+
 def test_plot_and_report_refuse_to_overwrite(tmp_path):
     png = tmp_path / "k.png"
     png.write_bytes(b"keep")

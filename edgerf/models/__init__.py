@@ -89,6 +89,11 @@ def is_builtin_name(model: str | os.PathLike) -> bool:
     return str(model) in BUILTINS and not Path(model).exists()
 
 
+def checkpoint_path(checkpoint: str | os.PathLike) -> Path:
+    """What a user's CHECKPOINT argument means: a built-in name's shipped checkpoint, else the path."""
+    return builtin_checkpoint(str(checkpoint)) if is_builtin_name(checkpoint) else Path(checkpoint)
+
+
 def model_path(model: str | os.PathLike, target: str | None = None) -> Path:
     """What a user's MODEL argument means: a built-in name's artifact (on ``target``), else the path."""
     return builtin_artifact(str(model), target) if is_builtin_name(model) else Path(model)
