@@ -129,3 +129,20 @@ def test_an_artifact_exported_before_graphs_had_probabilities_still_spots():
     probs, _ = m.step_many(x, probs=True)
     logits, _ = StepModel.load(builtin_artifact("default-gru")).step_many(x)
     np.testing.assert_array_equal(probs, softmax(logits))
+
+
+def test_16_bit_sample_values_passed_as_floats_are_refused_not_classified():
+    """`np.frombuffer(buf, np.int16).astype(np.float32)` without the 1/32768: frames 90 dB over
+    anything trained on, classified silently (events or none, all wrong). Refused per chunk,
+    nothing of the chunk consumed; audio up to 4x full scale (square waves, the demo x4) passes."""
+    pcm = read_wav(DEMO_RECORDING)
+    m = StepModel.load(builtin_artifact("kws-gru"))
+    with pytest.raises(ValueError, match="32768"):
+        m.featurize(pcm[:16000] * 32768)
+    with pytest.raises(ValueError, match="32768"):
+        Spotter(m).feed(np.random.default_rng(0).normal(0, 30, 16000).astype(np.float32))   # quiet, still refused
+    fresh = StepModel.load(builtin_artifact("kws-gru"))
+    np.testing.assert_array_equal(m.featurize(pcm[:16000]), fresh.featurize(pcm[:16000]))
+    square = np.sign(np.sin(np.arange(16000) * 2 * np.pi * 1000 / 16000)).astype(np.float32)
+    for x in (square, 4 * square, 4 * pcm):
+        assert len(StepModel.load(builtin_artifact("kws-gru")).featurize(x)) > 0

@@ -45,7 +45,7 @@ class _StackedLogMel:
 
     def __init__(self, k: int, mean: np.ndarray, std: np.ndarray):
         self.k, self.mean, self.std = k, mean, std
-        self.stream = LogMelStream(activity=False, dense_mel=True)
+        self.stream = LogMelStream(activity=False, dense_mel=True, refuse_overload=True)
         self.pending = np.zeros((0, N_MELS), np.float32)
 
     def __call__(self, pcm: np.ndarray) -> np.ndarray:
@@ -67,6 +67,7 @@ HOP = 160          # 10 ms hop: 100 frames per second
 N_FFT = 512
 N_MELS = 40
 F_MIN, F_MAX = 20.0, 7_600.0
+OVERLOAD_HEADROOM = 4.0     # amplitude over full scale that a device's float PCM may reach (+12 dB)
 _RFFT_OUT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"      # rfft(out=) arrived in numpy 2.0
 
 
@@ -160,19 +161,31 @@ class LogMelStream:
     product (DENSE_MEL_FRAMES); training's is the sparse one.
 
     Frame t covers samples [t*HOP, t*HOP + WIN); leftover samples wait for the next chunk.
+    ``refuse_overload``: a chunk whose frames hold more energy than audio within
+    OVERLOAD_HEADROOM of full scale can is refused (ValueError, nothing consumed): the device
+    path's guard against 16-bit sample values passed as floats, which give frames 90 dB over
+    anything trained on and silently wrong classes.
     """
 
     BLOCK = 2048       # frames computed at once (about 20 s of audio; its buffers ~22 MB, kept)
 
-    def __init__(self, activity: bool = True, mel: bool = True, dense_mel: bool = False):
+    def __init__(self, activity: bool = True, mel: bool = True, dense_mel: bool = False,
+                 refuse_overload: bool = False):
         if not (activity or mel):
             raise ValueError("a LogMelStream computes log-mel frames, the activity variance, or both")
+        if refuse_overload and not mel:
+            raise ValueError("refuse_overload reads the log-mel frames; it needs mel=True")
         self._buf = np.zeros(0, np.float32)
         self._window = np.hanning(WIN + 2)[1:-1].astype(np.float32)   # periodic-style, no zero ends
         self._fb = mel_filterbank()
         self._mel = SparseFilterbank(self._fb)
         self._fb_t = np.ascontiguousarray(self._fb.T, np.float64)       # [F, N_MELS] for the dense product
         self.activity, self.mel, self.dense_mel = activity, mel, dense_mel
+        # the largest log-mel value PCM within OVERLOAD_HEADROOM of full scale can give: a band
+        # holds at most max(fb) of the frame's energy, which (Parseval) is at most
+        # N_FFT * sum(window^2) * headroom^2
+        self._ceiling = (float(np.log(self._fb.max() * N_FFT * np.sum(self._window.astype(np.float64) ** 2)
+                                      * OVERLOAD_HEADROOM ** 2)) if refuse_overload else math.inf)
         self._padded = self._spectrum = self._power = self._bands = np.zeros((0, 0))   # _logmel's buffers
 
     def feed(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -196,6 +209,11 @@ class LogMelStream:
                 logvar[a:a + len(f)] = np.log10(f.var(axis=1) + 1e-10)
             if self.mel:
                 self._logmel(f, logmel[a:a + len(f)])
+        if self._ceiling < math.inf and float(np.maximum.reduce(logmel, axis=None)) > self._ceiling:
+            raise ValueError("PCM far beyond full scale: float PCM is in [-1, 1], and this chunk's energy is "
+                             f"more than {OVERLOAD_HEADROOM}x full scale can hold. 16-bit sample values scale "
+                             "by 1/32768 (x.astype(np.float32) / 32768). The chunk was refused; nothing of it "
+                             "was used.")
         self._buf = buf[n * HOP:]
         return logmel, logvar
 
