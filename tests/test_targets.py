@@ -99,3 +99,13 @@ def test_stream_and_bench_run_on_a_named_target(tmp_path):
     assert r.exit_code == 2 and "none of --target" in r.output
     r = CliRunner().invoke(app, ["bench", "--target", "litert,xnnpack"])       # a KeyError traceback before
     assert r.exit_code == 2 and "'xnnpack' is not a target" in r.output, r.output
+
+
+def test_a_tensor_type_no_edgerf_graph_uses_is_refused_by_name_on_tflite_micro():
+    """A graph from elsewhere (microWakeWord's models have uint8 outputs) under an edgerf manifest
+    and --allow-unverified: TFLite Micro's loader read its tensor types before its names and
+    failed with a bare KeyError traceback; now refused as every target refuses it."""
+    from edgerf.runtime.backends import tensor_detail
+    with pytest.raises(ArtifactError, match="'out' has type uint8"):
+        tensor_detail({"name": "out", "type": 3, "scale": np.zeros(0), "zero_point": np.zeros(0)})
+    assert tensor_detail({"name": "x", "type": 9, "scale": np.ones(1), "zero_point": np.zeros(1)})["dtype"] == np.int8

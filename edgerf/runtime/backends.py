@@ -266,9 +266,11 @@ class TFLMBackend:
             raise ArtifactError("TFLite Micro runs one stream (batch 1).")
         data, model = _read_tflite(path)
         t = model["tensors"]
+        # the graph's names against the manifest first: another graph is refused as on every target
+        _check_io(path, manifest, {t[i]["name"]: [1, None] for i in model["inputs"]},
+                  {t[i]["name"]: [1, None] for i in model["outputs"]})
         ins = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["inputs"])}
         outs = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["outputs"])}
-        _check_io(path, manifest, {n: [1, None] for n in ins}, {n: [1, None] for n in outs})
         try:
             self.it = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(data))
         except Exception as e:
@@ -434,7 +436,10 @@ def _read_tflite(path: Path) -> tuple[bytes, dict]:
 
 def tensor_detail(t: dict) -> dict:
     """A parsed .tflite tensor's dtype and (scale, zero point), in LiteRT's detail form."""
-    from edgerf.runtime.tflite_numpy import DTYPES
+    from edgerf.runtime.tflite_numpy import DTYPES, TYPES
+    if t["type"] not in DTYPES:                # no edgerf graph has one: a graph from elsewhere
+        raise ArtifactError(f"tensor {t['name']!r} has type {TYPES.get(t['type'], t['type'])}, which no edgerf "
+                            "graph uses; re-export the model with `edgerf export`.")
     q = (float(t["scale"][0]), int(t["zero_point"][0])) if len(t["scale"]) else (0.0, 0)
     return {"dtype": DTYPES[t["type"]], "quantization": q}
 
