@@ -220,13 +220,20 @@ def plot_stream_excerpt(stream, logits: np.ndarray, who: str, path: Path, thresh
 
 
 class StreamTail:
-    """The last ``steps`` steps of a stream's frames and probabilities, for ``edgerf stream
-    --plot``: a live stream runs for days, and keeping every step grew without end. Called
-    with each chunk (``Spotter``'s ``keep``); ``first`` is the step the tail starts at."""
+    """The last ``steps`` steps of a stream's frames and probabilities, and the events that end
+    in them, for ``edgerf stream --plot``: a live stream runs for days, and keeping every step
+    (then every event) grew without end. Called with each chunk (``Spotter``'s ``keep``);
+    ``event`` takes each event as printed; ``first`` is the step the tail starts at."""
 
     def __init__(self, steps: int):
         import collections
         self.steps, self.parts, self.rows, self.first = steps, collections.deque(), 0, 0
+        self.events = collections.deque()
+
+    def event(self, record: dict) -> None:
+        self.events.append(record)
+        while self.events and self.events[0]["end"] < self.first:
+            self.events.popleft()
 
     def __call__(self, frames: np.ndarray, probs: np.ndarray) -> None:
         self.parts.append((np.array(frames, np.float32).reshape(len(probs), -1), np.array(probs)))

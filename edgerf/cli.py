@@ -604,7 +604,6 @@ def stream(
         except ImportError:
             _fail(EdgerfError("--plot needs matplotlib, which this installation lacks: pip install matplotlib "
                               "(or drop --plot)."))
-    events = []
     try:
         path = model_path(model, target)
         if source is None:
@@ -646,8 +645,10 @@ def stream(
 
         def emit(evs) -> None:
             for ev in evs:
-                events.append(_event_record(ev, period))
-                typer.echo(json.dumps(events[-1]))        # click flushes each line: events stay live in a pipe
+                record = _event_record(ev, period)
+                typer.echo(json.dumps(record))        # click flushes each line: events stay live in a pipe
+                if seen is not None:                  # the plot's: its tail's events, no more
+                    seen.event(record)
 
         stop, stopped, failed, steps_before = _Stop(), False, None, m.steps
         try:
@@ -669,7 +670,8 @@ def stream(
             truth = None
             if npy is not None and npy.resolve() == DEMO_RECORDING:
                 truth = json.loads(DEMO_TRUTH.read_text())["words"]
-            plot_detections(*seen.arrays(), events, m.classes, plot, spotter.threshold, period, truth, seen.first)
+            plot_detections(*seen.arrays(), list(seen.events), m.classes, plot, spotter.threshold, period, truth,
+                            seen.first)
             typer.secho(f"wrote {plot}", err=True)
         if failed is not None:
             raise failed

@@ -158,8 +158,9 @@ def test_missing_onnxruntime_is_a_clean_refusal():
 
 
 def test_a_live_streams_plot_keeps_a_bounded_tail_and_draws_it_in_stream_time(tmp_path):
-    """`stream - --plot` on a live stream kept every step for the plot, without end; it keeps
-    the last steps, and the plot's time axis says where in the stream they are."""
+    """`stream - --plot` on a live stream kept every step and every event for the plot (and the
+    events without --plot too), without end; it keeps the last steps and their events, and the
+    plot's time axis says where in the stream they are."""
     import numpy as np
 
     from edgerf.bench.render import StreamTail, plot_detections
@@ -174,8 +175,11 @@ def test_a_live_streams_plot_keeps_a_bounded_tail_and_draws_it_in_stream_time(tm
     f, p = tail.arrays()
     assert 1000 <= len(f) < 1000 + sizes.max() and tail.first == at - len(f) > 0
     np.testing.assert_array_equal(f, frames[tail.first:])
-    events = [{"label": 0, "name": "a", "start": 2, "end": 5}, {"label": 1, "name": "b", "start": at - 9, "end": at - 3}]
-    png = plot_detections(f, p, events, ["a", "b"], tmp_path / "tail.png", 0.65, 0.04, None, tail.first)
+    # the events it keeps are those that end in the tail: every event was kept, without end
+    for start in range(0, at - 3, 7):
+        tail.event({"label": 1, "name": "b", "start": start, "end": start + 3})
+    assert [e["end"] for e in tail.events] == [e for e in range(3, at, 7) if e >= tail.first]
+    png = plot_detections(f, p, list(tail.events), ["a", "b"], tmp_path / "tail.png", 0.65, 0.04, None, tail.first)
     assert png.stat().st_size > 10_000
 
 
