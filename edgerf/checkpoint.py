@@ -88,26 +88,37 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> None:
     write_bytes(path, buf.getvalue())
 
 
+# torch writes checkpoints as zip files of stored (uncompressed) entries: what loading one
+# allocates is what its directory lists, bounded here before torch reads a byte of it.
+MAX_CHECKPOINT_BYTES = 1 << 28
+CHECKPOINT_REMEDY = "Pass a .pt file written by `edgerf train`."
+
+
 def load(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist. Train one with `edgerf train -o {path}`.")
+    return _from_payload(read_payload(path), path)
+
+
+def read_payload(path: Path, kind: str = "checkpoint", remedy: str = CHECKPOINT_REMEDY,
+                 max_bytes: int = MAX_CHECKPOINT_BYTES) -> object:
+    """What a torch file edgerf wrote holds (a checkpoint, a training state), read as every one
+    is: a regular file of bounded size whose zip directory is checked before torch allocates,
+    tensors only. A file that is none of these is a CheckpointError saying it is not an edgerf
+    ``kind``, and ``remedy``."""
     try:
-        f = open_regular(path, MAX_CHECKPOINT_BYTES, "a checkpoint")
+        f = open_regular(path, max_bytes, f"a {kind}")
     except FileRefused as e:
         raise CheckpointError(str(e)) from e
     with f:
-        _check_unpacked(f, path)
-        payload = _torch_load(f, path)
-    return _from_payload(payload, path)
+        _check_unpacked(f, path, f"an edgerf {kind}", remedy, max_bytes)
+        return _torch_load(f, path, f"an edgerf {kind}", remedy)
 
 
-# torch writes checkpoints as zip files of stored (uncompressed) entries: what loading one
-# allocates is what its directory lists, bounded here before torch reads a byte of it.
-MAX_CHECKPOINT_BYTES = 1 << 28
 
 
-def _check_unpacked(f, path: Path) -> None:
+def _check_unpacked(f, path: Path, kind: str, remedy: str, max_bytes: int) -> None:
     import zipfile
 
     size = os.fstat(f.fileno()).st_size
@@ -115,16 +126,15 @@ def _check_unpacked(f, path: Path) -> None:
         with zipfile.ZipFile(f) as z:
             unpacked = sum(i.file_size for i in z.infolist())
     except zip_errors() as e:
-        raise CheckpointError(f"{path} is not an edgerf checkpoint (truncated, empty or not a torch zip file: "
-                              f"{str(e)[:60]}). Pass a "
-                              ".pt file written by `edgerf train`.") from e
+        raise CheckpointError(f"{path} is not {kind} (truncated, empty or not a torch zip file: "
+                              f"{str(e)[:60]}). {remedy}") from e
     f.seek(0)
-    if unpacked > MAX_CHECKPOINT_BYTES or unpacked > 4 * size + (1 << 20):
-        raise CheckpointError(f"{path} unpacks to {unpacked:,} bytes from {size:,} on disk; an edgerf checkpoint "
+    if unpacked > max_bytes or unpacked > 4 * size + (1 << 20):
+        raise CheckpointError(f"{path} unpacks to {unpacked:,} bytes from {size:,} on disk; {kind} "
                               "is stored unpacked. Not one of ours, or damaged: refusing to load it.")
 
 
-def _torch_load(f, path: Path) -> dict:
+def _torch_load(f, path: Path, kind: str, remedy: str) -> dict:
     import warnings
     try:
         # a damaged file can make torch warn first (an unknown pickle protocol: "please file an
@@ -137,8 +147,7 @@ def _torch_load(f, path: Path) -> dict:
         # code: never pass that on; say what the file is not, and what to do instead.
         why = "it holds Python objects beyond tensors, which edgerf never unpickles" \
             if "weights_only" in str(e) or "Weights only" in str(e) else "truncated, empty or not a torch file"
-        raise CheckpointError(f"{path} is not an edgerf checkpoint ({why}). Pass a .pt file written by "
-                              "`edgerf train`.") from e
+        raise CheckpointError(f"{path} is not {kind} ({why}). {remedy}") from e
 
 
 def _from_payload(payload, path: Path) -> Checkpoint:

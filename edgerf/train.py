@@ -117,6 +117,7 @@ def _pieces(lanes, cfg: TrainConfig, device: str):
 
 
 TRAIN_STATE_FORMAT = "edgerf-train-state/1"
+MAX_TRAIN_STATE_BYTES = 1 << 32     # weights, optimiser moments and the lanes' positions: far less
 
 
 def _save_train_state(path, dist: Dist, cfg: TrainConfig, model, opt, sched, state, lanes, epoch: int,
@@ -152,9 +153,15 @@ def _rank_file(path, rank: int, save_id: int):
 
 
 def _load_train_state(path, dist: Dist, cfg: TrainConfig) -> dict:
+    from edgerf.checkpoint import read_payload
     from edgerf.runtime.errors import CheckpointError
-    shared = torch.load(path, map_location="cpu", weights_only=True)
-    if shared.get("format") != TRAIN_STATE_FORMAT:
+
+    def read(p):          # a damaged state (a disk that filled, a copy cut short) says so; no traceback
+        return read_payload(p, "training state", "Delete it and start the run again without --resume.",
+                            MAX_TRAIN_STATE_BYTES)
+
+    shared = read(path)
+    if not isinstance(shared, dict) or shared.get("format") != TRAIN_STATE_FORMAT:
         raise CheckpointError(f"{path} is not an edgerf training state.")
     keep = {k: v for k, v in cfg.portable().items() if k not in ("workers", "save_every", "threads", "device")}
     then = {k: v for k, v in shared["config"].items() if k in keep}
@@ -162,8 +169,7 @@ def _load_train_state(path, dist: Dist, cfg: TrainConfig) -> dict:
         diff = sorted(k for k in keep if then.get(k) != keep[k])
         raise CheckpointError(f"{path} was saved by another run ({', '.join(diff) or 'a different number of ranks'} "
                               "differ); resume with the options it was started with.")
-    mine = shared if dist.main else torch.load(_rank_file(path, dist.rank, shared["save_id"]), map_location="cpu",
-                                               weights_only=True)
+    mine = shared if dist.main else read(_rank_file(path, dist.rank, shared["save_id"]))
     return {**shared, "state": mine["state"], "position": mine["position"], "sums": mine["sums"]}
 
 

@@ -144,3 +144,21 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, nproc):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [h["loss"] for h in whole.training["history"]] == [h["loss"] for h in cut.training["history"]]
     assert not list(tmp_path.glob("*.train-state*"))                # done: nothing left to resume
+
+
+def test_a_damaged_training_state_is_refused_saying_what_to_do(tmp_path):
+    """`--resume` read the training state with a bare torch.load: a state cut short (a disk that
+    filled, a copy interrupted) was a RuntimeError traceback. Every torch file edgerf reads is
+    read one way (edgerf.checkpoint.read_payload): refused, saying to start again."""
+    _train(["-o", "ok.pt", *PIECES], tmp_path)
+    state = tmp_path / "cut.pt.train-state"
+    for content in (b"", b"PK\x03\x04" + bytes(500), (tmp_path / "ok.pt").read_bytes()[:700]):
+        state.write_bytes(content)
+        r = subprocess.run([sys.executable, "-m", "edgerf", "train", "-o", "cut.pt", *PIECES, "--resume"],
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        assert "not an edgerf training state" in r.stderr and "without --resume" in r.stderr, r.stderr[-500:]
+    state.write_bytes((tmp_path / "ok.pt").read_bytes())        # a checkpoint is not a training state
+    r = subprocess.run([sys.executable, "-m", "edgerf", "train", "-o", "cut.pt", *PIECES, "--resume"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and "not an edgerf training state" in r.stderr and "Traceback" not in r.stderr
