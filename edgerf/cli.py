@@ -4,8 +4,8 @@ calls one library function and prints or saves what it returns; heavy imports
 side never loads the host side.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix),
-3 an exported graph failed its parity gate, 130 or 143 a stream stopped by SIGINT or
-SIGTERM (its state saved).
+3 an exported graph failed its parity gate, 130 or 143 stopped by SIGINT or SIGTERM (a
+stream saves its state; Ctrl-C in training says what --resume continues from).
 """
 
 from __future__ import annotations
@@ -198,8 +198,15 @@ def train(
     if resume and not state_file.exists():
         raise EdgerfError(f"--resume: no saved training state at {state_file}; start without --resume "
                           "(and with --save-every to keep one).")
-    ckpt = run(cfg, progress=not quiet, state_file=state_file if cfg.save_every is not None or resume else None,
-               resume=resume)
+    try:
+        ckpt = run(cfg, progress=not quiet, state_file=state_file if cfg.save_every is not None or resume else None,
+                   resume=resume)
+    except KeyboardInterrupt:               # Ctrl-C: say what is left to continue from, exit 130
+        kept = (f"The training state last saved is in {state_file}: the same command with --resume continues "
+                "from it." if state_file.exists() else "Nothing to continue from: with --save-every MINUTES a run "
+                "keeps a training state that --resume continues.")
+        typer.secho(f"interrupted: {output} not written. {kept}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(130) from None
     if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
         return
     checkpoint.save(output, ckpt)

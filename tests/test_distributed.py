@@ -162,3 +162,18 @@ def test_a_damaged_training_state_is_refused_saying_what_to_do(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgerf", "train", "-o", "cut.pt", *PIECES, "--resume"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and "not an edgerf training state" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_says_what_is_left_to_resume(tmp_path):
+    """Ctrl-C ended a run with exit 130 and not a word: now one line says the checkpoint was not
+    written and where the training state is that --resume continues (or that there is none)."""
+    p = subprocess.Popen([sys.executable, "-m", "edgerf", "train", "-o", "cut.pt", *PIECES], cwd=tmp_path,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "cut.pt.train-state"
+    deadline = time.time() + 120
+    while not state.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "cut.pt not written" in err and "cut.pt.train-state" in err and "--resume" in err, err[-500:]
