@@ -5,7 +5,7 @@ side never loads the host side.
 
 Exit codes: 0 success, 1 unexpected error, 2 bad input (message says what to fix),
 3 an exported graph failed its parity gate, 130 or 143 stopped by SIGINT or SIGTERM (a
-stream saves its state; Ctrl-C in training says what --resume continues from).
+stream saves its state; on Ctrl-C every command says what was and was not written).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import typer
 
 from edgerf.choices import DEVICES, FAMILY_NAMES, READOUT_NAMES, TASK_NAMES, TRAIN_DEVICES, TRAINING_MODE_NAMES
 from edgerf.configs import BenchConfig, Budget, ExportConfig, TrainConfig
-from edgerf.runtime.errors import EdgerfError
+from edgerf.runtime.errors import EdgerfError, Interrupted
 from edgerf.runtime.events import MAX_WINDOW
 from edgerf.runtime.targets import listing
 
@@ -47,7 +47,10 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def _fail(e: EdgerfError) -> None:
-    typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
+    if isinstance(e, Interrupted):          # the user's own stop: said, not an error
+        typer.secho(str(e), err=True, fg=typer.colors.YELLOW)
+    else:
+        typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
     raise typer.Exit(e.exit_code)
 
 
@@ -70,6 +73,8 @@ def command(*configs, choices: dict | None = None):
                 _fail(e)
             except ValueError as e:
                 _fail(EdgerfError(str(e)))
+            except KeyboardInterrupt:           # Ctrl-C where the command has nothing more to say
+                _fail(Interrupted("interrupted."))
         if configs:
             own = [q for q in signature(fn).parameters.values() if q.kind != q.VAR_KEYWORD]
             run.__signature__ = Signature(own + [o for c in configs for o in _options(c, choices or {})])
@@ -201,12 +206,11 @@ def train(
     try:
         ckpt = run(cfg, progress=not quiet, state_file=state_file if cfg.save_every is not None or resume else None,
                    resume=resume)
-    except KeyboardInterrupt:               # Ctrl-C: say what is left to continue from, exit 130
+    except KeyboardInterrupt:               # Ctrl-C: say what is left to continue from
         kept = (f"The training state last saved is in {state_file}: the same command with --resume continues "
                 "from it." if state_file.exists() else "Nothing to continue from: with --save-every MINUTES a run "
                 "keeps a training state that --resume continues.")
-        typer.secho(f"interrupted: {output} not written. {kept}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(130) from None
+        raise Interrupted(f"interrupted: {output} not written. {kept}") from None
     if ckpt is None:          # a torchrun rank other than 0: rank 0 writes
         return
     checkpoint.save(output, ckpt)

@@ -23,7 +23,7 @@ from edgerf.checkpoint import load as load_checkpoint, versions
 from edgerf.configs import ExportConfig
 from edgerf.data.source import differs
 from edgerf.data.stream import join
-from edgerf.runtime.errors import ArtifactError, ParityError
+from edgerf.runtime.errors import ArtifactError, Interrupted, ParityError
 from edgerf.export import calibrate, parity, quantize
 from edgerf.export.formats import FORMATS
 from edgerf.runtime.metrics import stream_metrics
@@ -122,6 +122,10 @@ def export_checkpoint(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike |
             os.replace(stage / t.name, t)
         manifest.write_index(out_dir, base, files, ckpt.sha256)
         committing = False
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: the export to {out_dir} was cut short while its files moved in; the set "
+                          "there has no index and every reader refuses it. Run the export again (with --force)."
+                          if committing else f"interrupted: nothing was written to {out_dir}.") from None
     except OSError as e:
         if committing:
             raise ArtifactError(f"could not finish writing the export to {out_dir}: {e.strerror or e}. The set "

@@ -375,3 +375,28 @@ def test_a_graph_whose_probabilities_miss_its_logits_softmax_writes_nothing(tmp_
     monkeypatch.setattr(pipeline, "PROBS_ATOL", 1e-5)
     rep = export_checkpoint(ck, out, replace(QUICK, formats=(fmt,)))
     assert manifest.read(out / rep.artifacts[0].file)["probs_check"]["max_abs_diff"] <= 1e-5
+
+
+def test_ctrl_c_during_an_export_writes_nothing_and_says_so(tmp_path):
+    """Ctrl-C mid-export exited 130 without a word; the folder was left as it was (the staging
+    folder goes), which it now says, as every command says it was interrupted."""
+    import signal
+    import subprocess
+    import sys
+
+    from edgerf.models import BUILTIN_DIR
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    p = subprocess.Popen([sys.executable, "-m", "edgerf", "export", str(BUILTIN_DIR / "kws-gru.pt"), "-o", str(out),
+                          "--int8"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:                         # well inside the work: the int8 calibration has started
+        if "calibrat" in line:
+            break
+    p.send_signal(signal.SIGINT)
+    err = p.stderr.read()
+    p.wait(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert f"nothing was written to {out}" in err
+    assert [f.name for f in out.iterdir()] == ["mine.txt"]

@@ -23,3 +23,9 @@ class ParityError(EdgerfError):
     """An exported graph does not reproduce torch within tolerance."""
 
     exit_code = 3
+
+
+class Interrupted(EdgerfError):
+    """The user stopped a command (Ctrl-C): the message says what was and was not written."""
+
+    exit_code = 130
