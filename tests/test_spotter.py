@@ -146,3 +146,12 @@ def test_16_bit_sample_values_passed_as_floats_are_refused_not_classified():
     square = np.sign(np.sin(np.arange(16000) * 2 * np.pi * 1000 / 16000)).astype(np.float32)
     for x in (square, 4 * square, 4 * pcm):
         assert len(StepModel.load(builtin_artifact("kws-gru")).featurize(x)) > 0
+
+
+def test_audio_fed_to_a_model_of_other_frames_is_refused_saying_what_it_takes():
+    """Spotter.feed on the image built-in read the PCM as one pixel row of 1,600 values and
+    failed on its shape; it says the model takes image rows, which feed_frames takes."""
+    m = StepModel.load(builtin_artifact("default-gru"))
+    with pytest.raises(ValueError, match="image-row frames: give them to feed_frames"):
+        Spotter(m).feed(np.zeros(1600, np.float32))
+    assert Spotter(m).feed_frames(np.zeros((5, 28), np.float32)) == [] and m.steps == 5

@@ -62,9 +62,14 @@ class Spotter:
         self._held: list[Event] = []          # events closed by a chunk whose frame was refused
         self._clock = time.process_time if timed else None
         self._in_graph = getattr(model, "graph_probs", False)     # the graph hands out probabilities
+        manifest = getattr(model, "manifest", None)
+        self._kind = manifest["frame"].get("frame_kind") if manifest else "log-mel"
 
     def feed(self, pcm: np.ndarray) -> list[Event]:
         """A chunk of audio (float PCM); returns the events it closed."""
+        if self._kind != "log-mel":       # an image model's featurize reads a chunk as pixel rows
+            raise ValueError(f"feed takes audio, and this model takes {self._kind} frames: give them to "
+                             "feed_frames.")
         if self._clock is None:
             return self.feed_frames(self.model.featurize(pcm))
         t = self._clock()
