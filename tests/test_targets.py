@@ -109,3 +109,27 @@ def test_a_tensor_type_no_edgerf_graph_uses_is_refused_by_name_on_tflite_micro()
     with pytest.raises(ArtifactError, match="'out' has type uint8"):
         tensor_detail({"name": "out", "type": 3, "scale": np.zeros(0), "zero_point": np.zeros(0)})
     assert tensor_detail({"name": "x", "type": 9, "scale": np.ones(1), "zero_point": np.zeros(1)})["dtype"] == np.int8
+
+
+@pytest.mark.parametrize("target", ["ort", "onnx-ref"])
+def test_a_graph_whose_tensors_are_not_an_edgerf_graph_s_types_is_refused(tmp_path, target):
+    """The names of kws-gru's manifest on a graph from elsewhere whose logits are uint8: ONNX
+    Runtime failed inside its binding (a RuntimeError traceback) and onnx.reference ran it,
+    its uint8 logits read as scores. Every target checks the bound tensors' types."""
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, t, [1, d]) for n, t, d in
+          (("x", TensorProto.FLOAT, 160), ("l0_h_in", TensorProto.FLOAT, 128), ("logits", TensorProto.UINT8, 11),
+           ("l0_h_out", TensorProto.FLOAT, 128), ("probs", TensorProto.FLOAT, 11))]
+    w = helper.make_tensor("w", TensorProto.FLOAT, [160, 11], np.zeros(160 * 11, np.float32))
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]),
+             helper.make_node("Cast", ["m"], ["logits"], to=TensorProto.UINT8),
+             helper.make_node("Identity", ["l0_h_in"], ["l0_h_out"]), helper.make_node("Softmax", ["m"], ["probs"])]
+    graph = helper.make_graph(nodes, "foreign", io[:2], io[2:], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx")
+    shutil.copy(BUILTIN_DIR / "kws-gru.onnx.json", tmp_path / "f.onnx.json")
+    with pytest.raises(ArtifactError, match="'logits' holds .*uint8.*float32"):
+        StepModel.load(tmp_path / "f.onnx", allow_unverified=True, target=target)

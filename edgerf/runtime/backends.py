@@ -66,8 +66,10 @@ class OnnxBackend:
             self.session = ort_session(path, threads)
         except Exception as e:
             raise ArtifactError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0][:200]}") from e
+        bound = [*self.session.get_inputs(), *self.session.get_outputs()]
         _check_io(path, manifest, {i.name: i.shape for i in self.session.get_inputs()},
-                  {o.name: o.shape for o in self.session.get_outputs()})
+                  {o.name: o.shape for o in self.session.get_outputs()},
+                  {t.name: ORT_DTYPES.get(t.type, t.type) for t in bound})
         states = manifest["states"]
         D = manifest["inputs"][INPUT]["shape"][1]
         C = manifest["outputs"][OUTPUT]["shape"][1]
@@ -118,8 +120,18 @@ def _bind(fn, name: str, arr: np.ndarray) -> None:
     fn(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
 
 
-def _check_io(path, manifest, inputs: dict, outputs: dict) -> None:
-    """The graph must have exactly the tensors the manifest names (bound by name)."""
+# What an edgerf graph's bound tensors hold: float frames, logits and probabilities at its
+# boundary; states float, or (TFLite's int8 and 16x8 plans) carried quantised.
+FLOAT_STATES, QUANTISED_STATES = ("float32",), ("float32", "int8", "int16")
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(int16)": "int16"}
+
+
+def _check_io(path, manifest, inputs: dict, outputs: dict, dtypes: dict | None = None,
+              state_dtypes: tuple = FLOAT_STATES) -> None:
+    """The graph must have exactly the tensors the manifest names (bound by name), and, given
+    ``dtypes`` (name -> numpy dtype name), of the types an edgerf graph has: a graph from
+    elsewhere with a uint8 output failed inside ONNX Runtime's binding, or ran on onnx.reference
+    and its uint8 logits were read as scores."""
     want_in = {INPUT} | {s["input"] for s in manifest["states"]}
     want_out = {OUTPUT} | {s["output"] for s in manifest["states"]} | (set(manifest["outputs"]) & {PROBS})
     if set(inputs) != want_in or set(outputs) != want_out:
@@ -131,6 +143,13 @@ def _check_io(path, manifest, inputs: dict, outputs: dict) -> None:
         if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != s["shape"][1]):
             raise ArtifactError(f"{path}: state {s['input']} has shape {shape} in the graph but "
                                 f"{s['shape']} in the manifest. Re-export the model.")
+    if dtypes is not None:
+        states = {n for st in manifest["states"] for n in (st["input"], st["output"])}
+        for name, dtype in sorted(dtypes.items()):
+            allowed = state_dtypes if name in states else ("float32",)
+            if dtype not in allowed:
+                raise ArtifactError(f"{path}: tensor {name!r} holds {dtype}; an edgerf graph's is "
+                                    f"{' or '.join(allowed)}. Not an edgerf export: re-export the model.")
 
 
 class TFLiteBackend:
@@ -164,7 +183,8 @@ class TFLiteBackend:
         ins = {d["name"]: d for d in it.get_input_details()}
         outs = {d["name"]: d for d in it.get_output_details()}
         _check_io(path, manifest, {k: list(d["shape"]) for k, d in ins.items()},
-                  {k: list(d["shape"]) for k, d in outs.items()})
+                  {k: list(d["shape"]) for k, d in outs.items()},
+                  {k: np.dtype(d["dtype"]).name for k, d in (ins | outs).items()}, QUANTISED_STATES)
         if batch != 1:
             for d in ins.values():
                 it.resize_tensor_input(d["index"], [batch, int(d["shape"][1])])
@@ -268,7 +288,7 @@ class TFLMBackend:
         t = model["tensors"]
         # the graph's names against the manifest first: another graph is refused as on every target
         _check_io(path, manifest, {t[i]["name"]: [1, None] for i in model["inputs"]},
-                  {t[i]["name"]: [1, None] for i in model["outputs"]})
+                  {t[i]["name"]: [1, None] for i in model["outputs"]}, _tflite_dtypes(model), QUANTISED_STATES)
         ins = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["inputs"])}
         outs = {t[i]["name"]: (k, tensor_detail(t[i])) for k, i in enumerate(model["outputs"])}
         try:
@@ -326,7 +346,8 @@ class NumpyBackend:
         names = [t["name"] for t in model["tensors"]]
         ins = {names[i]: i for i in model["inputs"]}
         outs = {names[i]: i for i in model["outputs"]}
-        _check_io(path, manifest, {n: [1, None] for n in ins}, {n: [1, None] for n in outs})
+        _check_io(path, manifest, {n: [1, None] for n in ins}, {n: [1, None] for n in outs}, _tflite_dtypes(model),
+                  QUANTISED_STATES)
         try:
             self._bufs, self._steps = tn.compile_graph(model)
         except ArtifactError as e:
@@ -434,6 +455,13 @@ def _read_tflite(path: Path) -> tuple[bytes, dict]:
     return data, read_model(data)
 
 
+def _tflite_dtypes(model: dict) -> dict:
+    """A parsed .tflite graph's inputs and outputs: name -> numpy dtype name."""
+    from edgerf.runtime.tflite_numpy import TYPES
+    t = model["tensors"]
+    return {t[i]["name"]: TYPES.get(t[i]["type"], str(t[i]["type"])) for i in [*model["inputs"], *model["outputs"]]}
+
+
 def tensor_detail(t: dict) -> dict:
     """A parsed .tflite tensor's dtype and (scale, zero point), in LiteRT's detail form."""
     from edgerf.runtime.tflite_numpy import DTYPES, TYPES
@@ -458,7 +486,9 @@ class OnnxReferenceBackend:
         proto = onnx.load(str(path))
         _check_io(path, manifest, {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
                                    for i in proto.graph.input},
-                  {o.name: [0, 0] for o in proto.graph.output})
+                  {o.name: [0, 0] for o in proto.graph.output},
+                  {t.name: onnx.helper.tensor_dtype_to_np_dtype(t.type.tensor_type.elem_type).name
+                   for t in [*proto.graph.input, *proto.graph.output]})
         self.ref = ReferenceEvaluator(proto)
         self._states = manifest["states"]
         self._out_names = [o.name for o in proto.graph.output]
