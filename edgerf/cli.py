@@ -729,7 +729,8 @@ def bench(
                               "space there or point $EDGERF_CACHE at a writable folder.") from e
         return
     from edgerf.models import builtin_checkpoint, is_builtin_name
-    artifacts = list(artifacts or [])
+    # one artifact named twice (a glob and a path to it) is benched once, as a format named twice is exported once
+    artifacts = list({a.resolve() if a.exists() else a: a for a in artifacts or []}.values())
     named = [a for a in artifacts if is_builtin_name(a)]
     if named and (len(artifacts) > 1 or ckpt is not None):
         raise EdgerfError(f"{named[0]} is a built-in model: bench it alone (edgerf bench {named[0]}), not beside "

@@ -239,3 +239,13 @@ def test_a_merged_targets_result_names_the_machine_of_each_run(tmp_path):
     assert "`targets --models a` on Xeon (x86_64) then `targets --models b --merge` on EPYC (x86_64)" in head
     again = merged(result, new)        # the same run repeated: named once
     assert again["commands"] == ["targets --models a", "targets --models b --merge"]
+
+
+def test_an_artifact_named_twice_is_benched_once():
+    """The same file by two paths (a glob beside a path to it) gave two rows of one target,
+    the report's rows no longer telling one artifact from another."""
+    quick = ["--seconds", "0.05", "--windows", "1", "--no-rss", "--steps", "300", "-q"]
+    a = BUILTIN_DIR / "kws-gru.onnx"
+    r = CliRunner().invoke(app, ["bench", str(a), str(a.parent / ".." / "models" / a.name), *quick])
+    assert r.exit_code == 0, r.output
+    assert sum(line.split()[:2] == ["onnx-fp32", "fp32"] for line in r.stdout.splitlines() if line) == 1, r.stdout
