@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgerf.runtime.atomic import write_text
+from edgerf.runtime.atomic import atomic_path, write_text
+from edgerf.runtime.errors import EdgerfError
 from edgerf.data.source import describe
 
 
@@ -308,11 +309,26 @@ def plot_det(curves: dict[str, list[dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
+PLOT_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
+
+
+def plot_format(path: Path) -> str:
+    """The image format a plot's path asks for by its suffix (none: PNG). Any other suffix is
+    refused before the work: every plot was written as PNG whatever its name (x.jpg, x.txt)."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix and suffix not in PLOT_FORMATS:
+        raise EdgerfError(f"{path}: a plot's format is its suffix's (PNG, SVG, PDF or JPEG); .{suffix} is none "
+                          "of them. Name it .png (or .svg, .pdf, .jpg).")
+    return suffix or "png"
+
+
 def _save(fig, path: Path) -> Path:
+    """The figure written atomically, in the format its suffix names."""
     import matplotlib.pyplot as plt
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=plot_format(path))
+    finally:
+        plt.close(fig)
     return path

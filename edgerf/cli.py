@@ -587,8 +587,9 @@ def stream(
     on_bad_frame: BadFrame = typer.Option("raise", help="raise (stop with exit 2) or skip (count and go on) "
                                                         "frames with NaN/Inf or a wrong shape."),
     plot: Optional[Path] = typer.Option(None, help="Also draw the input, per-class probabilities and events "
-                                                   f"into this PNG at the end (the last {PLOT_STEPS:,} steps of a longer "
-                                                   "stream; needs matplotlib, part of the host extra)."),
+                                                   "into this image (PNG; SVG, PDF, JPEG by suffix) at the end "
+                                                   f"(the last {PLOT_STEPS:,} steps of a longer stream; needs "
+                                                   "matplotlib, part of the host extra)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --plot PNG."),
     allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Run an artifact whose manifest is "
                                           "not sealed into it (nothing proves what it computes; said on stderr)."),
@@ -609,7 +610,9 @@ def stream(
     from edgerf.runtime.spotter import Spotter, steady_heap
 
     if plot:
+        from edgerf.bench.render import plot_format
         _refuse_overwrite(plot, force)
+        plot_format(plot)
         try:
             import matplotlib  # noqa: F401
         except ImportError:
@@ -807,7 +810,7 @@ def sweep(
 def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`, or a built-in name "
                                                 "(default-gru, kws-gru)."),
-    output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
+    output: Path = typer.Option(..., "-o", "--output", help="Image to write: PNG, or SVG, PDF, JPEG by its suffix."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
     steps: int = typer.Option(600, min=1, help="Steps of the excerpt (at most the test stream's)."),
     seed: int = typer.Option(3, min=0, max=2 ** 32 - 1, help="Which test stream (seed)."),
@@ -816,7 +819,9 @@ def plot(
 ) -> None:
     """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
     _need_host("plot")
+    from edgerf.bench.render import plot_format
     _refuse_overwrite(output, force)
+    plot_format(output)
     from edgerf import checkpoint as ckpt_io
     from edgerf.bench.render import plot_stream_excerpt
     from edgerf.models import checkpoint_path

@@ -197,6 +197,19 @@ def test_export_and_plot_take_a_built_in_name_as_stream_bench_and_inspect_do(tmp
     assert r.exit_code == 0 and (tmp_path / "p.png").stat().st_size > 10_000, r.output
 
 
+def test_a_plot_is_written_in_the_format_its_suffix_names(tmp_path):
+    """Every plot was written as PNG whatever its name: x.jpg held a PNG, x.txt too. The suffix
+    picks the format (none: PNG); one that is no image format is refused before any work."""
+    for name, magic in (("p.svg", b"<?xml"), ("p.jpg", b"\xff\xd8"), ("p", b"\x89PNG")):
+        r = CliRunner().invoke(app, ["plot", "default-gru", "-o", str(tmp_path / name), "--steps", "100"])
+        assert r.exit_code == 0 and (tmp_path / name).read_bytes().startswith(magic), r.output
+    for args in (["plot", "default-gru", "-o", str(tmp_path / "p.txt")],
+                 ["stream", "kws-gru", "--plot", str(tmp_path / "p.txt")]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2 and ".txt is none of them" in r.output and "steps" not in r.output, r.output
+    assert not (tmp_path / "p.txt").exists()
+
+
 def test_plot_and_report_refuse_to_overwrite(tmp_path):
     png = tmp_path / "k.png"
     png.write_bytes(b"keep")
