@@ -198,6 +198,10 @@ def train(
 
     if not resume:
         _refuse_overwrite(output, force)
+    if output.suffix != ".pt":           # stream and inspect know a checkpoint by its suffix
+        raise typer.BadParameter(f"{output}: a checkpoint is a .pt file (edgerf stream and inspect know it by that"
+                                 f"{'; ' + output.suffix + ' names another kind of file' if output.suffix else ''}). "
+                                 "Give NAME.pt.", param_hint="-o")
     cfg = _config(TrainConfig, options)
     state_file = output.with_name(output.name + ".train-state")
     if resume and not state_file.exists():

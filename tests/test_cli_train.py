@@ -85,3 +85,12 @@ def test_the_recorded_command_reproduces_the_config(tmp_path, monkeypatch):
     args = shlex.split(cfg.command())[1:] + ["--device", cfg.device, "-o", str(tmp_path / "x.pt")]
     runner.invoke(app, args)
     assert seen == [cfg]
+
+
+def test_a_checkpoint_is_written_only_under_a_pt_name(tmp_path):
+    """`train -o m.onnx` wrote a torch checkpoint named as an exported graph, which stream and
+    inspect then read as one ("carries no verifiable manifest"): refused before any work."""
+    for name in ("m.onnx", "m", "m.tflite"):
+        r = CliRunner().invoke(app, ["train", "-o", str(tmp_path / name), "--epochs", "1", "--hidden", "8"])
+        assert r.exit_code == 2 and "a checkpoint is a .pt file" in r.output and "epoch" not in r.output, r.output
+    assert not list(tmp_path.iterdir())
