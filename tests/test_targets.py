@@ -133,3 +133,8 @@ def test_a_graph_whose_tensors_are_not_an_edgerf_graph_s_types_is_refused(tmp_pa
     shutil.copy(BUILTIN_DIR / "kws-gru.onnx.json", tmp_path / "f.onnx.json")
     with pytest.raises(ArtifactError, match="'logits' holds .*uint8.*float32"):
         StepModel.load(tmp_path / "f.onnx", allow_unverified=True, target=target)
+    graph.output[0].type.tensor_type.elem_type = 0                  # undefined: named, not a KeyError
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx")
+    if target == "onnx-ref":                    # ONNX Runtime refuses to load such a graph at all
+        with pytest.raises(ArtifactError, match="'logits' holds ONNX element type 0"):
+            StepModel.load(tmp_path / "f.onnx", allow_unverified=True, target=target)

@@ -462,6 +462,15 @@ def _tflite_dtypes(model: dict) -> dict:
     return {t[i]["name"]: TYPES.get(t[i]["type"], str(t[i]["type"])) for i in [*model["inputs"], *model["outputs"]]}
 
 
+def _onnx_dtype(elem_type: int) -> str:
+    """An ONNX tensor element type as a numpy dtype name (an unknown one named as such)."""
+    import onnx
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return f"ONNX element type {elem_type}"
+
+
 def tensor_detail(t: dict) -> dict:
     """A parsed .tflite tensor's dtype and (scale, zero point), in LiteRT's detail form."""
     from edgerf.runtime.tflite_numpy import DTYPES, TYPES
@@ -487,7 +496,7 @@ class OnnxReferenceBackend:
         _check_io(path, manifest, {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
                                    for i in proto.graph.input},
                   {o.name: [0, 0] for o in proto.graph.output},
-                  {t.name: onnx.helper.tensor_dtype_to_np_dtype(t.type.tensor_type.elem_type).name
+                  {t.name: _onnx_dtype(t.type.tensor_type.elem_type)
                    for t in [*proto.graph.input, *proto.graph.output]})
         self.ref = ReferenceEvaluator(proto)
         self._states = manifest["states"]
