@@ -815,7 +815,7 @@ def plot(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by `edgerf train`, or a built-in name "
                                                 "(default-gru, kws-gru)."),
     output: Path = typer.Option(..., "-o", "--output", help="Image to write: PNG, or SVG, PDF, JPEG by its suffix."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing PNG."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing image."),
     steps: int = typer.Option(600, min=1, help="Steps of the excerpt (at most the test stream's)."),
     seed: int = typer.Option(3, min=0, max=2 ** 32 - 1, help="Which test stream (seed)."),
     data: Optional[Path] = _same_as(TrainConfig, "data"),
@@ -823,11 +823,10 @@ def plot(
 ) -> None:
     """Plot a stream excerpt: input features, the mask, per-step prediction (correct/wrong), no reset."""
     _need_host("plot")
-    from edgerf.bench.render import plot_format
+    from edgerf.bench.render import plot_format, plot_stream_excerpt
     _refuse_overwrite(output, force)
     plot_format(output)
     from edgerf import checkpoint as ckpt_io
-    from edgerf.bench.render import plot_stream_excerpt
     from edgerf.models import checkpoint_path
     from edgerf.tasks import get_task
     from edgerf.train import predict
